@@ -1,0 +1,86 @@
+"""Surface extraction and clean-up: marching cubes on observed voxels, largest component, simplification."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import trimesh
+from skimage import measure
+
+from .tsdf import VolumeSpec
+
+log = logging.getLogger("dprecon_ros")
+
+
+def marching_cubes(tsdf: np.ndarray, weight: np.ndarray, spec: VolumeSpec, min_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zero level set of the TSDF over voxels observed with at least `min_weight` (vertices in metres)."""
+    observed = weight >= max(min_weight, 1e-6)
+    if observed.sum() < 8 or tsdf[observed].min() >= 0 or tsdf[observed].max() <= 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    try:
+        verts, faces, _, _ = measure.marching_cubes(tsdf, level=0.0, mask=observed, allow_degenerate=False)
+    except (ValueError, RuntimeError):
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    # skimage returns a face winding whose normals point towards negative values; flip to point outwards.
+    verts = spec.origin + (verts + 0.5) * spec.voxel_size
+    return verts, faces[:, ::-1].astype(np.int64)
+
+
+def drop_small_components(vertices: np.ndarray, faces: np.ndarray, min_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keep connected components with at least `min_fraction` of the largest one's faces (1.0 = largest only).
+
+    A fraction below one keeps parts that sparse views leave disconnected (table legs under an unseen
+    table-top underside) while still removing floaters.
+    """
+    if len(faces) == 0:
+        return vertices, faces
+    labels = trimesh.graph.connected_component_labels(trimesh.graph.face_adjacency(faces), node_count=len(faces))
+    sizes = np.bincount(labels)
+    keep_faces = faces[sizes[labels] >= min_fraction * sizes.max()]
+    used, inverse = np.unique(keep_faces, return_inverse=True)
+    return vertices[used], inverse.reshape(-1, 3)
+
+
+def simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation to about `target_faces`; fast-simplification, else open3d, else unchanged."""
+    if len(faces) <= target_faces:
+        return vertices, faces
+    try:
+        import fast_simplification
+
+        v, f = fast_simplification.simplify(vertices.astype(np.float32), faces.astype(np.int32), 1.0 - target_faces / len(faces))
+        return v.astype(np.float64), f.astype(np.int64)
+    except ImportError:
+        pass
+    try:
+        import open3d as o3d
+
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
+        mesh = mesh.simplify_quadric_decimation(target_faces)
+        return np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64)
+    except ImportError:
+        log.warning("no mesh simplifier installed (fast-simplification or open3d); mesh left at %d faces", len(faces))
+        return vertices, faces
+
+
+def sample_grid_colors(color: np.ndarray, spec: VolumeSpec, vertices: np.ndarray) -> np.ndarray:
+    """RGBA uint8 per vertex from the nearest voxel of the colour grid."""
+    if len(vertices) == 0:
+        return np.zeros((0, 4), dtype=np.uint8)
+    ijk = np.floor((vertices - spec.origin) / spec.voxel_size).astype(np.int64)
+    ijk = np.clip(ijk, 0, np.array(spec.shape) - 1)
+    rgb = np.clip(color[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 0, 255).astype(np.uint8)
+    return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+
+
+def extract_mesh(
+    tsdf: np.ndarray, weight: np.ndarray, color: np.ndarray, spec: VolumeSpec, min_weight: float,
+    target_faces: int, min_component_fraction: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices, faces, RGBA colours) of a fused volume, cleaned and simplified."""
+    v, f = marching_cubes(tsdf, weight, spec, min_weight)
+    if min_component_fraction > 0:
+        v, f = drop_small_components(v, f, min_component_fraction)
+    v, f = simplify(v, f, target_faces)
+    return v, f, sample_grid_colors(color, spec, v)

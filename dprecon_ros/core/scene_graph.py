@@ -1,0 +1,161 @@
+"""Geometric relations between reconstructed objects: on (supported-by), inside, next_to.
+
+Relations are computed from meshes in the map frame (z up, REP-103), the way object-level mapping systems
+feed planners: a support test on footprints and vertical gaps, a containment test on boxes, and proximity
+between objects standing on the same support.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import ConvexHull, Delaunay, QhullError
+
+from ..config import SceneGraphConfig
+from .types import ObjectReconstruction, Relation, SceneGraph
+
+BACKGROUND_ID = 0
+
+
+def _footprint_overlap(upper: ObjectReconstruction, lower: ObjectReconstruction, grid: int = 12) -> float:
+    """Fraction of `upper`'s footprint (box, xy) lying inside `lower`'s footprint (convex hull of its vertices)."""
+    b = upper.box
+    ax = np.linspace(-0.5, 0.5, grid)
+    gx, gy = np.meshgrid(ax * b.extent[0], ax * b.extent[1])
+    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], axis=1) @ b.rotation.T + b.center
+    xy = lower.vertices[:, :2]
+    try:
+        hull = ConvexHull(xy)
+    except (QhullError, ValueError):
+        return 0.0
+    eq = hull.equations
+    inside = (pts[:, :2] @ eq[:, :2].T + eq[:, 2]).max(axis=1) <= 1e-9
+    return float(inside.mean())
+
+
+def _support_top(lower: ObjectReconstruction, upper: ObjectReconstruction) -> float:
+    """Height of `lower`'s surface under `upper`'s footprint (robust top of the vertices below it)."""
+    local = upper.box.to_local(lower.vertices)
+    under = (np.abs(local[:, 0]) <= upper.box.extent[0] / 2) & (np.abs(local[:, 1]) <= upper.box.extent[1] / 2)
+    z = lower.vertices[under, 2] if under.sum() >= 3 else lower.vertices[:, 2]
+    bottom = upper.vertices[:, 2].min()
+    below = z[z <= bottom + 0.02]
+    return float(np.percentile(below, 95)) if below.size else float(np.percentile(z, 95))
+
+
+def _inside_fraction(a: ObjectReconstruction, b: ObjectReconstruction) -> float:
+    """Fraction of `a`'s vertices inside the convex hull of `b` (a brick in a tray, a cup in a box)."""
+    try:
+        hull = Delaunay(b.vertices[:: max(1, len(b.vertices) // 2000)])
+    except (QhullError, ValueError):
+        return 0.0
+    return float((hull.find_simplex(a.vertices) >= 0).mean()) if len(a.vertices) else 0.0
+
+
+def _horizontal_gap(a: ObjectReconstruction, b: ObjectReconstruction) -> float:
+    """Smallest xy distance between the two vertex sets (subsampled)."""
+    va, vb = a.vertices[:: max(1, len(a.vertices) // 400), :2], b.vertices[:: max(1, len(b.vertices) // 400), :2]
+    d = np.linalg.norm(va[:, None, :] - vb[None, :, :], axis=2)
+    return float(d.min())
+
+
+def compute_relations(objects: list[ObjectReconstruction], floor_z: float | None, config: SceneGraphConfig) -> list[Relation]:
+    objs = [o for o in objects if not o.is_empty]
+    relations: list[Relation] = []
+    support: dict[int, int] = {}
+    for a in objs:
+        best = None
+        for b in objs:
+            if a.object_id == b.object_id or np.prod(a.box.extent) >= np.prod(b.box.extent):
+                continue
+            if not np.all(np.abs(b.box.to_local(a.centroid[None])[0]) <= b.box.extent / 2):
+                continue
+            frac = _inside_fraction(a, b)
+            if frac >= config.inside_min_fraction and (best is None or frac > best[1]):
+                best = (b.object_id, frac)
+        if best is not None:
+            relations.append(Relation(a.object_id, "inside", best[0], round(best[1], 3)))
+            support[a.object_id] = best[0]
+    for a in objs:
+        if a.object_id in support:
+            continue
+        a_bottom = float(a.vertices[:, 2].min())
+        best = None
+        for b in objs:
+            if b.object_id == a.object_id or b.box.center[2] >= a.box.center[2]:
+                continue
+            gap = a_bottom - _support_top(b, a)
+            if -config.on_max_gap_m <= gap <= config.on_max_gap_m:
+                overlap = _footprint_overlap(a, b)
+                if overlap >= config.on_min_footprint_overlap:
+                    conf = overlap * (1.0 - abs(gap) / (config.on_max_gap_m + 1e-9) * 0.5)
+                    if best is None or conf > best[1]:
+                        best = (b.object_id, conf)
+        if best is not None:
+            relations.append(Relation(a.object_id, "on", best[0], round(best[1], 3)))
+            support[a.object_id] = best[0]
+        elif floor_z is not None and abs(a_bottom - floor_z) <= config.on_max_gap_m:
+            relations.append(Relation(a.object_id, "on", BACKGROUND_ID, round(1.0 - abs(a_bottom - floor_z) / config.on_max_gap_m * 0.5, 3)))
+            support[a.object_id] = BACKGROUND_ID
+    for i, a in enumerate(objs):
+        for b in objs[i + 1 :]:
+            same_support = support.get(a.object_id, -1) == support.get(b.object_id, -2)
+            if not same_support:
+                continue
+            gap = _horizontal_gap(a, b)
+            if gap <= config.next_to_max_distance_m:
+                conf = round(1.0 - gap / (config.next_to_max_distance_m + 1e-9) * 0.5, 3)
+                relations.append(Relation(a.object_id, "next_to", b.object_id, conf))
+                relations.append(Relation(b.object_id, "next_to", a.object_id, conf))
+    return relations
+
+
+def estimate_floor_height(background: ObjectReconstruction, bin_m: float = 0.02, min_up: float = 0.9) -> float | None:
+    """Height of the largest up-facing horizontal surface of the background (the floor in a room)."""
+    v, f = background.vertices, background.faces
+    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    area = np.linalg.norm(n, axis=1)
+    up = (n[:, 2] / np.maximum(area, 1e-12)) >= min_up
+    if not up.any():
+        return None
+    z = v[f[up]].mean(axis=1)[:, 2]
+    edges = np.arange(z.min(), z.max() + 2 * bin_m, bin_m)
+    hist, edges = np.histogram(z, bins=edges, weights=area[up])
+    k = int(np.argmax(hist))
+    return float((edges[k] + edges[k + 1]) / 2)
+
+
+def build_scene_graph(objects: list[ObjectReconstruction], background: ObjectReconstruction | None, config: SceneGraphConfig) -> SceneGraph:
+    floor_z = estimate_floor_height(background) if background is not None and not background.is_empty else None
+    return SceneGraph(objects=objects, relations=compute_relations(objects, floor_z, config), background_id=BACKGROUND_ID)
+
+
+def scene_graph_to_dict(graph: SceneGraph, background: ObjectReconstruction | None, frame_id: str, stamp: float,
+                        mesh_paths: dict[int, str] | None = None) -> dict:
+    """The JSON twin of the typed scene graph (for agents without the interface package)."""
+    mesh_paths = mesh_paths or {}
+    labels = {o.object_id: o.label for o in graph.objects}
+    labels[graph.background_id] = "floor"
+    nodes = [
+        {
+            "id": o.object_id, "label": o.label, "kind": "object", "centroid": [float(v) for v in o.centroid],
+            "box": o.box.to_dict(), "observation_count": o.observation_count, "completeness": float(o.completeness),
+            "num_faces": int(len(o.faces)), "mesh": mesh_paths.get(o.object_id, ""),
+        }
+        for o in graph.objects
+    ]
+    nodes.insert(0, {
+        "id": graph.background_id, "label": "background", "kind": "background",
+        "centroid": [float(v) for v in background.centroid] if background is not None else [0.0, 0.0, 0.0],
+        "box": background.box.to_dict() if background is not None else None,
+        "observation_count": background.observation_count if background is not None else 0,
+        "num_faces": int(len(background.faces)) if background is not None else 0,
+        "mesh": mesh_paths.get(graph.background_id, ""),
+    })
+    return {
+        "frame_id": frame_id, "stamp": stamp, "objects": nodes,
+        "relations": [
+            {"subject": r.subject, "relation": r.relation, "object": r.object, "confidence": r.confidence,
+             "text": f"{labels.get(r.subject, r.subject)} {r.relation} {labels.get(r.object, r.object)}"}
+            for r in graph.relations
+        ],
+    }

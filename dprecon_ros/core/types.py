@@ -1,0 +1,150 @@
+"""Small typed objects passed between stages (frames, keyframes, reconstructions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics in pixels; pixel centres at integer coordinates."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
+
+    @classmethod
+    def from_K(cls, K: np.ndarray, width: int, height: int) -> "CameraIntrinsics":
+        K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
+
+    def backproject(self, u: np.ndarray, v: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+        """Pixels (u right, v down) with z-depth to points in the optical frame, (N, 3)."""
+        x = (u - self.cx) / self.fx * depth_m
+        y = (v - self.cy) / self.fy * depth_m
+        return np.stack([x, y, depth_m], axis=-1)
+
+
+@dataclass
+class Frame:
+    """One synchronised observation.
+
+    rgb: (H, W, 3) uint8; depth_m: (H, W) float32 z-depth in metres with NaN where there is no reading, or
+    None; instance: (H, W) int32 ids, 0 = background; labels: id -> class name; T_world_camera: 4x4,
+    optical frame in the map frame.
+    """
+
+    stamp: float
+    rgb: np.ndarray
+    depth_m: np.ndarray | None
+    instance: np.ndarray
+    labels: dict[int, str]
+    intrinsics: CameraIntrinsics
+    T_world_camera: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        n = self.rgb.nbytes + self.instance.nbytes
+        return n + (self.depth_m.nbytes if self.depth_m is not None else 0)
+
+    def instance_ids(self) -> list[int]:
+        ids = np.unique(self.instance)
+        return [int(i) for i in ids if i != 0]
+
+
+@dataclass
+class Keyframe:
+    """A frame admitted to the buffer, with its instance ids resolved to stable object ids."""
+
+    index: int
+    frame: Frame
+    instance_to_object: dict[int, int] = field(default_factory=dict)
+
+    def object_mask(self, object_id: int) -> np.ndarray:
+        inst = [i for i, o in self.instance_to_object.items() if o == object_id]
+        if not inst:
+            return np.zeros(self.frame.instance.shape, dtype=bool)
+        return np.isin(self.frame.instance, inst)
+
+    def background_mask(self) -> np.ndarray:
+        """Pixels of no reconstructed object (true background, plus instances too small to keep)."""
+        return ~np.isin(self.frame.instance, list(self.instance_to_object.keys()))
+
+
+@dataclass
+class OrientedBox:
+    """Gravity-aligned box: centre (m, map frame), yaw about the up axis (rad), full extents (m)."""
+
+    center: np.ndarray
+    yaw: float
+    extent: np.ndarray
+
+    @property
+    def rotation(self) -> np.ndarray:
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def corners(self) -> np.ndarray:
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+        return (signs * self.extent / 2) @ self.rotation.T + self.center
+
+    def to_local(self, points: np.ndarray) -> np.ndarray:
+        return (points - self.center) @ self.rotation
+
+    def to_dict(self) -> dict:
+        return {"center": [float(v) for v in self.center], "yaw": float(self.yaw), "extent": [float(v) for v in self.extent]}
+
+
+@dataclass
+class ObjectReconstruction:
+    """One reconstructed object: mesh in the map frame (vertices m, faces, vertex colours uint8 RGBA)."""
+
+    object_id: int
+    label: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_colors: np.ndarray
+    centroid: np.ndarray
+    box: OrientedBox
+    observation_count: int
+    completeness: float = 0.0
+
+    @property
+    def is_empty(self) -> bool:
+        return len(self.faces) == 0
+
+
+@dataclass
+class Relation:
+    subject: int
+    relation: str
+    object: int
+    confidence: float
+
+
+@dataclass
+class SceneGraph:
+    objects: list[ObjectReconstruction]
+    relations: list[Relation]
+    background_id: int = 0
+
+
+@dataclass
+class Reconstruction:
+    """The result of one run of a backend."""
+
+    objects: list[ObjectReconstruction]
+    background: ObjectReconstruction | None
+    scene_graph: SceneGraph
+    stamp: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+    backend: str = "tsdf"
