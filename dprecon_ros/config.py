@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 
-def _f(default: Any, help: str, range: tuple[float, float] | None = None, choices: tuple[str, ...] = ()):
+def config_field(default: Any, help: str, range: tuple[float, float] | None = None, choices: tuple[str, ...] = ()):
     """A dataclass field that carries its own documentation and validity range."""
     meta = {"help": help, "range": range, "choices": choices}
     if isinstance(default, (list, dict)):
@@ -25,94 +25,97 @@ def _f(default: Any, help: str, range: tuple[float, float] | None = None, choice
 
 @dataclass
 class TopicsConfig:
-    rgb: str = _f("/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8, mono8)")
-    camera_info: str = _f("/camera/color/camera_info", "CameraInfo of the colour camera")
-    depth: str = _f("/camera/depth/image_raw", "depth topic registered to colour (32FC1 m or 16UC1 mm); empty = none")
-    instance: str = _f("/camera/instance/image_raw", "instance-id image (16UC1, 32SC1, 8UC1); 0 = background")
-    labels: str = _f("/camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image')
-    pose: str = _f("/camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)")
-    pose_source: str = _f("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"))
-    map_frame: str = _f("map", "world frame of all outputs (REP-105)")
-    image_qos: str = _f("sensor_data", "QoS of image subscriptions", choices=("sensor_data", "reliable"))
+    rgb: str = config_field("/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8, mono8)")
+    camera_info: str = config_field("/camera/color/camera_info", "CameraInfo of the colour camera")
+    depth: str = config_field("/camera/depth/image_raw", "depth topic registered to colour (32FC1 m or 16UC1 mm); empty = none")
+    instance: str = config_field("/camera/instance/image_raw", "instance-id image (16UC1, 32SC1, 8UC1); 0 = background")
+    labels: str = config_field("/camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image')
+    pose: str = config_field("/camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)")
+    pose_source: str = config_field("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"))
+    map_frame: str = config_field("map", "world frame of all outputs (REP-105)")
+    image_qos: str = config_field("sensor_data", "QoS of image subscriptions", choices=("sensor_data", "reliable"))
 
 
 @dataclass
 class SyncConfig:
-    tolerance_s: float = _f(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
-    queue_size: int = _f(30, "messages kept per stream while waiting for a match", (1, 1000))
-    tf_buffer_s: float = _f(30.0, "how much pose history is kept for interpolation", (1.0, 600.0))
-    max_linear_speed_mps: float = _f(3.0, "pose jumps faster than this are rejected", (0.01, 100.0))
-    max_angular_speed_dps: float = _f(360.0, "rotations faster than this (deg/s) are rejected", (1.0, 10000.0))
+    tolerance_s: float = config_field(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
+    queue_size: int = config_field(30, "messages kept per stream while waiting for a match", (1, 1000))
+    labels_wait_s: float = config_field(1.0, "how long (in image stamps) a frame waits for its labels message", (0.0, 60.0))
+    tf_buffer_s: float = config_field(30.0, "how much pose history is kept for interpolation", (1.0, 600.0))
+    max_linear_speed_mps: float = config_field(3.0, "pose jumps faster than this are rejected", (0.01, 100.0))
+    max_angular_speed_dps: float = config_field(360.0, "rotations faster than this (deg/s) are rejected", (1.0, 10000.0))
 
 
 @dataclass
 class FrameConfig:
-    min_depth_m: float = _f(0.1, "depth readings nearer than this are invalid", (0.0, 10.0))
-    max_depth_m: float = _f(6.0, "depth readings further than this are invalid", (0.1, 100.0))
-    min_valid_depth_ratio: float = _f(0.05, "frames with fewer valid depth pixels are rejected", (0.0, 1.0))
-    min_mask_pixels: int = _f(40, "instances smaller than this (pixels) are ignored", (1, 100000))
+    min_depth_m: float = config_field(0.1, "depth readings nearer than this are invalid", (0.0, 10.0))
+    max_depth_m: float = config_field(6.0, "depth readings further than this are invalid", (0.1, 100.0))
+    min_valid_depth_ratio: float = config_field(0.05, "frames with fewer valid depth pixels are rejected", (0.0, 1.0))
+    min_mask_pixels: int = config_field(40, "instances smaller than this (pixels) are ignored", (1, 100000))
 
 
 @dataclass
 class KeyframeConfig:
-    min_translation_m: float = _f(0.12, "a frame becomes a keyframe if it moved this far from every keyframe", (0.0, 10.0))
-    min_rotation_deg: float = _f(12.0, "... or turned this much from every keyframe", (0.0, 180.0))
-    max_keyframes: int = _f(60, "keyframe count bound (the most redundant is evicted)", (2, 10000))
-    max_memory_mb: float = _f(1024.0, "keyframe memory bound in MiB", (1.0, 1.0e6))
-    blur_threshold: float = _f(15.0, "frames whose Laplacian variance (0-255 grey) is below this are blurred", (0.0, 1.0e5))
-    rotation_weight_m_per_rad: float = _f(0.5, "metres a radian of rotation counts as when ranking redundancy", (0.0, 10.0))
-    persist_dir: str = _f("", "directory that mirrors the keyframe buffer; empty = in memory only")
+    min_translation_m: float = config_field(0.12, "a frame becomes a keyframe if it moved this far from every keyframe", (0.0, 10.0))
+    min_rotation_deg: float = config_field(12.0, "... or turned this much from every keyframe", (0.0, 180.0))
+    max_keyframes: int = config_field(60, "keyframe count bound (the most redundant is evicted)", (2, 10000))
+    max_memory_mb: float = config_field(1024.0, "keyframe memory bound in MiB", (1.0, 1.0e6))
+    blur_threshold: float = config_field(15.0, "frames whose Laplacian variance (0-255 grey) is below this are blurred", (0.0, 1.0e5))
+    rotation_weight_m_per_rad: float = config_field(0.5, "metres a radian of rotation counts as when ranking redundancy", (0.0, 10.0))
+    pending_frames: int = config_field(16, "synchronised frames waiting for keyframe selection before the oldest is dropped", (1, 10000))
+    persist_dir: str = config_field("", "directory that mirrors the keyframe buffer; empty = in memory only")
 
 
 @dataclass
 class AssociationConfig:
-    voxel_size_m: float = _f(0.025, "voxel size of the occupancy used for 3D overlap", (0.001, 1.0))
-    min_overlap: float = _f(0.25, "overlap (fraction of the smaller set) needed to join an object", (0.0, 1.0))
-    require_label_match: bool = _f(True, "only join objects of the same label")
-    max_points_per_instance: int = _f(4000, "back-projected points kept per instance", (100, 1000000))
-    depth_outlier_m: float = _f(0.3, "instance pixels further than this (plus 3 MAD) from the median depth are dropped", (0.01, 10.0))
-    mask_erosion_px: int = _f(1, "instance masks are eroded by this many pixels against depth bleeding at edges", (0, 20))
-    box_overlap_weight: float = _f(0.9, "weight of 'instance inside the object's box' against voxel overlap", (0.0, 1.0))
-    merge_overlap: float = _f(0.5, "objects of the same label overlapping this much are merged", (0.0, 1.0))
-    min_observations: int = _f(1, "objects seen in fewer keyframes are not reconstructed", (1, 1000))
+    voxel_size_m: float = config_field(0.025, "voxel size of the occupancy used for 3D overlap", (0.001, 1.0))
+    min_overlap: float = config_field(0.25, "overlap (fraction of the smaller set) needed to join an object", (0.0, 1.0))
+    require_label_match: bool = config_field(True, "only join objects of the same label")
+    max_points_per_instance: int = config_field(4000, "back-projected points kept per instance", (100, 1000000))
+    depth_outlier_m: float = config_field(0.3, "instance pixels further than this (plus 3 MAD) from the median depth are dropped", (0.01, 10.0))
+    mask_erosion_px: int = config_field(1, "instance masks are eroded by this many pixels against depth bleeding at edges", (0, 20))
+    box_overlap_weight: float = config_field(0.9, "weight of 'instance inside the object's box' against voxel overlap", (0.0, 1.0))
+    box_margin_m: float = config_field(0.05, "an object's box is grown by this much when testing whether an instance lies inside it", (0.0, 1.0))
+    merge_overlap: float = config_field(0.5, "objects of the same label overlapping this much are merged", (0.0, 1.0))
+    min_observations: int = config_field(1, "objects seen in fewer keyframes are not reconstructed", (1, 1000))
 
 
 @dataclass
 class TsdfConfig:
-    object_voxel_m: float = _f(0.01, "voxel size of object volumes", (0.001, 0.5))
-    background_voxel_m: float = _f(0.04, "voxel size of the background volume", (0.005, 1.0))
-    truncation_voxels: float = _f(4.0, "truncation distance in voxels", (1.0, 50.0))
-    object_margin_m: float = _f(0.06, "object volumes extend this far beyond the object's points", (0.0, 1.0))
-    max_object_voxels: int = _f(4_000_000, "object volumes are coarsened to stay under this", (1000, 1_000_000_000))
-    max_background_voxels: int = _f(8_000_000, "the background volume is coarsened to stay under this", (1000, 1_000_000_000))
-    free_space_weight: float = _f(0.5, "weight of free-space carving seen through non-object pixels", (0.0, 1.0))
-    device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N")
+    object_voxel_m: float = config_field(0.01, "voxel size of object volumes", (0.001, 0.5))
+    background_voxel_m: float = config_field(0.04, "voxel size of the background volume", (0.005, 1.0))
+    truncation_voxels: float = config_field(4.0, "truncation distance in voxels", (1.0, 50.0))
+    object_margin_m: float = config_field(0.06, "object volumes extend this far beyond the object's points", (0.0, 1.0))
+    max_object_voxels: int = config_field(4_000_000, "object volumes are coarsened to stay under this", (1000, 1_000_000_000))
+    max_background_voxels: int = config_field(8_000_000, "the background volume is coarsened to stay under this", (1000, 1_000_000_000))
+    free_space_weight: float = config_field(0.5, "weight of free-space carving seen through non-object pixels", (0.0, 1.0))
+    device: str = config_field("auto", "torch device: auto, cpu, cuda, cuda:N")
 
 
 @dataclass
 class MeshConfig:
-    target_faces: int = _f(20000, "object meshes are simplified to about this many faces", (100, 10_000_000))
-    background_target_faces: int = _f(60000, "background mesh face budget", (100, 10_000_000))
-    min_component_fraction: float = _f(0.05, "drop object mesh components smaller than this fraction of the largest (1 = largest only)", (0.0, 1.0))
-    min_weight: float = _f(0.5, "voxels observed with less total weight are treated as unknown", (0.0, 1000.0))
+    target_faces: int = config_field(20000, "object meshes are simplified to about this many faces", (100, 10_000_000))
+    background_target_faces: int = config_field(60000, "background mesh face budget", (100, 10_000_000))
+    min_component_fraction: float = config_field(0.05, "drop object mesh components smaller than this fraction of the largest (1 = largest only)", (0.0, 1.0))
+    min_weight: float = config_field(0.5, "voxels observed with less total weight are treated as unknown", (0.0, 1000.0))
 
 
 @dataclass
 class SceneGraphConfig:
-    up_axis: str = _f("z", "gravity-up axis of the map frame", choices=("z", "y"))
-    on_max_gap_m: float = _f(0.06, "max vertical gap between a supported object's bottom and its support's top", (0.0, 1.0))
-    on_min_footprint_overlap: float = _f(0.5, "fraction of the upper footprint that must lie over the support", (0.0, 1.0))
-    inside_min_fraction: float = _f(0.8, "fraction of a box inside another for 'inside'", (0.0, 1.0))
-    next_to_max_distance_m: float = _f(0.25, "max horizontal gap between boxes for 'next_to'", (0.0, 10.0))
-    floor_label: str = _f("floor", "label of the background support node")
+    up_axis: str = config_field("z", "gravity-up axis of the map frame", choices=("z", "y"))
+    on_max_gap_m: float = config_field(0.06, "max vertical gap between a supported object's bottom and its support's top", (0.0, 1.0))
+    on_min_footprint_overlap: float = config_field(0.5, "fraction of the upper footprint that must lie over the support", (0.0, 1.0))
+    inside_min_fraction: float = config_field(0.8, "fraction of a box inside another for 'inside'", (0.0, 1.0))
+    next_to_max_distance_m: float = config_field(0.25, "max horizontal gap between boxes for 'next_to'", (0.0, 10.0))
+    floor_label: str = config_field("floor", "label of the background support node")
 
 
 @dataclass
 class ReconstructionConfig:
-    backend: str = _f("tsdf", "reconstruction backend", choices=("tsdf",))
-    period_s: float = _f(15.0, "seconds between periodic reconstructions; 0 = only on demand", (0.0, 86400.0))
-    min_keyframes: int = _f(3, "a run needs at least this many keyframes", (1, 10000))
-    export_dir: str = _f("", "if set, every run's meshes and scene graph are exported here")
+    backend: str = config_field("tsdf", "reconstruction backend", choices=("tsdf",))
+    period_s: float = config_field(15.0, "seconds between periodic reconstructions; 0 = only on demand", (0.0, 86400.0))
+    min_keyframes: int = config_field(3, "a run needs at least this many keyframes", (1, 10000))
+    export_dir: str = config_field("", "if set, every run's meshes and scene graph are exported here")
 
 
 @dataclass
@@ -185,13 +188,26 @@ def iter_leaves(section: Any, prefix: str = "") -> typing.Iterator[tuple[str, da
             yield f"{prefix}{f.name}", f, value
 
 
-def set_leaf(config: DpreconConfig, dotted: str, value: Any) -> None:
+def set_leaf(config: Any, dotted: str, value: Any) -> None:
     """Set one leaf by its dotted name, validated like YAML input."""
     *parents, leaf = dotted.split(".")
     nested: dict[str, Any] = {leaf: value}
     for name in reversed(parents):
         nested = {name: nested}
     apply_overrides(config, nested)
+
+
+NODE_ONLY_KEYS = ("use_sim_time",)
+
+
+def unwrap_ros_parameters(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept a ROS 2 params file (`<node>: ros__parameters: ...`) as well as a plain nested mapping, so one
+    YAML serves `--params-file` and the offline tools."""
+    for value in data.values():
+        if isinstance(value, dict) and "ros__parameters" in value:
+            params = dict(value["ros__parameters"])
+            return {k: v for k, v in params.items() if k not in NODE_ONLY_KEYS}
+    return data
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DpreconConfig:
@@ -201,7 +217,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        apply_overrides(config, data)
+        apply_overrides(config, unwrap_ros_parameters(data))
     for dotted, value in (overrides or {}).items():
         set_leaf(config, dotted, value)
     return config

@@ -80,6 +80,18 @@ class TrackedObject:
     keys: np.ndarray
     labels: Counter = field(default_factory=Counter)
     observations: int = 0
+    _dilated: np.ndarray | None = field(default=None, repr=False)
+
+    def add_keys(self, keys: np.ndarray) -> None:
+        self.keys = np.union1d(self.keys, keys)
+        self._dilated = None
+
+    @property
+    def dilated(self) -> np.ndarray:
+        """Keys grown by one voxel (cached: association compares every instance against every object)."""
+        if self._dilated is None:
+            self._dilated = dilate_keys(self.keys)
+        return self._dilated
 
     @property
     def label(self) -> str:
@@ -110,10 +122,11 @@ class ObjectAssociator:
         """
         if inst_keys.size == 0 or obj.keys.size == 0:
             return 0.0
-        near = np.isin(inst_keys, dilate_keys(obj.keys), assume_unique=True).sum()
+        near = np.isin(inst_keys, obj.dilated, assume_unique=True).sum()
         voxel = float(near) / float(min(inst_keys.size, obj.keys.size))
         ijk, lo, hi = unpack_keys(inst_keys), *_key_bounds(obj.keys)
-        in_box = float(np.all((ijk >= lo - 1) & (ijk <= hi + 1), axis=1).mean())
+        pad = 1 + int(np.ceil(self.config.box_margin_m / self.config.voxel_size_m))
+        in_box = float(np.all((ijk >= lo - pad) & (ijk <= hi + pad), axis=1).mean())
         return max(voxel, self.config.box_overlap_weight * in_box)
 
     def associate(self, frame: Frame) -> dict[int, int]:
@@ -147,7 +160,7 @@ class ObjectAssociator:
                 self.objects[oid] = TrackedObject(oid, np.zeros(0, dtype=np.int64))
                 mapping[inst] = oid
             obj = self.objects[mapping[inst]]
-            obj.keys = np.union1d(obj.keys, keys)
+            obj.add_keys(keys)
             obj.labels[label] += 1
             obj.observations += 1
         self._merge_overlapping(set(mapping.values()))
@@ -165,7 +178,7 @@ class ObjectAssociator:
                 if self._overlap(obj.keys, other) >= self.config.merge_overlap:
                     keep, drop = sorted((oid, other.object_id))
                     kept, dropped = self.objects[keep], self.objects.pop(drop)
-                    kept.keys = np.union1d(kept.keys, dropped.keys)
+                    kept.add_keys(dropped.keys)
                     kept.labels.update(dropped.labels)
                     kept.observations += dropped.observations
                     self.merged_into[drop] = keep

@@ -60,6 +60,7 @@ class FrameAssembler:
         self._undistorter: Undistorter | None = None
         self._camera_info_key: tuple | None = None
         self._last_pose: tuple[float, np.ndarray] | None = None
+        self._awaiting_labels: deque[Frame] = deque()
 
     # ---------------------------------------------------------------- inputs
     def _in_order(self, stream: str, stamp: float) -> bool:
@@ -176,9 +177,14 @@ class FrameAssembler:
         source = frame_id if self.config.topics.pose_source == "tf" else CAMERA_POSE_FRAME
         return self.tf.lookup(self.config.topics.map_frame, source, stamp)
 
-    def pop_frames(self) -> list[Frame]:
-        """Frames that are complete now; unmatched colour images that can never match are dropped."""
-        frames = []
+    def pop_frames(self, flush: bool = False) -> list[Frame]:
+        """Frames that are complete now; unmatched colour images that can never match are dropped.
+
+        Labels travel on their own topic and may arrive after the images they describe, so a frame whose ids
+        no labels message covers yet waits for up to `sync.labels_wait_s` of newer images. `flush` (end of a
+        bag) releases waiting frames with the labels known so far.
+        """
+        frames = self._release_labelled(flush)
         rgb_queue = self._queues["rgb"]
         while rgb_queue:
             rgb = rgb_queue[0]
@@ -204,17 +210,32 @@ class FrameAssembler:
                     self._queues[s].popleft()
             frame = self._build(rgb, matched.get("depth"), matched["instance"], T)
             if frame is not None:
-                frames.append(frame)
-        return frames
+                self._awaiting_labels.append(frame)
+        return frames + self._release_labelled(flush)
 
-    def _labels_for(self, ids: list[int]) -> dict[int, str]:
+    def _covering_labels(self, ids: list[int]) -> dict[int, str] | None:
         for labels in reversed(self._labels):
             if all(i in labels for i in ids):
                 return {i: labels[i] for i in ids}
-        if ids:
-            self.counters.count("missing_labels", "no labels message covers the mask's ids; using 'object'", logging.INFO)
-        latest = self._labels[-1] if self._labels else {}
-        return {i: latest.get(i, "object") for i in ids}
+        return None
+
+    def _release_labelled(self, flush: bool) -> list[Frame]:
+        """Frames (in order) whose labels are known, or whose wait has expired."""
+        out = []
+        newest = max(self._last_stamp.values(), default=-np.inf)
+        while self._awaiting_labels:
+            frame = self._awaiting_labels[0]
+            ids = frame.instance_ids()
+            labels = self._covering_labels(ids)
+            if labels is None:
+                if not (flush or newest > frame.stamp + self.config.sync.labels_wait_s):
+                    break
+                self.counters.count("missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; using 'object'")
+                latest = self._labels[-1] if self._labels else {}
+                labels = {i: latest.get(i, "object") for i in ids}
+            frame.labels = labels
+            out.append(self._awaiting_labels.popleft())
+        return out
 
     def _build(self, rgb: _Stamped, depth: _Stamped | None, instance: _Stamped, T: np.ndarray) -> Frame | None:
         K = self.intrinsics
@@ -253,7 +274,7 @@ class FrameAssembler:
         ids = [int(i) for i in np.unique(mask) if i != 0]
         if not ids:
             self.counters.count("empty_mask", "instance mask has no objects; frame kept for the background", logging.INFO)
-        return Frame(rgb.stamp, image, depth_m, mask, self._labels_for(ids), K, T)
+        return Frame(rgb.stamp, image, depth_m, mask, {}, K, T)
 
     def _drop_small_instances(self, mask: np.ndarray) -> np.ndarray:
         ids, counts = np.unique(mask, return_counts=True)

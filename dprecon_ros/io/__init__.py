@@ -1,0 +1,1 @@
+"""Bags and message building without ROS (rosbags): frames -> ROS messages, bags -> frames."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import config_field
 from ..core.geometry import look_at, make_transform
 from ..core.types import CameraIntrinsics, Frame
 from .scene import PlacedObject, SceneSpec, _rpy_matrix, default_scene, place_objects, pybullet_data_path
@@ -21,24 +22,25 @@ MAX_SHUFFLED_ID = 60000
 
 @dataclass
 class SimConfig:
-    width: int = 320
-    height: int = 240
-    fov_deg: float = 60.0
-    near_m: float = 0.05
-    far_m: float = 10.0
-    num_views: int = 15
-    arc_deg: float = 140.0
-    arc_center_deg: float = -90.0
-    radius_m: float = 1.4
-    height_m: float = 1.35
-    height_jitter_m: float = 0.15
-    target: tuple[float, float, float] = (0.0, 0.0, 0.72)
-    depth_noise_m: float = 0.0  # sigma at 1 m; grows with z^2 like structured-light/stereo sensors
-    depth_dropout: float = 0.0  # fraction of depth pixels without a reading
-    pose_noise_m: float = 0.0
-    pose_noise_deg: float = 0.0
-    shuffle_ids: bool = False
-    seed: int = 0
+    width: int = config_field(320, "image width (px)", (16, 4096))
+    height: int = config_field(240, "image height (px)", (16, 4096))
+    fov_deg: float = config_field(60.0, "vertical field of view (deg)", (10.0, 150.0))
+    near_m: float = config_field(0.05, "renderer near plane (m)", (0.001, 10.0))
+    far_m: float = config_field(10.0, "renderer far plane (m)", (0.1, 1000.0))
+    num_views: int = config_field(15, "views on the trajectory", (1, 10000))
+    arc_deg: float = config_field(140.0, "angular span of the camera arc; under 360 leaves far sides unseen", (0.0, 360.0))
+    arc_center_deg: float = config_field(-90.0, "azimuth of the arc's middle (deg, map frame)", (-360.0, 360.0))
+    radius_m: float = config_field(1.4, "distance of the camera from the target axis (m)", (0.1, 20.0))
+    height_m: float = config_field(1.35, "camera height (m)", (0.0, 10.0))
+    height_jitter_m: float = config_field(0.15, "camera height variation along the arc (m)", (0.0, 5.0))
+    target_height_m: float = config_field(0.72, "height of the point the camera looks at, above the scene centre (m)", (0.0, 10.0))
+    camera_speed_mps: float = config_field(0.4, "camera speed along the arc, sets frame stamps (m/s)", (0.01, 10.0))
+    depth_noise_m: float = config_field(0.0, "depth noise sigma at 1 m; grows with z^2 like stereo sensors (m)", (0.0, 1.0))
+    depth_dropout: float = config_field(0.0, "fraction of depth pixels without a reading", (0.0, 1.0))
+    pose_noise_m: float = config_field(0.0, "pose translation noise sigma (m)", (0.0, 10.0))
+    pose_noise_deg: float = config_field(0.0, "pose rotation noise sigma (deg)", (0.0, 180.0))
+    shuffle_ids: bool = config_field(False, "give instances new random ids in every frame, like a 2D detector")
+    seed: int = config_field(0, "random seed of noise and id shuffling", (0, 2**31 - 1))
 
 
 class RoomSimulator:
@@ -106,7 +108,7 @@ class RoomSimulator:
         for k, a in enumerate(angles):
             z = c.height_m + c.height_jitter_m * np.sin(2.3 * k)
             eye = np.array([c.radius_m * np.cos(a), c.radius_m * np.sin(a), z])
-            poses.append(look_at(eye, np.asarray(c.target)))
+            poses.append(look_at(eye, np.array([0.0, 0.0, c.target_height_m])))
         return poses
 
     def render(self, T_world_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,29 +145,35 @@ class RoomSimulator:
             depth[self.rng.random(depth.shape) < c.depth_dropout] = np.nan
         return depth
 
-    def frames(self, start_stamp: float = 1.0, period_s: float = 0.5) -> list[tuple[Frame, np.ndarray]]:
+    def stamps(self, poses: list[np.ndarray], start_stamp: float) -> list[float]:
+        """Frame times for a camera moving at `camera_speed_mps` along the poses."""
+        steps = [np.linalg.norm(b[:3, 3] - a[:3, 3]) for a, b in zip(poses[:-1], poses[1:])]
+        return list(start_stamp + np.concatenate([[0.0], np.cumsum(steps)]) / self.config.camera_speed_mps)
+
+    def frames(self, start_stamp: float = 1.0) -> list[tuple[Frame, np.ndarray]]:
         """(frame as a robot would report it, true pose) along the trajectory."""
-        out = []
+        return [self.frame(T, stamp) for T, stamp in zip(self.trajectory(), self.stamps(self.trajectory(), start_stamp))]
+
+    def frame(self, T_true: np.ndarray, stamp: float) -> tuple[Frame, np.ndarray]:
+        """Render one view; the frame carries the (noisy) pose a robot would report."""
         labels = {o.instance_id: o.spec.label for o in self.objects}
-        for k, T_true in enumerate(self.trajectory()):
-            rgb, depth, instance = self.render(T_true)
-            frame_labels = {i: labels[i] for i in np.unique(instance) if i != 0}
-            if self.config.shuffle_ids:
-                ids = list(frame_labels)
-                new = self.rng.choice(np.arange(1, MAX_SHUFFLED_ID), size=len(ids), replace=False)
-                remap = dict(zip(ids, (int(n) for n in new)))
-                shuffled = np.zeros_like(instance)
-                for old, nid in remap.items():
-                    shuffled[instance == old] = nid
-                instance = shuffled
-                frame_labels = {remap[i]: lab for i, lab in frame_labels.items()}
-            frame = Frame(
-                stamp=start_stamp + k * period_s, rgb=rgb, depth_m=self._noisy_depth(depth), instance=instance,
-                labels={int(i): v for i, v in frame_labels.items()}, intrinsics=self.intrinsics,
-                T_world_camera=self._noisy_pose(T_true),
-            )
-            out.append((frame, T_true))
-        return out
+        rgb, depth, instance = self.render(T_true)
+        frame_labels = {i: labels[i] for i in np.unique(instance) if i != 0}
+        if self.config.shuffle_ids:
+            ids = list(frame_labels)
+            new = self.rng.choice(np.arange(1, MAX_SHUFFLED_ID), size=len(ids), replace=False)
+            remap = dict(zip(ids, (int(n) for n in new)))
+            shuffled = np.zeros_like(instance)
+            for old, nid in remap.items():
+                shuffled[instance == old] = nid
+            instance = shuffled
+            frame_labels = {remap[i]: lab for i, lab in frame_labels.items()}
+        frame = Frame(
+            stamp=stamp, rgb=rgb, depth_m=self._noisy_depth(depth), instance=instance,
+            labels={int(i): v for i, v in frame_labels.items()}, intrinsics=self.intrinsics,
+            T_world_camera=self._noisy_pose(T_true),
+        )
+        return frame, T_true
 
     def ground_truth(self) -> dict[str, "object"]:
         """label -> trimesh of every object, in the map frame."""

@@ -1,0 +1,84 @@
+"""Write frames to a rosbag2 (mcap) and read any rosbag2 (mcap or sqlite3) back into the core."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from ..config import DpreconConfig
+from ..core.ingest import FrameAssembler
+from ..core.types import Frame
+from .frame_messages import TYPESTORE, frame_messages, serialize
+
+log = logging.getLogger("dprecon_ros")
+
+
+class BagWriter:
+    """rosbag2 writer that adds a connection the first time a topic is written."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(Path(path), version=9, storage_plugin=plugin)
+        self._writer.open()
+        self._connections: dict[str, object] = {}
+
+    def write_cdr(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+        self._writer.write(self._connections[topic], stamp_ns, data)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_frames(path: str | Path, frames: Iterable[Frame], config: DpreconConfig, storage: str = "mcap") -> int:
+    """Record frames as the standard input topics; returns the number of messages written."""
+    n = 0
+    with BagWriter(path, storage) as writer:
+        for frame in frames:
+            stamp_ns = int(round(frame.stamp * 1e9))
+            for topic, msgtype, msg in frame_messages(frame, config.topics):
+                writer.write_cdr(topic, msgtype, stamp_ns, serialize(msg, msgtype))
+                n += 1
+    return n
+
+
+def _dispatch(config: DpreconConfig, assembler: FrameAssembler) -> dict[str, Callable[[object], None]]:
+    t = config.topics
+    table: dict[str, Callable[[object], None]] = {
+        t.rgb: assembler.add_rgb, t.camera_info: assembler.add_camera_info, t.instance: assembler.add_instance,
+        t.labels: lambda m: assembler.add_labels(m.data),
+        "/tf": assembler.add_tf, "/tf_static": lambda m: assembler.add_tf(m, static=True),
+    }
+    if t.depth:
+        table[t.depth] = assembler.add_depth
+    if t.pose_source == "pose":
+        table[t.pose] = assembler.add_pose
+    elif t.pose_source == "odometry":
+        table[t.pose] = assembler.add_odometry
+    return table
+
+
+def read_frames(path: str | Path, config: DpreconConfig, assembler: FrameAssembler | None = None) -> Iterator[Frame]:
+    """Synchronised frames from a bag, in recording order, through the same assembler the node uses."""
+    assembler = assembler or FrameAssembler(config)
+    handlers = _dispatch(config, assembler)
+    with AnyReader([Path(path)], default_typestore=TYPESTORE) as reader:
+        connections = [c for c in reader.connections if c.topic in handlers]
+        missing = sorted(set(handlers) - {c.topic for c in reader.connections} - {"/tf", "/tf_static"})
+        if missing:
+            log.warning("bag %s has no messages on %s", path, ", ".join(missing))
+        for connection, _, raw in reader.messages(connections=connections):
+            handlers[connection.topic](reader.deserialize(raw, connection.msgtype))
+            yield from assembler.pop_frames()
+    yield from assembler.pop_frames(flush=True)

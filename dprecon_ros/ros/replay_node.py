@@ -1,0 +1,94 @@
+"""dprecon_replay: play any rosbag2 (mcap or sqlite3) into the ROS graph at a chosen rate.
+
+Publishes the stored CDR unchanged, paced by the bag's timestamps divided by `rate`, and optionally /clock
+so consumers running with use_sim_time see the recorded time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rosbags.highlevel import AnyReader
+
+from ..config import config_field
+from ..io.frame_messages import CLOCK, TYPESTORE, clock_message, serialize
+from .params import declare_config
+from .raw_publishing import RawPublishers
+
+
+@dataclass
+class ReplayConfig:
+    bag: str = config_field("", "bag directory or file to play")
+    rate: float = config_field(1.0, "playback speed factor (2 = twice as fast)", (0.01, 1000.0))
+    publish_clock: bool = config_field(True, "publish /clock from the bag's timestamps")
+    start_delay_s: float = config_field(1.0, "seconds to wait before playing, so subscribers connect", (0.0, 600.0))
+    loop: bool = config_field(False, "play the bag again when it ends")
+    latched_topics: str = config_field("/camera/instance/labels", "comma-separated topics published transient-local")
+
+
+class ReplayNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("dprecon_replay", **kwargs)
+        self.cfg = ReplayConfig()
+        declare_config(self, self.cfg)
+        if not self.cfg.bag or not Path(self.cfg.bag).exists():
+            raise SystemExit(f"dprecon_replay: bag {self.cfg.bag!r} does not exist (set -p bag:=PATH)")
+        latched = tuple(t.strip() for t in self.cfg.latched_topics.split(",") if t.strip())
+        self.pubs = RawPublishers(self, latched_topics=latched)
+        self.published = 0
+
+    def prepare(self) -> None:
+        with AnyReader([Path(self.cfg.bag)], default_typestore=TYPESTORE) as reader:
+            for connection in reader.connections:
+                self.pubs.prepare(connection.topic, connection.msgtype)
+        if self.cfg.publish_clock:
+            self.pubs.prepare("/clock", CLOCK)
+
+    def play_once(self) -> int:
+        with AnyReader([Path(self.cfg.bag)], default_typestore=TYPESTORE) as reader:
+            wall0, bag0 = None, None
+            for connection, stamp_ns, raw in reader.messages():
+                if not rclpy.ok():
+                    break
+                if wall0 is None:
+                    wall0, bag0 = time.monotonic(), stamp_ns
+                delay = (stamp_ns - bag0) * 1e-9 / self.cfg.rate - (time.monotonic() - wall0)
+                if delay > 0:
+                    time.sleep(delay)
+                if self.cfg.publish_clock:
+                    self.pubs.publish("/clock", CLOCK, serialize(clock_message(stamp_ns * 1e-9), CLOCK))
+                self.pubs.publish(connection.topic, connection.msgtype, bytes(raw))
+                self.published += 1
+        return self.published
+
+    def run(self) -> None:
+        self.prepare()
+        time.sleep(self.cfg.start_delay_s)
+        while rclpy.ok():
+            n = self.play_once()
+            self.get_logger().info(f"played {n} messages from {self.cfg.bag}")
+            if not self.cfg.loop:
+                break
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = ReplayNode()
+        node.run()
+        time.sleep(0.5)
+        node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
