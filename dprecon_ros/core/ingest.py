@@ -8,6 +8,7 @@ stamp. Anything that cannot be used is counted and logged, never raised.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from collections import deque
@@ -61,19 +62,44 @@ class FrameAssembler:
         self._camera_info_key: tuple | None = None
         self._last_pose: tuple[float, np.ndarray] | None = None
         self._awaiting_labels: deque[Frame] = deque()
+        self._consumed_stamp = -np.inf
 
     # ---------------------------------------------------------------- inputs
     def _in_order(self, stream: str, stamp: float) -> bool:
-        last = self._last_stamp.get(stream)
-        if last is not None and stamp < last:
-            self.counters.count(f"out_of_order_{stream}", f"{stream} stamp {stamp:.3f} older than {last:.3f}; dropped")
+        """Accept a message unless it is too old to be used.
+
+        Transports and multi-threaded executors can deliver a few messages out of order, so queues are kept
+        sorted and only messages older than what was already consumed are dropped. A jump back in time by
+        more than the pose history (a bag restarted, a simulator reset) clears the input state instead.
+        """
+        newest = max(self._last_stamp.values(), default=None)
+        if newest is not None and stamp < newest - self.config.sync.tf_buffer_s:
+            self.counters.count("time_jump_back", f"{stream} stamp {stamp:.3f} is far behind {newest:.3f}; input state reset")
+            self.reset()
+        elif stamp <= self._consumed_stamp - (0.0 if stream == "rgb" else self.config.sync.tolerance_s):
+            # A late pose is harmless (poses are interpolated); a late image means a lost frame.
+            level = logging.DEBUG if stream == "pose" else logging.WARNING
+            self.counters.count(f"late_{stream}", f"{stream} stamp {stamp:.3f} arrived after frame {self._consumed_stamp:.3f} was built; dropped", level)
             return False
-        self._last_stamp[stream] = stamp
+        self._last_stamp[stream] = max(stamp, self._last_stamp.get(stream, -np.inf))
         return True
+
+    def reset(self) -> None:
+        for queue in self._queues.values():
+            queue.clear()
+        self._last_stamp.clear()
+        self._consumed_stamp = -np.inf
+        self._last_pose = None
+        self._awaiting_labels.clear()
+        self.tf = TransformBuffer(self.config.sync.tf_buffer_s, self.config.sync.tolerance_s)
 
     def _enqueue(self, stream: str, item: _Stamped) -> None:
         queue = self._queues[stream]
-        queue.append(item)
+        if queue and item.stamp < queue[-1].stamp:
+            index = bisect.bisect_left([q.stamp for q in queue], item.stamp)
+            queue.insert(index, item)
+        else:
+            queue.append(item)
         while len(queue) > self._maxlen:
             queue.popleft()
             self.counters.count(f"queue_overflow_{stream}", f"{stream} queue full; oldest dropped")
@@ -171,7 +197,7 @@ class FrameAssembler:
     def _hopeless(self, stream: str, stamp: float) -> bool:
         """True when no message of `stream` can still arrive to match `stamp`."""
         last = self._last_stamp.get(stream)
-        return last is not None and last > stamp + self.config.sync.tolerance_s
+        return last is not None and last > stamp + self.config.sync.tolerance_s + self.config.sync.reorder_window_s
 
     def _camera_pose(self, frame_id: str, stamp: float) -> np.ndarray:
         source = frame_id if self.config.topics.pose_source == "tf" else CAMERA_POSE_FRAME
@@ -196,15 +222,17 @@ class FrameAssembler:
                 T, pose_error = None, str(exc)
             missing = [s for s, m in matched.items() if m is None] + (["pose"] if T is None else [])
             if missing:
-                pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + self.config.sync.tolerance_s
+                pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + self.config.sync.tolerance_s + self.config.sync.reorder_window_s
                 hopeless = [s for s in missing if (s == "pose" and pose_hopeless) or (s != "pose" and self._hopeless(s, rgb.stamp))]
                 if not hopeless:
                     break
                 rgb_queue.popleft()
+                self._consumed_stamp = rgb.stamp
                 detail = f" ({pose_error})" if "pose" in hopeless else ""
                 self.counters.count(f"unmatched_{hopeless[0]}", f"colour frame at {rgb.stamp:.3f} has no matching {hopeless[0]}{detail}; dropped")
                 continue
             rgb_queue.popleft()
+            self._consumed_stamp = rgb.stamp
             for s, m in matched.items():
                 while self._queues[s] and self._queues[s][0].stamp <= m.stamp:
                     self._queues[s].popleft()

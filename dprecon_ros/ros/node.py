@@ -18,6 +18,7 @@ from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
 from dprecon_msgs.srv import ExportMap, KeyframeStore
 from nav_msgs.msg import Odometry
 from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
@@ -66,7 +67,8 @@ class DpreconNode(Node):
     # ------------------------------------------------------------------ set-up
     def _create_interfaces(self) -> None:
         t = self.config.topics
-        inputs = MutuallyExclusiveCallbackGroup()
+        # Reentrant: the assembler has its own lock, and a mutually exclusive group starved some topics here.
+        inputs = ReentrantCallbackGroup()
         qos = image_qos(t.image_qos)
         self.create_subscription(Image, t.rgb, lambda m: self._feed(self.assembler.add_rgb, m), qos, callback_group=inputs)
         self.create_subscription(Image, t.instance, lambda m: self._feed(self.assembler.add_instance, m), qos, callback_group=inputs)
@@ -89,11 +91,14 @@ class DpreconNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", LATCHED)
         self.pub_status = self.create_publisher(MapperStatus, "~/status", LATCHED)
 
-        self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup())
+        # Work timers run on the steady clock: with use_sim_time, ROS time stops when a bag or simulator
+        # stops publishing /clock, and ingestion must still finish.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
+        self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         if self.config.reconstruction.period_s > 0:
             self.create_timer(self.config.reconstruction.period_s, self._periodic_reconstruction,
-                              callback_group=MutuallyExclusiveCallbackGroup())
+                              callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         services = ReentrantCallbackGroup()
         self.create_service(Trigger, "~/reconstruct", self._srv_reconstruct, callback_group=services)
         self.create_service(ExportMap, "~/export", self._srv_export, callback_group=services)
@@ -105,8 +110,14 @@ class DpreconNode(Node):
     def _feed(self, add, msg) -> None:
         """Hand a message to the assembler; complete frames go to a bounded queue for the ingest timer."""
         with self._input_lock:
-            add(msg)
-            for frame in self.assembler.pop_frames():
+            try:
+                add(msg)
+                frames = self.assembler.pop_frames()
+            except Exception as exc:  # malformed input must never stop the node
+                self.counters.count("input_error", f"input message failed: {exc!r}")
+                self.get_logger().debug(traceback.format_exc())
+                return
+            for frame in frames:
                 if len(self._frames) >= self.config.keyframes.pending_frames:
                     self._frames.popleft()
                     self.counters.count("frame_queue_overflow", "keyframe selection is behind; oldest frame dropped")

@@ -34,6 +34,30 @@ class RawPublishers:
         if topic not in self._pubs:
             self._pubs[topic] = self.node.create_publisher(message_class(msgtype), topic, self.qos_for(topic))
 
+    def wait_for_subscribers(self, topics: list[str], timeout_s: float) -> list[str]:
+        """Wait until each topic has a matched subscriber (messages sent before matching are lost);
+        returns the topics still without one after the timeout."""
+        import time
+
+        import rclpy
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = [t for t in topics if t in self._pubs and self._pubs[t].get_subscription_count() == 0]
+            if not missing or time.monotonic() >= deadline or not rclpy.ok():
+                return missing
+            time.sleep(0.05)
+
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Block until every reliable subscriber has acknowledged what was sent.
+
+        A burst of large images can overflow the transport and be repaired only by later retransmission; a
+        process that exits straight after publishing would lose those messages.
+        """
+        from rclpy.duration import Duration
+
+        return all(pub.wait_for_all_acked(Duration(seconds=timeout_s)) for pub in self._pubs.values())
+
     def publish(self, topic: str, msgtype: str, data: bytes) -> None:
         self.prepare(topic, msgtype)
         self._pubs[topic].publish(data)

@@ -17,7 +17,7 @@ from rclpy.node import Node
 from rosbags.highlevel import AnyReader
 
 from ..config import config_field
-from ..io.frame_messages import CLOCK, TYPESTORE, clock_message, serialize
+from ..io.frame_messages import CLOCK, IMAGE, TYPESTORE, clock_message, serialize
 from .params import declare_config
 from .raw_publishing import RawPublishers
 
@@ -27,8 +27,10 @@ class ReplayConfig:
     bag: str = config_field("", "bag directory or file to play")
     rate: float = config_field(1.0, "playback speed factor (2 = twice as fast)", (0.01, 1000.0))
     publish_clock: bool = config_field(True, "publish /clock from the bag's timestamps")
-    start_delay_s: float = config_field(1.0, "seconds to wait before playing, so subscribers connect", (0.0, 600.0))
+    start_delay_s: float = config_field(0.5, "seconds to wait before playing, after subscribers connected", (0.0, 600.0))
+    wait_for_subscribers_s: float = config_field(10.0, "wait up to this long for a subscriber on every image topic before playing", (0.0, 600.0))
     loop: bool = config_field(False, "play the bag again when it ends")
+    ack_timeout_s: float = config_field(10.0, "after playing, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0))
     latched_topics: str = config_field("/camera/instance/labels", "comma-separated topics published transient-local")
 
 
@@ -45,10 +47,16 @@ class ReplayNode(Node):
 
     def prepare(self) -> None:
         with AnyReader([Path(self.cfg.bag)], default_typestore=TYPESTORE) as reader:
+            images = []
             for connection in reader.connections:
                 self.pubs.prepare(connection.topic, connection.msgtype)
+                if connection.msgtype == IMAGE:
+                    images.append(connection.topic)
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
+        missing = self.pubs.wait_for_subscribers(images, self.cfg.wait_for_subscribers_s)
+        if missing:
+            self.get_logger().warning(f"no subscriber on {', '.join(missing)}; playing anyway")
 
     def play_once(self) -> int:
         with AnyReader([Path(self.cfg.bag)], default_typestore=TYPESTORE) as reader:
@@ -72,7 +80,8 @@ class ReplayNode(Node):
         time.sleep(self.cfg.start_delay_s)
         while rclpy.ok():
             n = self.play_once()
-            self.get_logger().info(f"played {n} messages from {self.cfg.bag}")
+            acked = self.pubs.wait_for_acks(self.cfg.ack_timeout_s)
+            self.get_logger().info(f"played {n} messages from {self.cfg.bag}" + ("" if acked else " (some not acknowledged)"))
             if not self.cfg.loop:
                 break
 

@@ -10,12 +10,13 @@ import sys
 from dataclasses import dataclass, field
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ..config import TopicsConfig, config_field
 from ..io.bags import BagWriter
-from ..io.frame_messages import CLOCK, clock_message, frame_messages, serialize
+from ..io.frame_messages import CLOCK, IMAGE, clock_message, frame_messages, serialize
 from ..sim.simulator import RoomSimulator, SimConfig
 from .params import declare_config
 from .raw_publishing import RawPublishers
@@ -27,7 +28,8 @@ class SimNodeConfig:
     loop: bool = config_field(False, "start the trajectory again after the last view")
     exit_when_done: bool = config_field(False, "shut down after the last view (and the linger time)")
     linger_s: float = config_field(2.0, "seconds to keep running after the last view", (0.0, 3600.0))
-    start_delay_s: float = config_field(1.0, "seconds to wait before the first frame, so subscribers connect", (0.0, 600.0))
+    start_delay_s: float = config_field(0.5, "seconds to wait before the first frame, after subscribers connected", (0.0, 600.0))
+    wait_for_subscribers_s: float = config_field(0.0, "wait up to this long for a subscriber on every image topic before the first frame", (0.0, 600.0))
     publish_clock: bool = config_field(False, "publish /clock with simulated time (run consumers with use_sim_time)")
     ground_truth_dir: str = config_field("", "directory for ground-truth meshes; empty = none")
     record_bag: str = config_field("", "also record the published inputs to this mcap bag; empty = none")
@@ -52,11 +54,17 @@ class SimNode(Node):
             self.pubs.prepare(topic, msgtype)
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
+        if self.cfg.wait_for_subscribers_s > 0:
+            images = [topic for topic, msgtype, _ in frame_messages(first, self.cfg.topics) if msgtype == IMAGE]
+            missing = self.pubs.wait_for_subscribers(images, self.cfg.wait_for_subscribers_s)
+            if missing:
+                self.get_logger().warning(f"no subscriber on {', '.join(missing)}; publishing anyway")
         self.bag = BagWriter(self.cfg.record_bag) if self.cfg.record_bag else None
         self.index = 0
         self.done_at = None
-        self._started = self.get_clock().now()
-        self.create_timer(1.0 / self.cfg.rate_hz, self._tick)
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._started = self._steady.now()
+        self.create_timer(1.0 / self.cfg.rate_hz, self._tick, clock=self._steady)
         self.get_logger().info(f"simulating {len(self.poses)} views at {self.cfg.rate_hz} Hz")
 
     def _stamp(self) -> float:
@@ -71,7 +79,7 @@ class SimNode(Node):
             self.bag.write_cdr(topic, msgtype, int(stamp * 1e9), data)
 
     def _tick(self) -> None:
-        if (self.get_clock().now() - self._started).nanoseconds * 1e-9 < self.cfg.start_delay_s:
+        if (self._steady.now() - self._started).nanoseconds * 1e-9 < self.cfg.start_delay_s:
             return
         if self.index >= len(self.poses) and not self.cfg.loop:
             self._finish()
@@ -86,12 +94,13 @@ class SimNode(Node):
 
     def _finish(self) -> None:
         if self.done_at is None:
-            self.done_at = self.get_clock().now()
+            self.done_at = self._steady.now()
+            self.pubs.wait_for_acks(self.cfg.linger_s)
             self.get_logger().info(f"published all {len(self.poses)} views")
             if self.bag is not None:
                 self.bag.close()
                 self.bag = None
-        elif self.cfg.exit_when_done and (self.get_clock().now() - self.done_at).nanoseconds * 1e-9 >= self.cfg.linger_s:
+        elif self.cfg.exit_when_done and (self._steady.now() - self.done_at).nanoseconds * 1e-9 >= self.cfg.linger_s:
             raise SystemExit(0)
 
     def destroy_node(self) -> None:
