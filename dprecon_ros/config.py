@@ -40,7 +40,8 @@ class TopicsConfig:
 class SyncConfig:
     tolerance_s: float = config_field(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
     queue_size: int = config_field(30, "messages kept per stream while waiting for a match", (1, 1000))
-    reorder_window_s: float = config_field(0.3, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0))
+    max_pose_gap_s: float = config_field(0.25, "poses further apart than this are not interpolated between", (0.0, 10.0))
+    reorder_window_s: float = config_field(1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0))
     labels_wait_s: float = config_field(5.0, "how long (in image stamps) a frame waits for its labels message", (0.0, 60.0))
     tf_buffer_s: float = config_field(30.0, "how much pose history is kept for interpolation", (1.0, 600.0))
     max_linear_speed_mps: float = config_field(3.0, "pose jumps faster than this are rejected", (0.01, 100.0))

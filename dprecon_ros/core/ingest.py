@@ -51,7 +51,7 @@ class FrameAssembler:
         self.config = config
         self.counters = counters or EventCounters()
         self.use_depth = bool(config.topics.depth)
-        self.tf = TransformBuffer(config.sync.tf_buffer_s, config.sync.tolerance_s)
+        self.tf = TransformBuffer(config.sync.tf_buffer_s, config.sync.tolerance_s, config.sync.max_pose_gap_s)
         q = config.sync.queue_size
         self._queues: dict[str, deque[_Stamped]] = {"rgb": deque(), "depth": deque(), "instance": deque()}
         self._maxlen = q
@@ -91,7 +91,7 @@ class FrameAssembler:
         self._consumed_stamp = -np.inf
         self._last_pose = None
         self._awaiting_labels.clear()
-        self.tf = TransformBuffer(self.config.sync.tf_buffer_s, self.config.sync.tolerance_s)
+        self.tf = TransformBuffer(self.config.sync.tf_buffer_s, self.config.sync.tolerance_s, self.config.sync.max_pose_gap_s)
 
     def _enqueue(self, stream: str, item: _Stamped) -> None:
         queue = self._queues[stream]

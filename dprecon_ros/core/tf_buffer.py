@@ -19,9 +19,10 @@ class TransformLookupError(LookupError):
 
 
 class TransformBuffer:
-    def __init__(self, history_s: float = 30.0, tolerance_s: float = 0.03) -> None:
+    def __init__(self, history_s: float = 30.0, tolerance_s: float = 0.03, max_gap_s: float = 0.25) -> None:
         self.history_s = history_s
         self.tolerance_s = tolerance_s
+        self.max_gap_s = max_gap_s
         self._stamps: dict[tuple[str, str], list[float]] = defaultdict(list)
         self._poses: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
         self._static: dict[tuple[str, str], np.ndarray] = {}
@@ -65,6 +66,12 @@ class TransformBuffer:
             if abs(stamps[j] - stamp) <= self.tolerance_s:
                 return poses[j]
             raise TransformLookupError(f"{parent} -> {child} not known at t={stamp:.3f} (have {stamps[0]:.3f}..{stamps[-1]:.3f})")
+        for j in (i - 1, i):
+            if abs(stamps[j] - stamp) <= self.tolerance_s:
+                return poses[j]
+        if stamps[i] - stamps[i - 1] > self.max_gap_s:
+            # Too far apart to interpolate (a missing message, or a slow pose source): wait or give up.
+            raise TransformLookupError(f"{parent} -> {child}: no pose within {self.max_gap_s} s around t={stamp:.3f}")
         s = (stamp - stamps[i - 1]) / (stamps[i] - stamps[i - 1])
         return interpolate_pose(poses[i - 1], poses[i], s)
 
