@@ -208,7 +208,7 @@ class FrameAssembler:
 
         Labels travel on their own topic and may arrive after the images they describe, so a frame whose ids
         no labels message covers yet waits for up to `sync.labels_wait_s` of newer images. `flush` (end of a
-        bag) releases waiting frames with the labels known so far.
+        bag) releases waiting frames with the labels known so far and drops colour images that are still unmatched.
         """
         frames = self._release_labelled(flush)
         rgb_queue = self._queues["rgb"]
@@ -223,7 +223,7 @@ class FrameAssembler:
             missing = [s for s, m in matched.items() if m is None] + (["pose"] if T is None else [])
             if missing:
                 pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + self.config.sync.tolerance_s + self.config.sync.reorder_window_s
-                hopeless = [s for s in missing if (s == "pose" and pose_hopeless) or (s != "pose" and self._hopeless(s, rgb.stamp))]
+                hopeless = [s for s in missing if flush or (s == "pose" and pose_hopeless) or (s != "pose" and self._hopeless(s, rgb.stamp))]
                 if not hopeless:
                     break
                 rgb_queue.popleft()

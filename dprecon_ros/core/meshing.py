@@ -22,9 +22,25 @@ def marching_cubes(tsdf: np.ndarray, weight: np.ndarray, spec: VolumeSpec, min_w
         verts, faces, _, _ = measure.marching_cubes(tsdf, level=0.0, mask=observed, allow_degenerate=False)
     except (ValueError, RuntimeError):
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    # skimage returns a face winding whose normals point towards negative values; flip to point outwards.
+    faces = faces[_observed_edges(verts, observed)[faces].all(axis=1)]
+    used, inverse = np.unique(faces, return_inverse=True)
+    verts, faces = verts[used], inverse.reshape(-1, 3)
+    # With the default gradient_direction ("descent") skimage winds faces so that normals point towards
+    # increasing values: out of the object for a signed distance that is negative inside.
     verts = spec.origin + (verts + 0.5) * spec.voxel_size
-    return verts, faces[:, ::-1].astype(np.int64)
+    return verts, faces.astype(np.int64)
+
+
+def _observed_edges(verts_ijk: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """True for vertices whose grid edge joins two observed voxels.
+
+    A zero crossing between the observed band (negative just below the surface) and an unobserved voxel
+    (weight 0, TSDF +1) is not a surface: it would form an inner shell one truncation distance down.
+    skimage's `mask` does not prevent this (it gates cubes, not edges), so such vertices are found here.
+    """
+    lo = np.clip(np.floor(verts_ijk).astype(np.int64), 0, np.array(observed.shape) - 1)
+    hi = np.clip(np.ceil(verts_ijk).astype(np.int64), 0, np.array(observed.shape) - 1)
+    return observed[lo[:, 0], lo[:, 1], lo[:, 2]] & observed[hi[:, 0], hi[:, 1], hi[:, 2]]
 
 
 def drop_small_components(vertices: np.ndarray, faces: np.ndarray, min_fraction: float) -> tuple[np.ndarray, np.ndarray]:

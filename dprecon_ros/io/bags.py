@@ -53,7 +53,7 @@ def write_frames(path: str | Path, frames: Iterable[Frame], config: DpreconConfi
     return n
 
 
-def _dispatch(config: DpreconConfig, assembler: FrameAssembler) -> dict[str, Callable[[object], None]]:
+def topic_handlers(config: DpreconConfig, assembler: FrameAssembler) -> dict[str, Callable[[object], None]]:
     t = config.topics
     table: dict[str, Callable[[object], None]] = {
         t.rgb: assembler.add_rgb, t.camera_info: assembler.add_camera_info, t.instance: assembler.add_instance,
@@ -72,7 +72,7 @@ def _dispatch(config: DpreconConfig, assembler: FrameAssembler) -> dict[str, Cal
 def read_frames(path: str | Path, config: DpreconConfig, assembler: FrameAssembler | None = None) -> Iterator[Frame]:
     """Synchronised frames from a bag, in recording order, through the same assembler the node uses."""
     assembler = assembler or FrameAssembler(config)
-    handlers = _dispatch(config, assembler)
+    handlers = topic_handlers(config, assembler)
     with AnyReader([Path(path)], default_typestore=TYPESTORE) as reader:
         connections = [c for c in reader.connections if c.topic in handlers]
         missing = sorted(set(handlers) - {c.topic for c in reader.connections} - {"/tf", "/tf_static"})
