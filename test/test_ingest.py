@@ -179,8 +179,19 @@ def test_bad_labels_are_counted_and_frames_fall_back(assembler):
 
     out = run(assembler, edit=garbage)
     assert assembler.counters.get("bad_labels") == 4
-    assert all(f.labels == {1: "object"} for f in out) and len(out) == 4
-    assert assembler.counters.get("missing_labels") == 4
+    assert all(f.labels == {1: "object"} for f in out) and len(out) == 4  # no labels at all: unlabelled instances
+    assert assembler.counters.get("no_labels") == 4
+
+
+def test_frame_whose_labels_were_lost_is_dropped(assembler):
+    topics = assembler.config.topics
+    for i in range(4):
+        frame = make_frame(stamp=10 + i * 0.5, T=moving(i), instance_value=10 + i)
+        frame.labels = {10 + i: "box"}
+        feed(assembler, frame, skip=(topics.labels,) if i == 1 else ())
+    out = assembler.pop_frames(flush=True)
+    assert [f.stamp for f in out] == [10.0, 11.0, 11.5]
+    assert assembler.counters.get("missing_labels") == 1
 
 
 def test_labels_arriving_after_images_are_waited_for(assembler):

@@ -27,6 +27,7 @@ from .undistort import SUPPORTED_MODELS, Undistorter, is_distorted
 log = logging.getLogger("dprecon_ros")
 CAMERA_POSE_FRAME = "__camera_pose__"
 LABEL_HISTORY = 16
+UNLABELLED = "object"
 
 
 def stamp_of(msg) -> float:
@@ -207,7 +208,8 @@ class FrameAssembler:
         """Frames that are complete now; unmatched colour images that can never match are dropped.
 
         Labels travel on their own topic and may arrive after the images they describe, so a frame whose ids
-        no labels message covers yet waits for up to `sync.labels_wait_s` of newer images. `flush` (end of a
+        no labels message covers yet waits for up to `sync.labels_wait_s` of newer images; then it is dropped,
+        unless no labels have been received at all (a segmenter without labels: every instance is 'object'). `flush` (end of a
         bag) releases waiting frames with the labels known so far and drops colour images that are still unmatched.
         """
         frames = self._release_labelled(flush)
@@ -258,11 +260,18 @@ class FrameAssembler:
             if labels is None:
                 if not (flush or newest > frame.stamp + self.config.sync.labels_wait_s):
                     break
-                self.counters.count("missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; using 'object'")
-                latest = self._labels[-1] if self._labels else {}
-                labels = {i: latest.get(i, "object") for i in ids}
+                self._awaiting_labels.popleft()
+                if self._labels:
+                    # Labels do arrive, but this frame's were lost: guessing would mint wrong objects.
+                    self.counters.count("missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped")
+                    continue
+                self.counters.count("no_labels", f"no labels received yet; the instances of the frame at {frame.stamp:.3f} are labelled "
+                                    f"'{UNLABELLED}'", logging.INFO)
+                labels = dict.fromkeys(ids, UNLABELLED)
+            else:
+                self._awaiting_labels.popleft()
             frame.labels = labels
-            out.append(self._awaiting_labels.popleft())
+            out.append(frame)
         return out
 
     def _build(self, rgb: _Stamped, depth: _Stamped | None, instance: _Stamped, T: np.ndarray) -> Frame | None:

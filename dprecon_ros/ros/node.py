@@ -154,7 +154,10 @@ class DpreconNode(Node):
         self._stage = "publishing"
         self._publish(recon)
         if self.config.reconstruction.export_dir:
-            self._export(recon, self.config.reconstruction.export_dir)
+            try:
+                self._export(recon, self.config.reconstruction.export_dir)
+            except OSError as exc:
+                self.counters.count("export_error", f"export to {self.config.reconstruction.export_dir} failed: {exc}")
         self._stage, self._progress = "idle", 1.0
         return True, f"{len(recon.objects)} objects, {len(recon.scene_graph.relations)} relations in {recon.timings_s.get('total', 0):.2f} s"
 

@@ -34,17 +34,27 @@ class RawPublishers:
         if topic not in self._pubs:
             self._pubs[topic] = self.node.create_publisher(message_class(msgtype), topic, self.qos_for(topic))
 
-    def wait_for_subscribers(self, topics: list[str], timeout_s: float) -> list[str]:
-        """Wait until each topic has a matched subscriber (messages sent before matching are lost);
-        returns the topics still without one after the timeout."""
+    def wait_for_subscribers(self, topics: list[str], timeout_s: float, settle_s: float = 0.5) -> list[str]:
+        """Wait until each of `topics` has a matched subscriber, every subscriber the graph knows of on a
+        prepared topic is matched, and that has held for `settle_s`; returns the `topics` still without a
+        subscriber after the timeout.
+
+        Messages sent before a volatile subscription matches are lost (and a latched one keeps only its
+        depth), and a consumer's subscriptions are discovered one by one: its image subscriptions may match
+        while CameraInfo, labels or poses are still unknown.
+        """
         import time
 
         import rclpy
 
         deadline = time.monotonic() + timeout_s
+        ready_since = None
         while True:
             missing = [t for t in topics if t in self._pubs and self._pubs[t].get_subscription_count() == 0]
-            if not missing or time.monotonic() >= deadline or not rclpy.ok():
+            unmatched = [t for t, pub in self._pubs.items() if pub.get_subscription_count() < self.node.count_subscribers(t)]
+            now = time.monotonic()
+            ready_since = (ready_since or now) if not missing and not unmatched else None
+            if (ready_since is not None and now - ready_since >= settle_s) or now >= deadline or not rclpy.ok():
                 return missing
             time.sleep(0.05)
 

@@ -28,7 +28,7 @@ class ReplayConfig:
     rate: float = config_field(1.0, "playback speed factor (2 = twice as fast)", (0.01, 1000.0))
     publish_clock: bool = config_field(True, "publish /clock from the bag's timestamps")
     start_delay_s: float = config_field(0.5, "seconds to wait before playing, after subscribers connected", (0.0, 600.0))
-    wait_for_subscribers_s: float = config_field(10.0, "wait up to this long for a subscriber on every image topic before playing", (0.0, 600.0))
+    wait_for_subscribers_s: float = config_field(10.0, "wait up to this long for a subscriber on every image and latched topic (and for every known subscriber to match) before playing", (0.0, 600.0))
     loop: bool = config_field(False, "play the bag again when it ends")
     ack_timeout_s: float = config_field(10.0, "after playing, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0))
     latched_topics: str = config_field("/camera/instance/labels", "comma-separated topics published transient-local")
@@ -50,7 +50,7 @@ class ReplayNode(Node):
             images = []
             for connection in reader.connections:
                 self.pubs.prepare(connection.topic, connection.msgtype)
-                if connection.msgtype == IMAGE:
+                if connection.msgtype == IMAGE or connection.topic in self.pubs.latched:
                     images.append(connection.topic)
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)

@@ -29,7 +29,7 @@ class SimNodeConfig:
     exit_when_done: bool = config_field(False, "shut down after the last view (and the linger time)")
     linger_s: float = config_field(2.0, "seconds to keep running after the last view", (0.0, 3600.0))
     start_delay_s: float = config_field(0.5, "seconds to wait before the first frame, after subscribers connected", (0.0, 600.0))
-    wait_for_subscribers_s: float = config_field(0.0, "wait up to this long for a subscriber on every image topic before the first frame", (0.0, 600.0))
+    wait_for_subscribers_s: float = config_field(0.0, "wait up to this long for a subscriber on every image and labels topic (and for every known subscriber to match) before the first frame", (0.0, 600.0))
     publish_clock: bool = config_field(False, "publish /clock with simulated time (run consumers with use_sim_time)")
     ground_truth_dir: str = config_field("", "directory for ground-truth meshes; empty = none")
     record_bag: str = config_field("", "also record the published inputs to this mcap bag; empty = none")
@@ -55,7 +55,7 @@ class SimNode(Node):
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
         if self.cfg.wait_for_subscribers_s > 0:
-            images = [topic for topic, msgtype, _ in frame_messages(first, self.cfg.topics) if msgtype == IMAGE]
+            images = [topic for topic, msgtype, _ in frame_messages(first, self.cfg.topics) if msgtype == IMAGE or topic == self.cfg.topics.labels]
             missing = self.pubs.wait_for_subscribers(images, self.cfg.wait_for_subscribers_s)
             if missing:
                 self.get_logger().warning(f"no subscriber on {', '.join(missing)}; publishing anyway")

@@ -6,6 +6,7 @@ import json
 import time
 
 import rclpy
+import rclpy.executors
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
 from dprecon_msgs.srv import ExportMap
 from rclpy.node import Node
@@ -17,8 +18,11 @@ from ..ros.qos import LATCHED
 
 
 class DpreconClient:
-    def __init__(self, node_name: str = "dprecon_node", client_name: str = "dprecon_client") -> None:
-        self.node: Node = rclpy.create_node(client_name)
+    def __init__(self, node_name: str = "dprecon_node", client_name: str = "dprecon_client", context=None) -> None:
+        self.context = context
+        self.node: Node = rclpy.create_node(client_name, context=context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
         base = f"/{node_name}"
         self.objects: MapObjectArray | None = None
         self.graph: SceneGraph | None = None
@@ -38,7 +42,7 @@ class DpreconClient:
         while time.monotonic() < deadline:
             if predicate():
                 return True
-            rclpy.spin_once(self.node, timeout_sec=0.1)
+            self.executor.spin_once(timeout_sec=0.1)
         return bool(predicate())
 
     def wait_for_keyframes_settled(self, minimum: int, settle_s: float, timeout_s: float) -> int:
@@ -46,7 +50,7 @@ class DpreconClient:
         last, since = -1, time.monotonic()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            rclpy.spin_once(self.node, timeout_sec=0.1)
+            self.executor.spin_once(timeout_sec=0.1)
             n = self.status.keyframes if self.status is not None else -1
             if n != last:
                 last, since = n, time.monotonic()
@@ -58,7 +62,7 @@ class DpreconClient:
         if not client.wait_for_service(timeout_sec=min(timeout_s, 30.0)):
             raise TimeoutError(f"service {client.srv_name} not available")
         future = client.call_async(request)
-        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout_s)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
         if not future.done():
             raise TimeoutError(f"service {client.srv_name} did not answer in {timeout_s} s")
         return future.result()
@@ -70,4 +74,6 @@ class DpreconClient:
         return self.call(self.export_client, ExportMap.Request(directory=directory), timeout_s)
 
     def close(self) -> None:
+        self.executor.remove_node(self.node)
+        self.executor.shutdown()
         self.node.destroy_node()
