@@ -41,7 +41,9 @@ class SyncConfig:
     tolerance_s: float = config_field(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
     queue_size: int = config_field(30, "messages kept per stream while waiting for a match", (1, 1000))
     max_pose_gap_s: float = config_field(0.25, "poses further apart than this are not interpolated between", (0.0, 10.0))
-    reorder_window_s: float = config_field(1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0))
+    reorder_window_s: float = config_field(
+        1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0)
+    )
     labels_wait_s: float = config_field(5.0, "how long (in image stamps) a frame waits for its labels message", (0.0, 60.0))
     tf_buffer_s: float = config_field(30.0, "how much pose history is kept for interpolation", (1.0, 600.0))
     max_linear_speed_mps: float = config_field(3.0, "pose jumps faster than this are rejected", (0.01, 100.0))
@@ -74,10 +76,14 @@ class AssociationConfig:
     min_overlap: float = config_field(0.25, "overlap (fraction of the smaller set) needed to join an object", (0.0, 1.0))
     require_label_match: bool = config_field(True, "only join objects of the same label")
     max_points_per_instance: int = config_field(4000, "back-projected points kept per instance", (100, 1000000))
-    depth_outlier_m: float = config_field(0.3, "instance pixels further than this (plus 3 MAD) from the median depth are dropped", (0.01, 10.0))
+    depth_outlier_m: float = config_field(
+        0.3, "instance pixels further than this (plus 3 MAD) from the median depth are dropped", (0.01, 10.0)
+    )
     mask_erosion_px: int = config_field(1, "instance masks are eroded by this many pixels against depth bleeding at edges", (0, 20))
     box_overlap_weight: float = config_field(0.9, "weight of 'instance inside the object's box' against voxel overlap", (0.0, 1.0))
-    box_margin_m: float = config_field(0.05, "an object's box is grown by this much when testing whether an instance lies inside it", (0.0, 1.0))
+    box_margin_m: float = config_field(
+        0.05, "an object's box is grown by this much when testing whether an instance lies inside it", (0.0, 1.0)
+    )
     merge_overlap: float = config_field(0.5, "objects of the same label overlapping this much are merged", (0.0, 1.0))
     min_observations: int = config_field(1, "objects seen in fewer keyframes are not reconstructed", (1, 1000))
 
@@ -98,7 +104,9 @@ class TsdfConfig:
 class MeshConfig:
     target_faces: int = config_field(20000, "object meshes are simplified to about this many faces", (100, 10_000_000))
     background_target_faces: int = config_field(60000, "background mesh face budget", (100, 10_000_000))
-    min_component_fraction: float = config_field(0.05, "drop object mesh components smaller than this fraction of the largest (1 = largest only)", (0.0, 1.0))
+    min_component_fraction: float = config_field(
+        0.05, "drop object mesh components smaller than this fraction of the largest (1 = largest only)", (0.0, 1.0)
+    )
     min_weight: float = config_field(0.5, "voxels observed with less total weight are treated as unknown", (0.0, 1000.0))
 
 

@@ -4,11 +4,12 @@ Remap the camera driver's topics onto the node's inputs with the launch argument
 `ros2 launch dprecon_ros camera.launch.py rgb:=/camera/camera/color/image_raw pose:=/odom pose_source:=odometry`.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 # node input topic (the config default) -> launch argument that remaps it
 INPUT_REMAPS = {

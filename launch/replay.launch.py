@@ -3,11 +3,12 @@
 `ros2 launch dprecon_ros replay.launch.py bag:=/data/run1 rate:=0.5 export_dir:=/tmp/run1`
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

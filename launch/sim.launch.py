@@ -3,21 +3,28 @@
 `ros2 launch dprecon_ros sim.launch.py views:=15 shuffle_ids:=true export_dir:=/tmp/dprecon`
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("dprecon_ros")
     return LaunchDescription(
         [
-            DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "config", "dprecon.yaml"]), description="dprecon_node parameters file"),
-            DeclareLaunchArgument("sim_config", default_value=PathJoinSubstitution([share, "config", "sim.yaml"]), description="dprecon_sim parameters file"),
+            DeclareLaunchArgument(
+                "config", default_value=PathJoinSubstitution([share, "config", "dprecon.yaml"]), description="dprecon_node parameters file"
+            ),
+            DeclareLaunchArgument(
+                "sim_config", default_value=PathJoinSubstitution([share, "config", "sim.yaml"]), description="dprecon_sim parameters file"
+            ),
             DeclareLaunchArgument("views", default_value="15", description="camera views along the arc"),
-            DeclareLaunchArgument("shuffle_ids", default_value="true", description="new instance ids in every frame, as a 2D detector gives"),
+            DeclareLaunchArgument(
+                "shuffle_ids", default_value="true", description="new instance ids in every frame, as a 2D detector gives"
+            ),
             DeclareLaunchArgument("rate_hz", default_value="2.0", description="simulated frames per second"),
             DeclareLaunchArgument("ground_truth_dir", default_value="", description="write ground-truth meshes here"),
             DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),

@@ -73,9 +73,7 @@ def write_package(name: str, description: str, interfaces: dict[str, str], deps:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(text)
     (src / "package.xml").write_text(
-        PACKAGE_XML.format(
-            name=name, description=description, depends="\n".join(f"  <depend>{d}</depend>" for d in deps)
-        )
+        PACKAGE_XML.format(name=name, description=description, depends="\n".join(f"  <depend>{d}</depend>" for d in deps))
     )
     (src / "CMakeLists.txt").write_text(
         CMAKELISTS.format(
@@ -96,10 +94,17 @@ def build(src: Path) -> None:
     env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV), CMAKE_PREFIX_PATH=str(VENV))
     subprocess.run(
         [
-            "cmake", str(src), f"-DCMAKE_INSTALL_PREFIX={VENV}", f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}",
-            "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release",
+            "cmake",
+            str(src),
+            f"-DCMAKE_INSTALL_PREFIX={VENV}",
+            f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}",
+            "-DBUILD_TESTING=OFF",
+            "-DCMAKE_BUILD_TYPE=Release",
         ],
-        cwd=out, env=env, check=True, stdout=subprocess.DEVNULL,
+        cwd=out,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     subprocess.run(["make", f"-j{os.cpu_count() or 2}"], cwd=out, env=env, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["make", "install"], cwd=out, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -114,7 +119,9 @@ def main() -> None:
             interfaces[f"{path.suffix[1:]}/{path.name}"] = path.read_text()
     build(
         write_package(
-            "dprecon_msgs", "Messages and services of dprecon_ros", interfaces,
+            "dprecon_msgs",
+            "Messages and services of dprecon_ros",
+            interfaces,
             ["builtin_interfaces", "std_msgs", "geometry_msgs", "shape_msgs"],
         )
     )

@@ -41,8 +41,14 @@ def sim_reconstruction(sim_frames):
     return mapper, mapper.reconstruct()
 
 
-def make_frame(stamp: float = 1.0, size: tuple[int, int] = (40, 32), depth: float | None = 1.0, T: np.ndarray | None = None,
-               seed: int = 0, instance_value: int = 1) -> Frame:
+def make_frame(
+    stamp: float = 1.0,
+    size: tuple[int, int] = (40, 32),
+    depth: float | None = 1.0,
+    T: np.ndarray | None = None,
+    seed: int = 0,
+    instance_value: int = 1,
+) -> Frame:
     """A small textured frame looking at a fronto-parallel plane, with one square instance."""
     w, h = size
     rng = np.random.default_rng(seed)

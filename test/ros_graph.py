@@ -17,8 +17,7 @@ def run_tool(executable: str, *args: str, env: dict[str, str] | None = None, tim
     """Run a console script of the package to completion."""
     from dprecon_ros.tools.ros_env import localhost_ros_env
 
-    return subprocess.run([str(BIN / executable), *args], env=env or localhost_ros_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([str(BIN / executable), *args], env=env or localhost_ros_env(), capture_output=True, text=True, timeout=timeout)
 
 
 class RosGraph:

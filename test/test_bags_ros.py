@@ -51,8 +51,17 @@ def test_replayed_bag_on_sim_time_gives_the_same_map(sim_bag, tmp_path):
     graph = RosGraph(tmp_path)
     try:
         # poses from /tf this time (tf2_msgs built at set-up), the camera frame named by the image headers
-        graph.start("dprecon_node", "-p", "use_sim_time:=true", "-p", "topics.image_qos:=reliable", "-p", "reconstruction.period_s:=0.0",
-                    "-p", "topics.pose_source:=tf")
+        graph.start(
+            "dprecon_node",
+            "-p",
+            "use_sim_time:=true",
+            "-p",
+            "topics.image_qos:=reliable",
+            "-p",
+            "reconstruction.period_s:=0.0",
+            "-p",
+            "topics.pose_source:=tf",
+        )
         replay = graph.start("dprecon_replay", "-p", f"bag:={sim_bag}", "-p", "rate:=4.0", "-p", "publish_clock:=true")
         client = graph.client()
         assert replay.wait(timeout=180) == 0, graph.logs()
@@ -73,8 +82,19 @@ def test_recorded_live_inputs_reconstruct_offline(tmp_path):
     graph = RosGraph(tmp_path)
     try:
         recorder = graph.start("dprecon_record", "-p", f"output:={tmp_path / 'recorded'}")
-        sim = graph.start("dprecon_sim", "-p", "rate_hz:=4.0", "-p", "exit_when_done:=true", "-p", "linger_s:=0.5",
-                          "-p", "sim.num_views:=10", "-p", "wait_for_subscribers_s:=30.0")
+        sim = graph.start(
+            "dprecon_sim",
+            "-p",
+            "rate_hz:=4.0",
+            "-p",
+            "exit_when_done:=true",
+            "-p",
+            "linger_s:=0.5",
+            "-p",
+            "sim.num_views:=10",
+            "-p",
+            "wait_for_subscribers_s:=30.0",
+        )
         assert sim.wait(timeout=180) == 0, graph.logs()
         assert RosGraph.stop(recorder) == 0, graph.logs()
         done = graph.run("dprecon-reconstruct", "--bag", str(tmp_path / "recorded"), "--out", str(tmp_path / "out"), "--quiet")

@@ -44,8 +44,12 @@ def test_look_at_is_an_optical_frame():
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
 def test_colour_encodings_decode_to_rgb(encoding):
     rgb = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
-    src = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full((5, 7), 255, np.uint8)]),
-           "bgra8": np.dstack([rgb[..., ::-1], np.zeros((5, 7), np.uint8)])}[encoding]
+    src = {
+        "rgb8": rgb,
+        "bgr8": rgb[..., ::-1],
+        "rgba8": np.dstack([rgb, np.full((5, 7), 255, np.uint8)]),
+        "bgra8": np.dstack([rgb[..., ::-1], np.zeros((5, 7), np.uint8)]),
+    }[encoding]
     assert np.array_equal(decode_rgb(image_message(src, encoding, 1.0, "cam")), rgb)
 
 

@@ -13,7 +13,7 @@ from dprecon_ros.io.frame_messages import IMAGE, frame_messages
 
 def feed(assembler: FrameAssembler, frame, skip=(), edit=None) -> None:
     handlers = topic_handlers(assembler.config, assembler)
-    for topic, msgtype, msg in frame_messages(frame, assembler.config.topics):
+    for topic, _msgtype, msg in frame_messages(frame, assembler.config.topics):
         if topic in skip:
             continue
         if edit is not None:
@@ -79,7 +79,8 @@ def test_size_mismatch_is_counted(assembler):
             from dprecon_ros.io.frame_messages import image_message
 
             return image_message(np.zeros((10, 10), np.uint16), "16UC1", 0.0, "cam").__class__(
-                header=msg.header, height=10, width=10, encoding="16UC1", is_bigendian=0, step=20, data=np.zeros(200, np.uint8))
+                header=msg.header, height=10, width=10, encoding="16UC1", is_bigendian=0, step=20, data=np.zeros(200, np.uint8)
+            )
 
     assert run(assembler, edit=shrink) == []
     assert assembler.counters.get("size_mismatch") == 4
@@ -240,3 +241,25 @@ def test_queue_overflow_is_counted():
         feed(a, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(cfg.topics.pose, "/tf"))
     assert a.counters.get("queue_overflow_rgb") == 3
     assert IMAGE  # the image topics share one message type
+
+
+def test_camera_info_arriving_just_after_the_first_images_is_waited_for(assembler):
+    topics = assembler.config.topics
+    first = make_frame(stamp=10.0)
+    feed(assembler, first, skip=(topics.camera_info,))
+    assert assembler.pop_frames() == []
+    feed(assembler, make_frame(stamp=10.5, T=moving(1)))
+    assert [f.stamp for f in assembler.pop_frames(flush=True)] == [10.0, 10.5]
+    assert assembler.counters.get("no_camera_info") == 0
+
+
+def test_frames_wait_for_a_late_first_camera_info_up_to_the_queue_bound():
+    cfg = DpreconConfig()
+    cfg.sync.queue_size = 3
+    a = FrameAssembler(cfg)
+    for i in range(5):
+        feed(a, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(cfg.topics.camera_info,))
+        a.pop_frames()
+    assert a.counters.get("no_camera_info") == 3  # the oldest, whenever the colour queue was full
+    feed(a, make_frame(stamp=12.5, T=moving(5)))
+    assert [f.stamp for f in a.pop_frames(flush=True)] == [11.5, 12.0, 12.5]

@@ -21,8 +21,12 @@ from dprecon_ros.ros.sim_node import SimNodeConfig
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
-NODE_CONFIGS = {"dprecon_node": DpreconConfig, "dprecon_sim": SimNodeConfig, "dprecon_replay": ReplayConfig,
-                "dprecon_record": RecorderConfig}
+NODE_CONFIGS = {
+    "dprecon_node": DpreconConfig,
+    "dprecon_sim": SimNodeConfig,
+    "dprecon_replay": ReplayConfig,
+    "dprecon_record": RecorderConfig,
+}
 ROS_BUILTIN_PARAMS = {"use_sim_time"}
 
 
@@ -64,8 +68,9 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
     return {
         "launch": module("launch", LaunchDescription=LaunchDescription),
         "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument),
-        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
-                                       PathJoinSubstitution=PathJoinSubstitution),
+        "launch.substitutions": module(
+            "launch.substitutions", LaunchConfiguration=LaunchConfiguration, PathJoinSubstitution=PathJoinSubstitution
+        ),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", Node=Node),
         "launch_ros.substitutions": module("launch_ros.substitutions", FindPackageShare=FindPackageShare),

@@ -59,6 +59,7 @@ def test_out_of_memory_falls_back_to_cpu(config, sim_frames, monkeypatch):
 
 def test_other_backend_errors_propagate_to_the_caller(config, sim_frames, monkeypatch):
     mapper = filled(config, sim_frames)
+
     def broken(*args, **kwargs):
         raise RuntimeError("bad shape")
 
@@ -74,3 +75,18 @@ def test_reset_clears_everything(config, sim_frames):
     mapper.reconstruct()
     mapper.reset()
     assert len(mapper.keyframes) == 0 and not mapper.associator.objects and mapper.latest is None
+
+
+def test_gpu_path_imports_neither_open3d_nor_pybullet(tmp_path):
+    """The device machine cannot install them: the offline reconstruction path must not need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import dprecon_ros.tools.reconstruct, dprecon_ros.core.mapper, dprecon_ros.core.evaluation, dprecon_ros.io.bags\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('open3d', 'pybullet', 'pybullet_data', 'rclpy'))\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -54,3 +54,28 @@ def test_bag_round_trip_gives_back_the_frames(sim_frames, tmp_path, storage):
         assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.instance, b.instance) and a.labels == b.labels
         assert np.allclose(a.T_world_camera, b.T_world_camera, atol=1e-9)
         assert np.allclose(np.nan_to_num(a.depth_m), np.nan_to_num(b.depth_m))
+
+
+def test_unseen_completeness_of_a_sphere_seen_from_one_side():
+    from dprecon_ros.core.evaluation import unseen_completeness, visible_in_any
+    from dprecon_ros.core.geometry import look_at
+    from dprecon_ros.core.types import CameraIntrinsics, Frame
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.2)
+    K = CameraIntrinsics(200.0, 200.0, 79.5, 59.5, 160, 120)
+    T = look_at(np.array([1.0, 0, 0]), np.zeros(3))
+    # true z-depth of the sphere from this view (ray-sphere intersection)
+    v, u = np.mgrid[0:120, 0:160].astype(float)
+    dirs = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1).reshape(-1, 3) @ T[:3, :3].T
+    o = T[:3, 3]
+    a, b, c = (dirs**2).sum(1), 2 * dirs @ o, o @ o - 0.2**2
+    disc = b * b - 4 * a * c
+    depth = np.where(disc > 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.nan).astype(np.float32)
+    frame = Frame(0.0, np.zeros((120, 160, 3), np.uint8), depth.reshape(120, 160), np.zeros((120, 160), np.int32), {}, K, T)
+    pts = np.array([[0.2, 0, 0], [-0.2, 0, 0], [0, 0, 0.2]])
+    assert visible_in_any(pts, [frame]).tolist() == [True, False, False]
+    front = sphere.submesh([np.where(sphere.triangles_center[:, 0] > 0.05)[0]], append=True)
+    score = unseen_completeness(front, sphere, [frame], samples=4000)
+    assert 0.55 < score.unseen_fraction < 0.75  # a camera at 1 m sees less than the near half
+    assert score.unseen_recall < 0.6
+    assert unseen_completeness(sphere, sphere, [frame], samples=4000).unseen_recall > 0.99

@@ -26,12 +26,34 @@ def mapped(tmp_path_factory):
     """The simulator streams a shuffled-id sparse arc into dprecon_node; the test asks for a reconstruction."""
     tmp = tmp_path_factory.mktemp("sim_graph")
     graph = RosGraph(tmp)
-    node_args = ["-p", "topics.image_qos:=reliable", "-p", "reconstruction.period_s:=0.0",
-                 "-p", f"reconstruction.export_dir:={tmp / 'export'}", "-p", f"keyframes.persist_dir:={tmp / 'keyframes'}"]
+    node_args = [
+        "-p",
+        "topics.image_qos:=reliable",
+        "-p",
+        "reconstruction.period_s:=0.0",
+        "-p",
+        f"reconstruction.export_dir:={tmp / 'export'}",
+        "-p",
+        f"keyframes.persist_dir:={tmp / 'keyframes'}",
+    ]
     node = graph.start("dprecon_node", *node_args)
-    sim = graph.start("dprecon_sim", "-p", "rate_hz:=4.0", "-p", "exit_when_done:=true", "-p", "linger_s:=0.5",
-                      "-p", f"sim.num_views:={VIEWS}", "-p", "sim.shuffle_ids:=true", "-p", "wait_for_subscribers_s:=30.0",
-                      "-p", f"ground_truth_dir:={tmp / 'gt'}")
+    sim = graph.start(
+        "dprecon_sim",
+        "-p",
+        "rate_hz:=4.0",
+        "-p",
+        "exit_when_done:=true",
+        "-p",
+        "linger_s:=0.5",
+        "-p",
+        f"sim.num_views:={VIEWS}",
+        "-p",
+        "sim.shuffle_ids:=true",
+        "-p",
+        "wait_for_subscribers_s:=30.0",
+        "-p",
+        f"ground_truth_dir:={tmp / 'gt'}",
+    )
     client = graph.client()
     try:
         assert sim.wait(timeout=180) == 0, graph.logs()

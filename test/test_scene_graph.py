@@ -14,8 +14,9 @@ def box_object(oid: int, label: str, center, extent, yaw: float = 0.0) -> Object
     c, s = np.cos(yaw), np.sin(yaw)
     mesh.apply_transform(np.array([[c, -s, 0, center[0]], [s, c, 0, center[1]], [0, 0, 1, center[2]], [0, 0, 0, 1]]))
     v = np.asarray(mesh.vertices)
-    return ObjectReconstruction(oid, label, v, np.asarray(mesh.faces), np.full((len(v), 4), 255, np.uint8), v.mean(axis=0),
-                                oriented_box(v), 5)
+    return ObjectReconstruction(
+        oid, label, v, np.asarray(mesh.faces), np.full((len(v), 4), 255, np.uint8), v.mean(axis=0), oriented_box(v), 5
+    )
 
 
 def relations(objects, floor_z=0.0):
@@ -31,8 +32,14 @@ def test_on_inside_next_to_and_floor():
     cup = box_object(4, "cup", (0.05, 0.1, 0.75), (0.08, 0.08, 0.1))
     chair = box_object(5, "chair", (2.0, 0, 0.45), (0.5, 0.5, 0.9))
     rel = relations([table, bowl, apple, cup, chair])
-    assert {("bowl", "on", "table"), ("cup", "on", "table"), ("apple", "inside", "bowl"), ("table", "on", "floor"),
-            ("chair", "on", "floor"), ("cup", "next_to", "bowl")} <= rel
+    assert {
+        ("bowl", "on", "table"),
+        ("cup", "on", "table"),
+        ("apple", "inside", "bowl"),
+        ("table", "on", "floor"),
+        ("chair", "on", "floor"),
+        ("cup", "next_to", "bowl"),
+    } <= rel
     assert ("apple", "on", "table") not in rel  # the bowl supports it, not the table
     assert ("chair", "next_to", "table") not in rel  # 1.15 m apart
     assert ("bowl", "on", "floor") not in rel

@@ -107,6 +107,13 @@ def _key_bounds(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ijk.min(axis=0), ijk.max(axis=0)
 
 
+def _share_inside(keys: np.ndarray, container: np.ndarray, pad: int) -> float:
+    """Fraction of `keys` inside the bounding box of `container`, grown by `pad` voxels."""
+    lo, hi = _key_bounds(container)
+    ijk = unpack_keys(keys)
+    return float(np.all((ijk >= lo - pad) & (ijk <= hi + pad), axis=1).mean())
+
+
 class ObjectAssociator:
     def __init__(self, config: AssociationConfig, seed: int = 0) -> None:
         self.config = config
@@ -116,17 +123,17 @@ class ObjectAssociator:
         self.merged_into: dict[int, int] = {}
 
     def _overlap(self, inst_keys: np.ndarray, obj: TrackedObject) -> float:
-        """max(voxel overlap, share of the instance inside the object's box); both tolerate one voxel.
+        """max(voxel overlap, share of either one inside the other's box); both tolerate one voxel.
 
-        Voxel overlap fails when two views see disjoint faces of an object; the box share catches that.
+        Voxel overlap fails when two views see disjoint faces of an object; the box share catches that, in
+        both directions, since a partly occluded first view may give a box smaller than the next view.
         """
         if inst_keys.size == 0 or obj.keys.size == 0:
             return 0.0
         near = np.isin(inst_keys, obj.dilated, assume_unique=True).sum()
         voxel = float(near) / float(min(inst_keys.size, obj.keys.size))
-        ijk, lo, hi = unpack_keys(inst_keys), *_key_bounds(obj.keys)
         pad = 1 + int(np.ceil(self.config.box_margin_m / self.config.voxel_size_m))
-        in_box = float(np.all((ijk >= lo - pad) & (ijk <= hi + pad), axis=1).mean())
+        in_box = max(_share_inside(inst_keys, obj.keys, pad), _share_inside(obj.keys, inst_keys, pad))
         return max(voxel, self.config.box_overlap_weight * in_box)
 
     def associate(self, frame: Frame) -> dict[int, int]:
@@ -148,7 +155,7 @@ class ObjectAssociator:
                     scores.append((s, inst, obj.object_id))
         mapping: dict[int, int] = {}
         used: set[int] = set()
-        for s, inst, oid in sorted(scores, reverse=True):
+        for _score, inst, oid in sorted(scores, reverse=True):
             if inst not in mapping and oid not in used:
                 mapping[inst] = oid
                 used.add(oid)

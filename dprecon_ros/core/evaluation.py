@@ -7,8 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
-from .metrics import SurfaceMetrics, compare_meshes
+from .geometry import invert
+from .metrics import SurfaceMetrics, compare_meshes, sample_surface
+from .types import Frame
+
+VISIBILITY_TOLERANCE_M = 0.02
 
 
 @dataclass
@@ -47,8 +52,9 @@ def match_objects(pred: dict[int, tuple[str, trimesh.Trimesh]], gt: dict[str, tr
     return matched
 
 
-def evaluate(pred: dict[int, tuple[str, trimesh.Trimesh]], gt: dict[str, trimesh.Trimesh], threshold_m: float = 0.05,
-             samples: int = 20000) -> list[ObjectScore]:
+def evaluate(
+    pred: dict[int, tuple[str, trimesh.Trimesh]], gt: dict[str, trimesh.Trimesh], threshold_m: float = 0.05, samples: int = 20000
+) -> list[ObjectScore]:
     """Per-GT-object metrics; an unmatched GT object scores as missing (F = 0)."""
     matched = match_objects(pred, gt)
     scores = []
@@ -59,13 +65,61 @@ def evaluate(pred: dict[int, tuple[str, trimesh.Trimesh]], gt: dict[str, trimesh
     return scores
 
 
+def visible_in_any(points: np.ndarray, frames: list[Frame], tolerance_m: float = VISIBILITY_TOLERANCE_M) -> np.ndarray:
+    """True for points some frame saw: inside its image, in front, and not behind its depth reading.
+
+    Uses each frame's depth as the occlusion test, so frames should carry true (noise-free) depth and poses.
+    """
+    seen = np.zeros(len(points), dtype=bool)
+    for f in frames:
+        if f.depth_m is None:
+            continue
+        K = f.intrinsics
+        T_cw = invert(f.T_world_camera)
+        p = points @ T_cw[:3, :3].T + T_cw[:3, 3]
+        z = p[:, 2]
+        front = z > 1e-6
+        u = np.full(len(points), -1)
+        v = np.full(len(points), -1)
+        u[front] = np.round(p[front, 0] / z[front] * K.fx + K.cx).astype(int)
+        v[front] = np.round(p[front, 1] / z[front] * K.fy + K.cy).astype(int)
+        inside = front & (u >= 0) & (u < K.width) & (v >= 0) & (v < K.height)
+        idx = np.nonzero(inside)[0]
+        d = f.depth_m[v[idx], u[idx]]
+        seen[idx[np.isfinite(d) & (z[idx] <= d + tolerance_m)]] = True
+    return seen
+
+
+@dataclass
+class UnseenScore:
+    """How much of an object no view saw, and how much of that part the reconstruction covers."""
+
+    unseen_fraction: float
+    unseen_recall: float
+
+
+def unseen_completeness(
+    pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, frames: list[Frame], threshold_m: float = 0.05, samples: int = 20000
+) -> UnseenScore:
+    gt_points, _ = sample_surface(gt, samples, seed=1)
+    unseen = ~visible_in_any(gt_points, frames)
+    if not unseen.any():
+        return UnseenScore(0.0, 1.0)
+    if pred is None or len(pred.faces) == 0:
+        return UnseenScore(float(unseen.mean()), 0.0)
+    pred_points, _ = sample_surface(pred, samples, seed=2)
+    d, _ = cKDTree(pred_points).query(gt_points[unseen])
+    return UnseenScore(float(unseen.mean()), float((d < threshold_m).mean()))
+
+
 def mean_metrics(scores: list[ObjectScore]) -> dict[str, float]:
     finite = [s.metrics for s in scores if np.isfinite(s.metrics.chamfer_cm)]
     return {
         "chamfer_cm": float(np.mean([m.chamfer_cm for m in finite])) if finite else float("inf"),
         "fscore": float(np.mean([s.metrics.fscore for s in scores])) if scores else 0.0,
         "normal_consistency": float(np.mean([m.normal_consistency for m in finite])) if finite else 0.0,
-        "found": sum(s.object_id is not None for s in scores), "total": len(scores),
+        "found": sum(s.object_id is not None for s in scores),
+        "total": len(scores),
     }
 
 
@@ -78,8 +132,18 @@ def format_table(headers: list[str], rows: list[list[object]]) -> str:
 
 
 def score_table(scores: list[ObjectScore]) -> str:
-    rows = [[s.label, s.object_id if s.object_id is not None else "-", s.metrics.chamfer_cm, s.metrics.fscore,
-             s.metrics.precision, s.metrics.recall, s.metrics.normal_consistency] for s in scores]
+    rows = [
+        [
+            s.label,
+            s.object_id if s.object_id is not None else "-",
+            s.metrics.chamfer_cm,
+            s.metrics.fscore,
+            s.metrics.precision,
+            s.metrics.recall,
+            s.metrics.normal_consistency,
+        ]
+        for s in scores
+    ]
     mean = mean_metrics(scores)
     rows.append(["mean", f"{mean['found']}/{mean['total']}", mean["chamfer_cm"], mean["fscore"], "", "", mean["normal_consistency"]])
     return format_table(["object", "id", "CD cm", "F@5cm", "prec", "recall", "NC"], rows)

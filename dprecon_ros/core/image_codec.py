@@ -61,8 +61,18 @@ def decode_instance(msg) -> np.ndarray:
 
 def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:
     """(height, width, step, data) for an array in the given encoding (little-endian)."""
-    dtype = {"rgb8": np.uint8, "bgr8": np.uint8, "mono8": np.uint8, "8UC1": np.uint8, "32FC1": np.float32,
-             "16UC1": np.uint16, "mono16": np.uint16, "32SC1": np.int32, "rgba8": np.uint8, "bgra8": np.uint8}
+    dtype = {
+        "rgb8": np.uint8,
+        "bgr8": np.uint8,
+        "mono8": np.uint8,
+        "8UC1": np.uint8,
+        "32FC1": np.float32,
+        "16UC1": np.uint16,
+        "mono16": np.uint16,
+        "32SC1": np.int32,
+        "rgba8": np.uint8,
+        "bgra8": np.uint8,
+    }
     if encoding not in dtype:
         raise ImageDecodeError(f"unsupported encoding {encoding!r}")
     arr = np.ascontiguousarray(array.astype(dtype[encoding], copy=False))

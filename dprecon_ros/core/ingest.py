@@ -80,7 +80,9 @@ class FrameAssembler:
         elif stamp <= self._consumed_stamp - (0.0 if stream == "rgb" else self.config.sync.tolerance_s):
             # A late pose is harmless (poses are interpolated); a late image means a lost frame.
             level = logging.DEBUG if stream == "pose" else logging.WARNING
-            self.counters.count(f"late_{stream}", f"{stream} stamp {stamp:.3f} arrived after frame {self._consumed_stamp:.3f} was built; dropped", level)
+            self.counters.count(
+                f"late_{stream}", f"{stream} stamp {stamp:.3f} arrived after frame {self._consumed_stamp:.3f} was built; dropped", level
+            )
             return False
         self._last_stamp[stream] = max(stamp, self._last_stamp.get(stream, -np.inf))
         return True
@@ -106,8 +108,7 @@ class FrameAssembler:
             self.counters.count(f"queue_overflow_{stream}", f"{stream} queue full; oldest dropped")
 
     def add_camera_info(self, msg) -> None:
-        key = (int(msg.width), int(msg.height), tuple(np.asarray(msg.k, float)), tuple(np.asarray(msg.d, float)),
-               msg.distortion_model)
+        key = (int(msg.width), int(msg.height), tuple(np.asarray(msg.k, float)), tuple(np.asarray(msg.d, float)), msg.distortion_model)
         if key == self._camera_info_key:
             return
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
@@ -191,7 +192,9 @@ class FrameAssembler:
     def _nearest(self, stream: str, stamp: float) -> _Stamped | None:
         best = None
         for item in self._queues[stream]:
-            if abs(item.stamp - stamp) <= self.config.sync.tolerance_s and (best is None or abs(item.stamp - stamp) < abs(best.stamp - stamp)):
+            if abs(item.stamp - stamp) <= self.config.sync.tolerance_s and (
+                best is None or abs(item.stamp - stamp) < abs(best.stamp - stamp)
+            ):
                 best = item
         return best
 
@@ -223,15 +226,33 @@ class FrameAssembler:
             except TransformLookupError as exc:
                 T, pose_error = None, str(exc)
             missing = [s for s, m in matched.items() if m is None] + (["pose"] if T is None else [])
+            if self._camera_info_key is None:
+                missing.append("camera_info")  # CameraInfo may be delivered just after the first images
             if missing:
-                pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + self.config.sync.tolerance_s + self.config.sync.reorder_window_s
-                hopeless = [s for s in missing if flush or (s == "pose" and pose_hopeless) or (s != "pose" and self._hopeless(s, rgb.stamp))]
+                window = self.config.sync.tolerance_s + self.config.sync.reorder_window_s
+                pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + window
+                # Reliable transports can deliver the first CameraInfo seconds late (a reader that matched late
+                # is served at the writer's next heartbeat), so frames wait for it as long as the queue allows.
+                info_hopeless = len(rgb_queue) >= self._maxlen
+                hopeless = [
+                    s
+                    for s in missing
+                    if flush
+                    or (s == "pose" and pose_hopeless)
+                    or (s == "camera_info" and info_hopeless)
+                    or (s not in ("pose", "camera_info") and self._hopeless(s, rgb.stamp))
+                ]
                 if not hopeless:
                     break
                 rgb_queue.popleft()
                 self._consumed_stamp = rgb.stamp
+                if hopeless[0] == "camera_info":
+                    self.counters.count("no_camera_info", f"no CameraInfo received for the colour frame at {rgb.stamp:.3f}; dropped")
+                    continue
                 detail = f" ({pose_error})" if "pose" in hopeless else ""
-                self.counters.count(f"unmatched_{hopeless[0]}", f"colour frame at {rgb.stamp:.3f} has no matching {hopeless[0]}{detail}; dropped")
+                self.counters.count(
+                    f"unmatched_{hopeless[0]}", f"colour frame at {rgb.stamp:.3f} has no matching {hopeless[0]}{detail}; dropped"
+                )
                 continue
             rgb_queue.popleft()
             self._consumed_stamp = rgb.stamp
@@ -263,10 +284,15 @@ class FrameAssembler:
                 self._awaiting_labels.popleft()
                 if self._labels:
                     # Labels do arrive, but this frame's were lost: guessing would mint wrong objects.
-                    self.counters.count("missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped")
+                    self.counters.count(
+                        "missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped"
+                    )
                     continue
-                self.counters.count("no_labels", f"no labels received yet; the instances of the frame at {frame.stamp:.3f} are labelled "
-                                    f"'{UNLABELLED}'", logging.INFO)
+                self.counters.count(
+                    "no_labels",
+                    f"no labels received yet; the instances of the frame at {frame.stamp:.3f} are labelled '{UNLABELLED}'",
+                    logging.INFO,
+                )
                 labels = dict.fromkeys(ids, UNLABELLED)
             else:
                 self._awaiting_labels.popleft()

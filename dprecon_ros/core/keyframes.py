@@ -35,7 +35,9 @@ def save_keyframe(path: Path, kf: Keyframe) -> None:
     f = kf.frame
     K = f.intrinsics
     meta = {
-        "index": kf.index, "stamp": f.stamp, "labels": {str(k): v for k, v in f.labels.items()},
+        "index": kf.index,
+        "stamp": f.stamp,
+        "labels": {str(k): v for k, v in f.labels.items()},
         "instance_to_object": {str(k): v for k, v in kf.instance_to_object.items()},
         "intrinsics": [K.fx, K.fy, K.cx, K.cy, K.width, K.height],
     }
@@ -52,9 +54,13 @@ def load_keyframe(path: Path) -> Keyframe:
         meta = json.loads(str(data["meta"]))
         fx, fy, cx, cy, w, h = meta["intrinsics"]
         frame = Frame(
-            stamp=float(meta["stamp"]), rgb=data["rgb"], depth_m=data["depth_m"] if "depth_m" in data else None,
-            instance=data["instance"], labels={int(k): v for k, v in meta["labels"].items()},
-            intrinsics=CameraIntrinsics(fx, fy, cx, cy, int(w), int(h)), T_world_camera=data["T_world_camera"],
+            stamp=float(meta["stamp"]),
+            rgb=data["rgb"],
+            depth_m=data["depth_m"] if "depth_m" in data else None,
+            instance=data["instance"],
+            labels={int(k): v for k, v in meta["labels"].items()},
+            intrinsics=CameraIntrinsics(fx, fy, cx, cy, int(w), int(h)),
+            T_world_camera=data["T_world_camera"],
         )
     return Keyframe(int(meta["index"]), frame, {int(k): int(v) for k, v in meta["instance_to_object"].items()})
 

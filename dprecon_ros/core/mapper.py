@@ -98,7 +98,11 @@ class Mapper:
         try:
             keyframes = self.keyframes.snapshot()
             if len(keyframes) < self.config.reconstruction.min_keyframes:
-                self.counters.count("too_few_keyframes", f"{len(keyframes)} keyframes < {self.config.reconstruction.min_keyframes}; not reconstructing", logging.INFO)
+                self.counters.count(
+                    "too_few_keyframes",
+                    f"{len(keyframes)} keyframes < {self.config.reconstruction.min_keyframes}; not reconstructing",
+                    logging.INFO,
+                )
                 return None
             seeds = self.seeds()
             t0 = time.perf_counter()
@@ -107,7 +111,9 @@ class Mapper:
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
                     raise
-                self.counters.count("gpu_out_of_memory", f"reconstruction ran out of device memory ({exc}); retrying on the CPU", logging.ERROR)
+                self.counters.count(
+                    "gpu_out_of_memory", f"reconstruction ran out of device memory ({exc}); retrying on the CPU", logging.ERROR
+                )
                 self._release_device_memory()
                 self.backend = self._cpu_backend()
                 recon = self.backend.reconstruct(keyframes, seeds, progress)

@@ -91,8 +91,13 @@ def sample_grid_colors(color: np.ndarray, spec: VolumeSpec, vertices: np.ndarray
 
 
 def extract_mesh(
-    tsdf: np.ndarray, weight: np.ndarray, color: np.ndarray, spec: VolumeSpec, min_weight: float,
-    target_faces: int, min_component_fraction: float,
+    tsdf: np.ndarray,
+    weight: np.ndarray,
+    color: np.ndarray,
+    spec: VolumeSpec,
+    min_weight: float,
+    target_faces: int,
+    min_component_fraction: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices, faces, RGBA colours) of a fused volume, cleaned and simplified."""
     v, f = marching_cubes(tsdf, weight, spec, min_weight)

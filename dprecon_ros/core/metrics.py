@@ -46,13 +46,19 @@ def compare_surfaces(
     nc_gt = np.abs(np.sum(gt_normals * pred_normals[i_gt], axis=1)).mean()
     acc, comp = float(d_pred.mean()), float(d_gt.mean())
     return SurfaceMetrics(
-        chamfer_cm=100 * (acc + comp) / 2, accuracy_cm=100 * acc, completeness_cm=100 * comp,
-        precision=precision, recall=recall, fscore=f, normal_consistency=float((nc_pred + nc_gt) / 2),
+        chamfer_cm=100 * (acc + comp) / 2,
+        accuracy_cm=100 * acc,
+        completeness_cm=100 * comp,
+        precision=precision,
+        recall=recall,
+        fscore=f,
+        normal_consistency=float((nc_pred + nc_gt) / 2),
     )
 
 
-def compare_meshes(pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, threshold_m: float = 0.05,
-                   samples: int = DEFAULT_SAMPLES) -> SurfaceMetrics:
+def compare_meshes(
+    pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, threshold_m: float = 0.05, samples: int = DEFAULT_SAMPLES
+) -> SurfaceMetrics:
     gt_p, gt_n = sample_surface(gt, samples, seed=1)
     if pred is None or len(pred.faces) == 0:
         return compare_surfaces(np.zeros((0, 3)), np.zeros((0, 3)), gt_p, gt_n, threshold_m)

@@ -94,7 +94,9 @@ def compute_relations(objects: list[ObjectReconstruction], floor_z: float | None
             relations.append(Relation(a.object_id, "on", best[0], round(best[1], 3)))
             support[a.object_id] = best[0]
         elif floor_z is not None and abs(a_bottom - floor_z) <= config.on_max_gap_m:
-            relations.append(Relation(a.object_id, "on", BACKGROUND_ID, round(1.0 - abs(a_bottom - floor_z) / config.on_max_gap_m * 0.5, 3)))
+            relations.append(
+                Relation(a.object_id, "on", BACKGROUND_ID, round(1.0 - abs(a_bottom - floor_z) / config.on_max_gap_m * 0.5, 3))
+            )
             support[a.object_id] = BACKGROUND_ID
     for i, a in enumerate(objs):
         for b in objs[i + 1 :]:
@@ -129,33 +131,52 @@ def build_scene_graph(objects: list[ObjectReconstruction], background: ObjectRec
     return SceneGraph(objects=objects, relations=compute_relations(objects, floor_z, config), background_id=BACKGROUND_ID)
 
 
-def scene_graph_to_dict(graph: SceneGraph, background: ObjectReconstruction | None, frame_id: str, stamp: float,
-                        mesh_paths: dict[int, str] | None = None) -> dict:
+def scene_graph_to_dict(
+    graph: SceneGraph, background: ObjectReconstruction | None, frame_id: str, stamp: float, mesh_paths: dict[int, str] | None = None
+) -> dict:
     """The JSON twin of the typed scene graph (for agents without the interface package)."""
     mesh_paths = mesh_paths or {}
     labels = {o.object_id: o.label for o in graph.objects}
     labels[graph.background_id] = "floor"
     nodes = [
         {
-            "id": o.object_id, "label": o.label, "kind": "object", "centroid": [float(v) for v in o.centroid],
-            "box": o.box.to_dict(), "observation_count": o.observation_count, "completeness": float(o.completeness),
-            "num_faces": int(len(o.faces)), "mesh": mesh_paths.get(o.object_id, ""),
+            "id": o.object_id,
+            "label": o.label,
+            "kind": "object",
+            "centroid": [float(v) for v in o.centroid],
+            "box": o.box.to_dict(),
+            "observation_count": o.observation_count,
+            "completeness": float(o.completeness),
+            "num_faces": int(len(o.faces)),
+            "mesh": mesh_paths.get(o.object_id, ""),
         }
         for o in graph.objects
     ]
-    nodes.insert(0, {
-        "id": graph.background_id, "label": "background", "kind": "background",
-        "centroid": [float(v) for v in background.centroid] if background is not None else [0.0, 0.0, 0.0],
-        "box": background.box.to_dict() if background is not None else None,
-        "observation_count": background.observation_count if background is not None else 0,
-        "num_faces": int(len(background.faces)) if background is not None else 0,
-        "mesh": mesh_paths.get(graph.background_id, ""),
-    })
+    nodes.insert(
+        0,
+        {
+            "id": graph.background_id,
+            "label": "background",
+            "kind": "background",
+            "centroid": [float(v) for v in background.centroid] if background is not None else [0.0, 0.0, 0.0],
+            "box": background.box.to_dict() if background is not None else None,
+            "observation_count": background.observation_count if background is not None else 0,
+            "num_faces": int(len(background.faces)) if background is not None else 0,
+            "mesh": mesh_paths.get(graph.background_id, ""),
+        },
+    )
     return {
-        "frame_id": frame_id, "stamp": stamp, "objects": nodes,
+        "frame_id": frame_id,
+        "stamp": stamp,
+        "objects": nodes,
         "relations": [
-            {"subject": r.subject, "relation": r.relation, "object": r.object, "confidence": r.confidence,
-             "text": f"{labels.get(r.subject, r.subject)} {r.relation} {labels.get(r.object, r.object)}"}
+            {
+                "subject": r.subject,
+                "relation": r.relation,
+                "object": r.object,
+                "confidence": r.confidence,
+                "text": f"{labels.get(r.subject, r.subject)} {r.relation} {labels.get(r.object, r.object)}",
+            }
             for r in graph.relations
         ],
     }

@@ -26,7 +26,7 @@ class VolumeSpec:
     shape: tuple[int, int, int]
 
     @classmethod
-    def around(cls, lo: np.ndarray, hi: np.ndarray, voxel_size: float, max_voxels: int) -> "VolumeSpec":
+    def around(cls, lo: np.ndarray, hi: np.ndarray, voxel_size: float, max_voxels: int) -> VolumeSpec:
         """Cover [lo, hi]; the voxel grows when the box would exceed `max_voxels`."""
         size = np.maximum(np.asarray(hi, float) - np.asarray(lo, float), voxel_size)
         count = np.prod(np.ceil(size / voxel_size))

@@ -23,7 +23,7 @@ class CameraIntrinsics:
         return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
 
     @classmethod
-    def from_K(cls, K: np.ndarray, width: int, height: int) -> "CameraIntrinsics":
+    def from_K(cls, K: np.ndarray, width: int, height: int) -> CameraIntrinsics:
         K = np.asarray(K, dtype=np.float64).reshape(3, 3)
         return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
 

@@ -34,7 +34,7 @@ class BagWriter:
     def close(self) -> None:
         self._writer.close()
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -56,9 +56,12 @@ def write_frames(path: str | Path, frames: Iterable[Frame], config: DpreconConfi
 def topic_handlers(config: DpreconConfig, assembler: FrameAssembler) -> dict[str, Callable[[object], None]]:
     t = config.topics
     table: dict[str, Callable[[object], None]] = {
-        t.rgb: assembler.add_rgb, t.camera_info: assembler.add_camera_info, t.instance: assembler.add_instance,
+        t.rgb: assembler.add_rgb,
+        t.camera_info: assembler.add_camera_info,
+        t.instance: assembler.add_instance,
         t.labels: lambda m: assembler.add_labels(m.data),
-        "/tf": assembler.add_tf, "/tf_static": lambda m: assembler.add_tf(m, static=True),
+        "/tf": assembler.add_tf,
+        "/tf_static": lambda m: assembler.add_tf(m, static=True),
     }
     if t.depth:
         table[t.depth] = assembler.add_depth

@@ -48,8 +48,15 @@ def _header(stamp: float, frame_id: str):
 
 def image_message(array: np.ndarray, encoding: str, stamp: float, frame_id: str):
     h, w, step, data = encode_image(array, encoding)
-    return T[IMAGE](header=_header(stamp, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
-                    step=step, data=np.frombuffer(data, dtype=np.uint8))
+    return T[IMAGE](
+        header=_header(stamp, frame_id),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=np.frombuffer(data, dtype=np.uint8),
+    )
 
 
 def camera_info_message(frame: Frame, frame_id: str):
@@ -58,8 +65,17 @@ def camera_info_message(frame: Frame, frame_id: str):
     P[:, :3] = K.K
     roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return T[CAMERA_INFO](
-        header=_header(frame.stamp, frame_id), height=K.height, width=K.width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=K.K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0, roi=roi,
+        header=_header(frame.stamp, frame_id),
+        height=K.height,
+        width=K.width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=K.K.reshape(-1),
+        r=np.eye(3).reshape(-1),
+        p=P.reshape(-1),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
     )
 
 

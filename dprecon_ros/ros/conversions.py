@@ -44,10 +44,16 @@ def object_message(obj: ObjectReconstruction, header: Header) -> MapObject:
         triangles=[MeshTriangle(vertex_indices=[int(i) for i in f]) for f in obj.faces],
     )
     return MapObject(
-        header=header, id=obj.object_id, label=obj.label, box_pose=_box_pose(obj.box),
+        header=header,
+        id=obj.object_id,
+        label=obj.label,
+        box_pose=_box_pose(obj.box),
         box_size=Vector3(x=float(obj.box.extent[0]), y=float(obj.box.extent[1]), z=float(obj.box.extent[2])),
-        centroid=_point(obj.centroid), mesh=mesh, vertex_colors=_colours(obj.vertex_colors),
-        completeness=float(obj.completeness), observation_count=obj.observation_count,
+        centroid=_point(obj.centroid),
+        mesh=mesh,
+        vertex_colors=_colours(obj.vertex_colors),
+        completeness=float(obj.completeness),
+        observation_count=obj.observation_count,
     )
 
 
@@ -58,7 +64,11 @@ def objects_message(recon: Reconstruction, frame_id: str) -> MapObjectArray:
 
 def _node(obj: ObjectReconstruction, kind: str) -> SceneGraphNode:
     return SceneGraphNode(
-        id=obj.object_id, label=obj.label, kind=kind, centroid=_point(obj.centroid), box_pose=_box_pose(obj.box),
+        id=obj.object_id,
+        label=obj.label,
+        kind=kind,
+        centroid=_point(obj.centroid),
+        box_pose=_box_pose(obj.box),
         box_size=Vector3(x=float(obj.box.extent[0]), y=float(obj.box.extent[1]), z=float(obj.box.extent[2])),
         observation_count=obj.observation_count,
     )
@@ -68,8 +78,10 @@ def scene_graph_message(recon: Reconstruction, frame_id: str) -> SceneGraph:
     nodes = [_node(o, "object") for o in recon.objects]
     if recon.background is not None:
         nodes.insert(0, _node(recon.background, "background"))
-    edges = [SceneGraphEdge(subject=r.subject, relation=r.relation, object=r.object, confidence=float(r.confidence))
-             for r in recon.scene_graph.relations]
+    edges = [
+        SceneGraphEdge(subject=r.subject, relation=r.relation, object=r.object, confidence=float(r.confidence))
+        for r in recon.scene_graph.relations
+    ]
     return SceneGraph(header=Header(stamp=to_time(recon.stamp), frame_id=frame_id), nodes=nodes, edges=edges)
 
 
@@ -88,24 +100,48 @@ def marker_array(recon: Reconstruction, frame_id: str) -> MarkerArray:
     for obj in meshes:
         tri = obj.vertices[obj.faces.reshape(-1)]
         cols = obj.vertex_colors[obj.faces.reshape(-1)]
-        markers.append(Marker(
-            header=header, ns="meshes", id=obj.object_id, type=Marker.TRIANGLE_LIST, action=Marker.ADD,
-            pose=Pose(orientation=Quaternion(w=1.0)), scale=Vector3(x=1.0, y=1.0, z=1.0),
-            color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), points=[_point(p) for p in tri], colors=_colours(cols),
-        ))
+        markers.append(
+            Marker(
+                header=header,
+                ns="meshes",
+                id=obj.object_id,
+                type=Marker.TRIANGLE_LIST,
+                action=Marker.ADD,
+                pose=Pose(orientation=Quaternion(w=1.0)),
+                scale=Vector3(x=1.0, y=1.0, z=1.0),
+                color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+                points=[_point(p) for p in tri],
+                colors=_colours(cols),
+            )
+        )
     for obj in recon.objects:
         e = obj.box.extent
-        markers.append(Marker(
-            header=header, ns="boxes", id=obj.object_id, type=Marker.CUBE, action=Marker.ADD, pose=_box_pose(obj.box),
-            scale=Vector3(x=float(max(e[0], 1e-3)), y=float(max(e[1], 1e-3)), z=float(max(e[2], 1e-3))),
-            color=ColorRGBA(r=0.2, g=0.6, b=1.0, a=0.15),
-        ))
+        markers.append(
+            Marker(
+                header=header,
+                ns="boxes",
+                id=obj.object_id,
+                type=Marker.CUBE,
+                action=Marker.ADD,
+                pose=_box_pose(obj.box),
+                scale=Vector3(x=float(max(e[0], 1e-3)), y=float(max(e[1], 1e-3)), z=float(max(e[2], 1e-3))),
+                color=ColorRGBA(r=0.2, g=0.6, b=1.0, a=0.15),
+            )
+        )
         top = obj.box.center + np.array([0.0, 0.0, e[2] / 2 + 0.05])
-        markers.append(Marker(
-            header=header, ns="labels", id=obj.object_id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-            pose=Pose(position=_point(top), orientation=Quaternion(w=1.0)), scale=Vector3(z=0.06),
-            color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), text=f"{obj.object_id}: {obj.label}",
-        ))
+        markers.append(
+            Marker(
+                header=header,
+                ns="labels",
+                id=obj.object_id,
+                type=Marker.TEXT_VIEW_FACING,
+                action=Marker.ADD,
+                pose=Pose(position=_point(top), orientation=Quaternion(w=1.0)),
+                scale=Vector3(z=0.06),
+                color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+                text=f"{obj.object_id}: {obj.label}",
+            )
+        )
     for k, rel in enumerate(recon.scene_graph.relations):
         a = by_id.get(rel.subject)
         b = by_id.get(rel.object) if rel.object != recon.scene_graph.background_id else None
@@ -113,18 +149,46 @@ def marker_array(recon: Reconstruction, frame_id: str) -> MarkerArray:
             continue
         end = b.centroid if b is not None else np.array([a.centroid[0], a.centroid[1], a.vertices[:, 2].min()])
         r, g, bl = RELATION_COLOURS.get(rel.relation, (0.7, 0.7, 0.7))
-        markers.append(Marker(
-            header=header, ns=f"relations/{rel.relation}", id=k, type=Marker.LINE_LIST, action=Marker.ADD,
-            pose=Pose(orientation=Quaternion(w=1.0)), scale=Vector3(x=0.01), color=ColorRGBA(r=r, g=g, b=bl, a=0.9),
-            points=[_point(a.centroid), _point(end)],
-        ))
+        markers.append(
+            Marker(
+                header=header,
+                ns=f"relations/{rel.relation}",
+                id=k,
+                type=Marker.LINE_LIST,
+                action=Marker.ADD,
+                pose=Pose(orientation=Quaternion(w=1.0)),
+                scale=Vector3(x=0.01),
+                color=ColorRGBA(r=r, g=g, b=bl, a=0.9),
+                points=[_point(a.centroid), _point(end)],
+            )
+        )
     return MarkerArray(markers=markers)
 
 
-def status_message(stamp: Time, stage: str, progress: float, backend: str, keyframes: int, objects: int, runs: int,
-                   last_duration: float, last_stamp: float, counters: dict[str, int], last_error: str) -> MapperStatus:
+def status_message(
+    stamp: Time,
+    stage: str,
+    progress: float,
+    backend: str,
+    keyframes: int,
+    objects: int,
+    runs: int,
+    last_duration: float,
+    last_stamp: float,
+    counters: dict[str, int],
+    last_error: str,
+) -> MapperStatus:
     return MapperStatus(
-        header=Header(stamp=stamp), stage=stage, progress=float(progress), backend=backend, keyframes=keyframes,
-        objects=objects, runs=runs, last_run_duration_s=float(last_duration), last_run_stamp=to_time(last_stamp),
-        counter_names=list(counters), counter_values=[int(v) for v in counters.values()], last_error=last_error,
+        header=Header(stamp=stamp),
+        stage=stage,
+        progress=float(progress),
+        backend=backend,
+        keyframes=keyframes,
+        objects=objects,
+        runs=runs,
+        last_run_duration_s=float(last_duration),
+        last_run_stamp=to_time(last_stamp),
+        counter_names=list(counters),
+        counter_values=[int(v) for v in counters.values()],
+        last_error=last_error,
     )

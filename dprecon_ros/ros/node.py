@@ -6,21 +6,18 @@ Glue only: messages go into the core's FrameAssembler and Mapper, results come b
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
 import traceback
 from collections import deque
 from pathlib import Path
 
-import rclpy
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
 from dprecon_msgs.srv import ExportMap, KeyframeStore
-from nav_msgs.msg import Odometry
 from geometry_msgs.msg import PoseStamped
-from rclpy.clock import Clock, ClockType
+from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
@@ -38,9 +35,12 @@ from . import conversions
 from .logging_bridge import bridge_core_logging
 from .params import attach_validation, declare_config
 from .qos import LABELS, LATCHED, RELIABLE, TF_STATIC, image_qos
+from .runner import run_node
 
 INGEST_PERIOD_S = 0.02
 STATUS_PERIOD_S = 1.0
+# inputs, services, timers and the reconstruction worker's publishing run side by side
+EXECUTOR_THREADS = 4
 
 
 class DpreconNode(Node):
@@ -74,16 +74,25 @@ class DpreconNode(Node):
         self.create_subscription(Image, t.instance, lambda m: self._feed(self.assembler.add_instance, m), qos, callback_group=inputs)
         if t.depth:
             self.create_subscription(Image, t.depth, lambda m: self._feed(self.assembler.add_depth, m), qos, callback_group=inputs)
-        self.create_subscription(CameraInfo, t.camera_info, lambda m: self._feed(self.assembler.add_camera_info, m), qos, callback_group=inputs)
+        self.create_subscription(
+            CameraInfo, t.camera_info, lambda m: self._feed(self.assembler.add_camera_info, m), qos, callback_group=inputs
+        )
         self.create_subscription(String, t.labels, lambda m: self._feed(self.assembler.add_labels, m.data), LABELS, callback_group=inputs)
         if t.pose_source == "pose":
             self.create_subscription(PoseStamped, t.pose, lambda m: self._feed(self.assembler.add_pose, m), RELIABLE, callback_group=inputs)
         elif t.pose_source == "odometry":
-            self.create_subscription(Odometry, t.pose, lambda m: self._feed(self.assembler.add_odometry, m), RELIABLE, callback_group=inputs)
+            self.create_subscription(
+                Odometry, t.pose, lambda m: self._feed(self.assembler.add_odometry, m), RELIABLE, callback_group=inputs
+            )
         else:
             self.create_subscription(TFMessage, "/tf", lambda m: self._feed(self.assembler.add_tf, m), RELIABLE, callback_group=inputs)
-            self.create_subscription(TFMessage, "/tf_static", lambda m: self._feed(lambda x: self.assembler.add_tf(x, static=True), m),
-                                     TF_STATIC, callback_group=inputs)
+            self.create_subscription(
+                TFMessage,
+                "/tf_static",
+                lambda m: self._feed(lambda x: self.assembler.add_tf(x, static=True), m),
+                TF_STATIC,
+                callback_group=inputs,
+            )
 
         self.pub_objects = self.create_publisher(MapObjectArray, "~/objects", LATCHED)
         self.pub_graph = self.create_publisher(SceneGraph, "~/scene_graph", LATCHED)
@@ -97,8 +106,12 @@ class DpreconNode(Node):
         self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         if self.config.reconstruction.period_s > 0:
-            self.create_timer(self.config.reconstruction.period_s, self._periodic_reconstruction,
-                              callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
+            self.create_timer(
+                self.config.reconstruction.period_s,
+                self._periodic_reconstruction,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+                clock=steady,
+            )
         services = ReentrantCallbackGroup()
         self.create_service(Trigger, "~/reconstruct", self._srv_reconstruct, callback_group=services)
         self.create_service(ExportMap, "~/export", self._srv_export, callback_group=services)
@@ -159,7 +172,10 @@ class DpreconNode(Node):
             except OSError as exc:
                 self.counters.count("export_error", f"export to {self.config.reconstruction.export_dir} failed: {exc}")
         self._stage, self._progress = "idle", 1.0
-        return True, f"{len(recon.objects)} objects, {len(recon.scene_graph.relations)} relations in {recon.timings_s.get('total', 0):.2f} s"
+        return (
+            True,
+            f"{len(recon.objects)} objects, {len(recon.scene_graph.relations)} relations in {recon.timings_s.get('total', 0):.2f} s",
+        )
 
     def _periodic_reconstruction(self) -> None:
         if self._worker is not None and self._worker.is_alive():
@@ -182,12 +198,21 @@ class DpreconNode(Node):
 
     def _publish_status(self) -> None:
         recon = self.mapper.latest
-        self.pub_status.publish(conversions.status_message(
-            self.get_clock().now().to_msg(), self._stage, self._progress, self.config.reconstruction.backend,
-            len(self.mapper.keyframes), len(recon.objects) if recon else 0, self.mapper.runs,
-            recon.timings_s.get("total", 0.0) if recon else 0.0, recon.stamp if recon else 0.0,
-            self.counters.snapshot(), self._last_error,
-        ))
+        self.pub_status.publish(
+            conversions.status_message(
+                self.get_clock().now().to_msg(),
+                self._stage,
+                self._progress,
+                self.config.reconstruction.backend,
+                len(self.mapper.keyframes),
+                len(recon.objects) if recon else 0,
+                self.mapper.runs,
+                recon.timings_s.get("total", 0.0) if recon else 0.0,
+                recon.stamp if recon else 0.0,
+                self.counters.snapshot(),
+                self._last_error,
+            )
+        )
 
     # ----------------------------------------------------------------- services
     def _srv_reconstruct(self, request, response):
@@ -240,18 +265,7 @@ class DpreconNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = DpreconNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+    run_node(DpreconNode, args, lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,8 @@ Subscribes without deserialising (raw CDR) and writes each message with its rece
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ..config import TopicsConfig, config_field
@@ -18,6 +15,7 @@ from ..io.frame_messages import CAMERA_INFO, IMAGE, ODOMETRY, POSE_STAMPED, STRI
 from .params import declare_config
 from .qos import LATCHED, RELIABLE
 from .raw_publishing import message_class
+from .runner import run_node
 
 
 @dataclass
@@ -60,15 +58,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = RecorderNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(RecorderNode, args)
 
 
 if __name__ == "__main__":

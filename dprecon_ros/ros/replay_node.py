@@ -27,8 +27,14 @@ class ReplayConfig:
     bag: str = config_field("", "bag directory or file to play")
     rate: float = config_field(1.0, "playback speed factor (2 = twice as fast)", (0.01, 1000.0))
     publish_clock: bool = config_field(True, "publish /clock from the bag's timestamps")
-    start_delay_s: float = config_field(0.5, "seconds to wait before playing, after subscribers connected", (0.0, 600.0))
-    wait_for_subscribers_s: float = config_field(10.0, "wait up to this long for a subscriber on every image and latched topic (and for every known subscriber to match) before playing", (0.0, 600.0))
+    start_delay_s: float = config_field(
+        2.0, "seconds to wait before playing, after subscribers matched (lets them match this publisher too)", (0.0, 600.0)
+    )
+    wait_for_subscribers_s: float = config_field(
+        10.0,
+        "wait up to this long for a subscriber on every image and latched topic (and for every known subscriber to match) before playing",
+        (0.0, 600.0),
+    )
     loop: bool = config_field(False, "play the bag again when it ends")
     ack_timeout_s: float = config_field(10.0, "after playing, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0))
     latched_topics: str = config_field("/camera/instance/labels", "comma-separated topics published transient-local")

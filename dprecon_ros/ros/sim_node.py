@@ -6,12 +6,9 @@ writes the ground-truth meshes for evaluation, and can record what it publishes 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
-import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ..config import TopicsConfig, config_field
@@ -20,6 +17,7 @@ from ..io.frame_messages import CLOCK, IMAGE, clock_message, frame_messages, ser
 from ..sim.simulator import RoomSimulator, SimConfig
 from .params import declare_config
 from .raw_publishing import RawPublishers
+from .runner import run_node
 
 
 @dataclass
@@ -27,9 +25,16 @@ class SimNodeConfig:
     rate_hz: float = config_field(2.0, "frames published per second (wall clock)", (0.01, 100.0))
     loop: bool = config_field(False, "start the trajectory again after the last view")
     exit_when_done: bool = config_field(False, "shut down after the last view (and the linger time)")
+    ack_timeout_s: float = config_field(10.0, "after the last view, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0))
     linger_s: float = config_field(2.0, "seconds to keep running after the last view", (0.0, 3600.0))
-    start_delay_s: float = config_field(0.5, "seconds to wait before the first frame, after subscribers connected", (0.0, 600.0))
-    wait_for_subscribers_s: float = config_field(0.0, "wait up to this long for a subscriber on every image and labels topic (and for every known subscriber to match) before the first frame", (0.0, 600.0))
+    start_delay_s: float = config_field(
+        2.0, "seconds to wait before the first frame, after subscribers matched (lets them match this publisher too)", (0.0, 600.0)
+    )
+    wait_for_subscribers_s: float = config_field(
+        0.0,
+        "wait up to this long for a subscriber on every image and labels topic (and for every known subscriber to match) before the first frame",
+        (0.0, 600.0),
+    )
     publish_clock: bool = config_field(False, "publish /clock with simulated time (run consumers with use_sim_time)")
     ground_truth_dir: str = config_field("", "directory for ground-truth meshes; empty = none")
     record_bag: str = config_field("", "also record the published inputs to this mcap bag; empty = none")
@@ -55,7 +60,9 @@ class SimNode(Node):
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
         if self.cfg.wait_for_subscribers_s > 0:
-            images = [topic for topic, msgtype, _ in frame_messages(first, self.cfg.topics) if msgtype == IMAGE or topic == self.cfg.topics.labels]
+            images = [
+                topic for topic, msgtype, _ in frame_messages(first, self.cfg.topics) if msgtype == IMAGE or topic == self.cfg.topics.labels
+            ]
             missing = self.pubs.wait_for_subscribers(images, self.cfg.wait_for_subscribers_s)
             if missing:
                 self.get_logger().warning(f"no subscriber on {', '.join(missing)}; publishing anyway")
@@ -95,8 +102,8 @@ class SimNode(Node):
     def _finish(self) -> None:
         if self.done_at is None:
             self.done_at = self._steady.now()
-            self.pubs.wait_for_acks(self.cfg.linger_s)
-            self.get_logger().info(f"published all {len(self.poses)} views")
+            acked = self.pubs.wait_for_acks(self.cfg.ack_timeout_s)
+            self.get_logger().info(f"published all {len(self.poses)} views" + ("" if acked else " (some not acknowledged)"))
             if self.bag is not None:
                 self.bag.close()
                 self.bag = None
@@ -111,15 +118,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = SimNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimNode, args)
 
 
 if __name__ == "__main__":

@@ -61,16 +61,22 @@ def default_scene() -> SceneSpec:
         + [_cube_part((0.06, 0.06, 0.65), (x, y, 0.325), (0.35, 0.24, 0.14, 1)) for x, y in legs],
         xy=(0.0, 0.0),
     )
-    return SceneSpec([
-        table,
-        ObjectSpec("mug", [Part("objects/mug.obj", (1.0, 1.0, 1.0), rgba=(0.85, 0.85, 0.9, 1))], (-0.35, -0.15), (0, 0, 0.6), "table"),
-        ObjectSpec("duck", [Part("duck.obj", (0.1, 0.1, 0.1))], (-0.05, 0.2), (np.pi / 2, 0, 0.4), "table"),
-        ObjectSpec("teddy", [Part("teddy2_VHACD_CHs.obj", (0.25, 0.25, 0.25), rgba=(0.6, 0.4, 0.2, 1))], (0.4, 0.2), (0, 0, -0.5), "table"),
-        ObjectSpec("ball", [Part("soccerball.obj", (0.14, 0.14, 0.14))], (0.0, -0.22), (0, 0, 0), "table"),
-        ObjectSpec("tray", [Part("tray/tray_textured4.obj", (0.3, 0.3, 0.3))], (0.38, -0.2), (0, 0, 0.3), "table"),
-        ObjectSpec("lego", [Part("lego/lego.obj", (0.2, 0.2, 0.2), rgba=(0.9, 0.1, 0.1, 1))], (0.38, -0.2), (np.pi / 2, 0, 0.7), "tray", 0.01),
-        ObjectSpec("box", [_cube_part((0.35, 0.35, 0.35), (0, 0, 0), (0.2, 0.45, 0.7, 1))], (0.0, 0.95), (0, 0, 0.2), None),
-    ])
+    return SceneSpec(
+        [
+            table,
+            ObjectSpec("mug", [Part("objects/mug.obj", (1.0, 1.0, 1.0), rgba=(0.85, 0.85, 0.9, 1))], (-0.35, -0.15), (0, 0, 0.6), "table"),
+            ObjectSpec("duck", [Part("duck.obj", (0.1, 0.1, 0.1))], (-0.05, 0.2), (np.pi / 2, 0, 0.4), "table"),
+            ObjectSpec(
+                "teddy", [Part("teddy2_VHACD_CHs.obj", (0.25, 0.25, 0.25), rgba=(0.6, 0.4, 0.2, 1))], (0.4, 0.2), (0, 0, -0.5), "table"
+            ),
+            ObjectSpec("ball", [Part("soccerball.obj", (0.14, 0.14, 0.14))], (0.0, -0.22), (0, 0, 0), "table"),
+            ObjectSpec("tray", [Part("tray/tray_textured4.obj", (0.3, 0.3, 0.3))], (0.38, -0.2), (0, 0, 0.3), "table"),
+            ObjectSpec(
+                "lego", [Part("lego/lego.obj", (0.2, 0.2, 0.2), rgba=(0.9, 0.1, 0.1, 1))], (0.38, -0.2), (np.pi / 2, 0, 0.7), "tray", 0.01
+            ),
+            ObjectSpec("box", [_cube_part((0.35, 0.35, 0.35), (0, 0, 0), (0.2, 0.45, 0.7, 1))], (0.0, 0.95), (0, 0, 0.2), None),
+        ]
+    )
 
 
 def _rpy_matrix(r: float, p: float, y: float) -> np.ndarray:

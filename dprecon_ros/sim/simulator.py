@@ -65,7 +65,7 @@ class RoomSimulator:
             self.p.disconnect(self.client)
             self.client = None
 
-    def __enter__(self) -> "RoomSimulator":
+    def __enter__(self) -> RoomSimulator:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -77,15 +77,21 @@ class RoomSimulator:
         p.loadURDF("plane.urdf", physicsClientId=self.client)
         sx, sy = self.scene.room_size
         h = self.scene.wall_height
-        for pos, half in [((sx / 2, 0, h / 2), (0.05, sy / 2, h / 2)), ((-sx / 2, 0, h / 2), (0.05, sy / 2, h / 2)),
-                          ((0, sy / 2, h / 2), (sx / 2, 0.05, h / 2)), ((0, -sy / 2, h / 2), (sx / 2, 0.05, h / 2))]:
+        for pos, half in [
+            ((sx / 2, 0, h / 2), (0.05, sy / 2, h / 2)),
+            ((-sx / 2, 0, h / 2), (0.05, sy / 2, h / 2)),
+            ((0, sy / 2, h / 2), (sx / 2, 0.05, h / 2)),
+            ((0, -sy / 2, h / 2), (sx / 2, 0.05, h / 2)),
+        ]:
             vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=(0.82, 0.8, 0.74, 1), physicsClientId=self.client)
             p.createMultiBody(0, -1, vis, basePosition=pos, physicsClientId=self.client)
         for obj in self.objects:
             parts = obj.spec.parts
             kwargs = dict(
-                shapeTypes=[p.GEOM_MESH] * len(parts), fileNames=[str(data / q.mesh) for q in parts],
-                meshScales=[list(q.scale) for q in parts], visualFramePositions=[list(q.offset) for q in parts],
+                shapeTypes=[p.GEOM_MESH] * len(parts),
+                fileNames=[str(data / q.mesh) for q in parts],
+                meshScales=[list(q.scale) for q in parts],
+                visualFramePositions=[list(q.offset) for q in parts],
                 physicsClientId=self.client,
             )
             colours = [q.rgba for q in parts]
@@ -93,8 +99,9 @@ class RoomSimulator:
                 kwargs["rgbaColors"] = [list(c) for c in colours]
             vis = p.createVisualShapeArray(**kwargs)
             quat = _matrix_to_xyzw(obj.T_world_object[:3, :3])
-            body = p.createMultiBody(0, -1, vis, basePosition=list(obj.T_world_object[:3, 3]), baseOrientation=quat,
-                                     physicsClientId=self.client)
+            body = p.createMultiBody(
+                0, -1, vis, basePosition=list(obj.T_world_object[:3, 3]), baseOrientation=quat, physicsClientId=self.client
+            )
             self._body_to_instance[body] = obj.instance_id
 
     def trajectory(self) -> list[np.ndarray]:
@@ -116,8 +123,14 @@ class RoomSimulator:
         p, c = self.p, self.config
         view = np.linalg.inv(T_world_camera @ OPENGL_FROM_OPTICAL)
         _, _, rgba, zbuf, seg = p.getCameraImage(
-            c.width, c.height, viewMatrix=view.T.reshape(-1).tolist(), projectionMatrix=self._projection,
-            renderer=p.ER_TINY_RENDERER, shadow=0, lightDirection=[0.6, -0.8, 2.0], physicsClientId=self.client,
+            c.width,
+            c.height,
+            viewMatrix=view.T.reshape(-1).tolist(),
+            projectionMatrix=self._projection,
+            renderer=p.ER_TINY_RENDERER,
+            shadow=0,
+            lightDirection=[0.6, -0.8, 2.0],
+            physicsClientId=self.client,
         )
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(c.height, c.width, 4)[..., :3].copy()
         zbuf = np.asarray(zbuf, dtype=np.float64).reshape(c.height, c.width)
@@ -169,13 +182,17 @@ class RoomSimulator:
             instance = shuffled
             frame_labels = {remap[i]: lab for i, lab in frame_labels.items()}
         frame = Frame(
-            stamp=stamp, rgb=rgb, depth_m=self._noisy_depth(depth), instance=instance,
-            labels={int(i): v for i, v in frame_labels.items()}, intrinsics=self.intrinsics,
+            stamp=stamp,
+            rgb=rgb,
+            depth_m=self._noisy_depth(depth),
+            instance=instance,
+            labels={int(i): v for i, v in frame_labels.items()},
+            intrinsics=self.intrinsics,
             T_world_camera=self._noisy_pose(T_true),
         )
         return frame, T_true
 
-    def ground_truth(self) -> dict[str, "object"]:
+    def ground_truth(self) -> dict[str, object]:
         """label -> trimesh of every object, in the map frame."""
         return {o.spec.label: o.mesh for o in self.objects}
 

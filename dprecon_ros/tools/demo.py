@@ -61,9 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         node_cmd += ["--params-file", args.config]
     node_cmd += ["-p", "topics.image_qos:=reliable", "-p", "reconstruction.period_s:=0.0", "-p", f"reconstruction.export_dir:={out}"]
     sim_cmd = [
-        str(bin_dir / "dprecon_sim"), "--ros-args", "-p", f"rate_hz:={args.rate}", "-p", "exit_when_done:=true",
-        "-p", f"sim.num_views:={args.views}", "-p", f"sim.shuffle_ids:={'false' if args.keep_ids else 'true'}",
-        "-p", f"ground_truth_dir:={out / 'ground_truth'}", "-p", "wait_for_subscribers_s:=30.0",
+        str(bin_dir / "dprecon_sim"),
+        "--ros-args",
+        "-p",
+        f"rate_hz:={args.rate}",
+        "-p",
+        "exit_when_done:=true",
+        "-p",
+        f"sim.num_views:={args.views}",
+        "-p",
+        f"sim.shuffle_ids:={'false' if args.keep_ids else 'true'}",
+        "-p",
+        f"ground_truth_dir:={out / 'ground_truth'}",
+        "-p",
+        "wait_for_subscribers_s:=30.0",
     ]
     print(f"[demo] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (localhost only); logs in {out}")
     t0 = time.monotonic()
@@ -94,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         print(score_table(scores))
         print("\nrelations")
         for r in graph.get("relations", []):
-            print(f"  {labels.get(r['subject'])}({r['subject']}) {r['relation']} {labels.get(r['object'])}({r['object']})  conf {r['confidence']:.2f}")
+            print(
+                f"  {labels.get(r['subject'])}({r['subject']}) {r['relation']} {labels.get(r['object'])}({r['object']})  conf {r['confidence']:.2f}"
+            )
         counters = dict(zip(client.status.counter_names, client.status.counter_values)) if client.status else {}
         print(f"\ninput events: {counters or 'none'}")
-        print(f"exported to {out}: objects/*.glb, background.glb, scene.glb, scene_graph.json "
-              f"(total {time.monotonic() - t0:.1f} s)")
+        print(f"exported to {out}: objects/*.glb, background.glb, scene.glb, scene_graph.json (total {time.monotonic() - t0:.1f} s)")
         return 0
     finally:
         client.close()

@@ -31,7 +31,9 @@ class DpreconClient:
         self.status: MapperStatus | None = None
         self.node.create_subscription(MapObjectArray, f"{base}/objects", lambda m: setattr(self, "objects", m), LATCHED)
         self.node.create_subscription(SceneGraph, f"{base}/scene_graph", lambda m: setattr(self, "graph", m), LATCHED)
-        self.node.create_subscription(String, f"{base}/scene_graph/json", lambda m: setattr(self, "graph_json", json.loads(m.data)), LATCHED)
+        self.node.create_subscription(
+            String, f"{base}/scene_graph/json", lambda m: setattr(self, "graph_json", json.loads(m.data)), LATCHED
+        )
         self.node.create_subscription(MarkerArray, f"{base}/markers", lambda m: setattr(self, "markers", m), LATCHED)
         self.node.create_subscription(MapperStatus, f"{base}/status", lambda m: setattr(self, "status", m), LATCHED)
         self.reconstruct_client = self.node.create_client(Trigger, f"{base}/reconstruct")

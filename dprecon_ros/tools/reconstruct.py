@@ -1,6 +1,6 @@
 """dprecon-reconstruct: offline reconstruction of a rosbag2, straight into the core (no ROS graph).
 
-    dprecon-reconstruct --bag PATH --out DIR [--backend tsdf] [--config YAML]
+dprecon-reconstruct --bag PATH --out DIR [--backend tsdf] [--config YAML]
 """
 
 from __future__ import annotations
@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
         bar.n = 100
         bar.close()
     if recon is None:
-        print(f"nothing reconstructed: {len(mapper.keyframes)} keyframes from {mapper.frames_seen} frames; "
-              f"counters {counters.snapshot()}", file=sys.stderr)
+        print(
+            f"nothing reconstructed: {len(mapper.keyframes)} keyframes from {mapper.frames_seen} frames; counters {counters.snapshot()}",
+            file=sys.stderr,
+        )
         return None
     recon.timings_s["ingest"] = ingest_s
     files = export_reconstruction(recon, args.out, config.topics.map_frame)

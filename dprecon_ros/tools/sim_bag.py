@@ -18,9 +18,16 @@ from ..sim.simulator import RoomSimulator, SimConfig
 
 def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
-        num_views=args.views, arc_deg=args.arc_deg, width=args.width, height=args.height, shuffle_ids=args.shuffle_ids,
-        depth_noise_m=args.depth_noise, depth_dropout=args.depth_dropout, pose_noise_m=args.pose_noise_m,
-        pose_noise_deg=args.pose_noise_deg, seed=args.seed,
+        num_views=args.views,
+        arc_deg=args.arc_deg,
+        width=args.width,
+        height=args.height,
+        shuffle_ids=args.shuffle_ids,
+        depth_noise_m=args.depth_noise,
+        depth_dropout=args.depth_dropout,
+        pose_noise_m=args.pose_noise_m,
+        pose_noise_deg=args.pose_noise_deg,
+        seed=args.seed,
     )
 
 

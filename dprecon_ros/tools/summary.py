@@ -11,14 +11,32 @@ def reconstruction_summary(recon: Reconstruction, keyframes: int, frames: int, c
     labels[recon.scene_graph.background_id] = "floor"
     objects = format_table(
         ["id", "label", "faces", "observations", "centroid (m)", "box extent (m)"],
-        [[o.object_id, o.label, len(o.faces), o.observation_count, " ".join(f"{v:+.2f}" for v in o.centroid),
-          " ".join(f"{v:.2f}" for v in o.box.extent)] for o in recon.objects],
+        [
+            [
+                o.object_id,
+                o.label,
+                len(o.faces),
+                o.observation_count,
+                " ".join(f"{v:+.2f}" for v in o.centroid),
+                " ".join(f"{v:.2f}" for v in o.box.extent),
+            ]
+            for o in recon.objects
+        ],
     )
-    relations = [f"  {labels.get(r.subject, r.subject)}({r.subject}) {r.relation} {labels.get(r.object, r.object)}({r.object})"
-                 f"  conf {r.confidence:.2f}" for r in recon.scene_graph.relations]
+    relations = [
+        f"  {labels.get(r.subject, r.subject)}({r.subject}) {r.relation} {labels.get(r.object, r.object)}({r.object})"
+        f"  conf {r.confidence:.2f}"
+        for r in recon.scene_graph.relations
+    ]
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in recon.timings_s.items())
     dropped = ", ".join(f"{k}={v}" for k, v in counters.items()) or "none"
-    return "\n".join([
-        f"backend {recon.backend}: {len(recon.objects)} objects from {keyframes} keyframes ({frames} frames)",
-        objects, "relations:", *(relations or ["  (none)"]), f"timings: {timings}", f"input events: {dropped}",
-    ])
+    return "\n".join(
+        [
+            f"backend {recon.backend}: {len(recon.objects)} objects from {keyframes} keyframes ({frames} frames)",
+            objects,
+            "relations:",
+            *(relations or ["  (none)"]),
+            f"timings: {timings}",
+            f"input events: {dropped}",
+        ]
+    )
