@@ -92,24 +92,32 @@ def visible_in_any(points: np.ndarray, frames: list[Frame], tolerance_m: float =
 
 @dataclass
 class UnseenScore:
-    """How much of an object no view saw, and how much of that part the reconstruction covers."""
+    """How much of an object no view saw, how much of that part the reconstruction covers, and the F-score
+    on what was seen (ground truth the views saw; predicted surface lying in observed space)."""
 
     unseen_fraction: float
     unseen_recall: float
+    observed_fscore: float = 0.0
 
 
-def unseen_completeness(
-    pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, frames: list[Frame], threshold_m: float = 0.05, samples: int = 20000
-) -> UnseenScore:
+def unseen_completeness(pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, frames: list[Frame], threshold_m: float = 0.05,
+                        samples: int = 20000) -> UnseenScore:
     gt_points, _ = sample_surface(gt, samples, seed=1)
-    unseen = ~visible_in_any(gt_points, frames)
-    if not unseen.any():
-        return UnseenScore(0.0, 1.0)
+    seen = visible_in_any(gt_points, frames)
+    unseen_fraction = float((~seen).mean())
     if pred is None or len(pred.faces) == 0:
-        return UnseenScore(float(unseen.mean()), 0.0)
+        return UnseenScore(unseen_fraction, 0.0 if unseen_fraction else 1.0, 0.0)
     pred_points, _ = sample_surface(pred, samples, seed=2)
-    d, _ = cKDTree(pred_points).query(gt_points[unseen])
-    return UnseenScore(float(unseen.mean()), float((d < threshold_m).mean()))
+    d_gt, _ = cKDTree(pred_points).query(gt_points)
+    unseen_recall = float((d_gt[~seen] < threshold_m).mean()) if unseen_fraction else 1.0
+    pred_seen = visible_in_any(pred_points, frames)
+    if not seen.any() or not pred_seen.any():
+        return UnseenScore(unseen_fraction, unseen_recall, 0.0)
+    d_pred, _ = cKDTree(gt_points).query(pred_points[pred_seen])
+    precision = float((d_pred < threshold_m).mean())
+    recall = float((d_gt[seen] < threshold_m).mean())
+    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return UnseenScore(unseen_fraction, unseen_recall, f)
 
 
 def mean_metrics(scores: list[ObjectScore]) -> dict[str, float]:

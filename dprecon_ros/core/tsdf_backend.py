@@ -36,7 +36,7 @@ class ObjectSeed:
     observations: int
 
 
-def _background_bounds(keyframes: list[Keyframe], max_points: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+def background_bounds(keyframes: list[Keyframe], max_points: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
     pts = []
     per_frame = max(1, max_points // max(1, len(keyframes)))
     rng = np.random.default_rng(0)
@@ -72,46 +72,51 @@ class TsdfBackend:
         tsdf, weight, color = vol.grids()
         return extract_mesh(tsdf, weight, color, vol.spec, self.config.mesh.min_weight, target_faces, min_component_fraction)
 
+    def depth_keyframes(self, keyframes: list[Keyframe]) -> list[Keyframe]:
+        usable = [kf for kf in keyframes if kf.frame.depth_m is not None]
+        if len(usable) < len(keyframes):
+            log.warning("tsdf fusion: %d keyframes without depth are skipped", len(keyframes) - len(usable))
+        return usable
+
+    def fuse_object(self, seed: ObjectSeed, usable: list[Keyframe]) -> TsdfVolume:
+        """The object's own volume: its masked pixels are surface, every other reading carves free space."""
+        margin = self.config.tsdf.object_margin_m
+        spec = VolumeSpec.around(seed.lo - margin, seed.hi + margin, self.config.tsdf.object_voxel_m, self.config.tsdf.max_object_voxels)
+        seen = [kf for kf in usable if seed.object_id in kf.instance_to_object.values()]
+        return self._fuse(spec, seen, lambda kf, oid=seed.object_id: kf.object_mask(oid))
+
+    def fuse_background(self, usable: list[Keyframe]) -> TsdfVolume | None:
+        lo, hi = background_bounds(usable)
+        if not usable or not np.all(hi > lo):
+            return None
+        cfg = self.config.tsdf
+        pad = cfg.truncation_voxels * cfg.background_voxel_m
+        spec = VolumeSpec.around(lo - pad, hi + pad, cfg.background_voxel_m, cfg.max_background_voxels)
+        return self._fuse(spec, usable, lambda kf: kf.background_mask())
+
     def reconstruct(self, keyframes: list[Keyframe], seeds: list[ObjectSeed], progress: ProgressFn | None = None) -> Reconstruction:
         progress = progress or (lambda stage, fraction: None)
         cfg = self.config
         timings: dict[str, float] = {}
-        usable = [kf for kf in keyframes if kf.frame.depth_m is not None]
-        if len(usable) < len(keyframes):
-            log.warning("tsdf backend: %d keyframes without depth are skipped", len(keyframes) - len(usable))
+        usable = self.depth_keyframes(keyframes)
         objects: list[ObjectReconstruction] = []
         t0 = time.perf_counter()
         for i, seed in enumerate(seeds):
             progress("objects", i / max(1, len(seeds)))
-            margin = cfg.tsdf.object_margin_m
-            spec = VolumeSpec.around(seed.lo - margin, seed.hi + margin, cfg.tsdf.object_voxel_m, cfg.tsdf.max_object_voxels)
-            seen = [kf for kf in usable if seed.object_id in kf.instance_to_object.values()]
-            vol = self._fuse(spec, seen, lambda kf, oid=seed.object_id: kf.object_mask(oid))
-            v, f, c = self._mesh(vol, cfg.mesh.target_faces, cfg.mesh.min_component_fraction)
+            v, f, c = self._mesh(self.fuse_object(seed, usable), cfg.mesh.target_faces, cfg.mesh.min_component_fraction)
             if len(f) == 0:
                 log.info("object %d (%s) produced no surface", seed.object_id, seed.label)
                 continue
-            objects.append(
-                ObjectReconstruction(
-                    seed.object_id,
-                    seed.label,
-                    v,
-                    f,
-                    c,
-                    centroid=v.mean(axis=0),
-                    box=oriented_box(v),
-                    observation_count=seed.observations,
-                )
-            )
+            objects.append(ObjectReconstruction(
+                seed.object_id, seed.label, v, f, c, centroid=v.mean(axis=0), box=oriented_box(v),
+                observation_count=seed.observations,
+            ))
         timings["objects"] = time.perf_counter() - t0
         progress("background", 0.0)
         t0 = time.perf_counter()
         background = None
-        lo, hi = _background_bounds(usable)
-        if usable and np.all(hi > lo):
-            pad = cfg.tsdf.truncation_voxels * cfg.tsdf.background_voxel_m
-            spec = VolumeSpec.around(lo - pad, hi + pad, cfg.tsdf.background_voxel_m, cfg.tsdf.max_background_voxels)
-            vol = self._fuse(spec, usable, lambda kf: kf.background_mask())
+        vol = self.fuse_background(usable)
+        if vol is not None:
             v, f, c = self._mesh(vol, cfg.mesh.background_target_faces, min_component_fraction=0.0)
             if len(f):
                 background = ObjectReconstruction(BACKGROUND_ID, "background", v, f, c, v.mean(axis=0), oriented_box(v), len(usable))
@@ -130,6 +135,10 @@ BACKENDS = {"tsdf": TsdfBackend}
 
 
 def make_backend(config: DpreconConfig):
+    if config.reconstruction.backend == "neural" and "neural" not in BACKENDS:
+        from .neural.backend import NeuralBackend
+
+        BACKENDS["neural"] = NeuralBackend
     try:
         return BACKENDS[config.reconstruction.backend](config)
     except KeyError:

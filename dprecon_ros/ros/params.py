@@ -13,7 +13,7 @@ from rclpy.parameter import Parameter
 from ..config import ConfigError, iter_leaves, set_leaf
 
 # Parameters that change what the node subscribes to or allocates are read once at start-up.
-READ_ONLY_SECTIONS = ("topics.", "keyframes.persist_dir", "tsdf.device", "reconstruction.backend")
+READ_ONLY_SECTIONS = ("topics.", "keyframes.persist_dir", "tsdf.device", "neural.device", "reconstruction.backend")
 
 
 def _descriptor(name: str, f: dataclasses.Field, value: Any) -> ParameterDescriptor:
