@@ -132,6 +132,7 @@ class NeuralConfig:
     feature_dim: int = config_field(8, "colour feature channels", (1, 64))
     hidden_dim: int = config_field(64, "width of the colour network", (8, 1024))
     object_margin: float = config_field(0.15, "object grids extend this fraction of the box size beyond it", (0.0, 2.0))
+    carve_margin_m: float = config_field(0.015, "depth tolerance of the initial hull carving (m); at least one grid cell", (0.0, 1.0))
     lr_sdf_voxels: float = config_field(0.05, "learning rate of each SDF grid, in cells of that grid", (1e-5, 10.0))
     lr_beta: float = config_field(0.001, "learning rate of log(beta)", (0.0, 1.0))
     lr_color: float = config_field(0.01, "learning rate of the colour feature grid and network", (1e-6, 1.0))

@@ -63,7 +63,8 @@ class NeuralBackend:
             size = seed.hi - seed.lo
             box = grid_box(norm.to_scene(seed.lo - cfg.object_margin * size), norm.to_scene(seed.hi + cfg.object_margin * size),
                            cfg.object_resolution, self.device)
-            init = object_sdf_init(self.fusion.fuse_object(seed, usable), box, norm.to_map, norm.scale, min_weight)
+            init = object_sdf_init(self.fusion.fuse_object(seed, usable), box, norm.to_map, norm.scale, min_weight, usable,
+                                   seed.object_id, max(cfg.carve_margin_m, box.voxel * norm.scale))
             objects.append(SdfGrid(box, init.to(self.device)))
         scene_lo, scene_hi = norm.to_scene(lo), norm.to_scene(hi)
         bg_box = grid_box(scene_lo, scene_hi, cfg.background_resolution, self.device)
