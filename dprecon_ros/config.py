@@ -29,7 +29,9 @@ class TopicsConfig:
     camera_info: str = config_field("/camera/color/camera_info", "CameraInfo of the colour camera")
     depth: str = config_field("/camera/depth/image_raw", "depth topic registered to colour (32FC1 m or 16UC1 mm); empty = none")
     instance: str = config_field("/camera/instance/image_raw", "instance-id image (16UC1, 32SC1, 8UC1); 0 = background")
-    labels: str = config_field("/camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image')
+    labels: str = config_field(
+        "/camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image; empty = none (all "object")'
+    )
     pose: str = config_field("/camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)")
     pose_source: str = config_field("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"))
     map_frame: str = config_field("map", "world frame of all outputs (REP-105)")
@@ -124,7 +126,9 @@ class SceneGraphConfig:
 class NeuralConfig:
     """Stage 1 of DP-Recon: compositional SDF fields fitted to the keyframes (weights as in the paper)."""
 
-    iterations: int = config_field(1500, "optimisation steps (the fields start from the TSDF, so far fewer than the paper's 35k)", (1, 1_000_000))
+    iterations: int = config_field(
+        1500, "optimisation steps (the fields start from the TSDF, so far fewer than the paper's 35k)", (1, 1_000_000)
+    )
     rays_per_batch: int = config_field(1024, "rays per step", (8, 1_000_000))
     object_resolution: int = config_field(96, "SDF grid cells along an object's longest side", (8, 512))
     background_resolution: int = config_field(128, "SDF grid cells along the scene's longest side", (8, 1024))
@@ -136,14 +140,20 @@ class NeuralConfig:
     lr_sdf_voxels: float = config_field(0.05, "learning rate of each SDF grid, in cells of that grid", (1e-5, 10.0))
     lr_beta: float = config_field(0.001, "learning rate of log(beta)", (0.0, 1.0))
     lr_color: float = config_field(0.01, "learning rate of the colour feature grid and network", (1e-6, 1.0))
-    beta_init: float = config_field(0.005, "initial VolSDF beta (scene units, radius 1); the paper starts at 0.1 from scratch, fields here start at the TSDF", (1e-5, 1.0))
+    beta_init: float = config_field(
+        0.005,
+        "initial VolSDF beta (scene units, radius 1); the paper starts at 0.1 from scratch, fields here start at the TSDF",
+        (1e-5, 1.0),
+    )
     samples_init: int = config_field(64, "error-bounded sampling: initial uniform samples per ray", (4, 1024))
     samples_final: int = config_field(64, "error-bounded sampling: samples drawn from the opacity bound", (4, 1024))
     samples_extra: int = config_field(32, "error-bounded sampling: extra samples kept from the refined set", (0, 1024))
     sampling_eps: float = config_field(0.1, "error-bounded sampling: opacity error bound", (1e-4, 1.0))
     sampling_iters: int = config_field(5, "error-bounded sampling: refinement rounds", (0, 20))
     w_rgb: float = config_field(1.0, "weight of the RGB L1 loss", (0.0, 1000.0))
-    w_depth: float = config_field(0.1, "weight of the depth loss (metric with a depth topic, scale-and-shift invariant without)", (0.0, 1000.0))
+    w_depth: float = config_field(
+        0.1, "weight of the depth loss (metric with a depth topic, scale-and-shift invariant without)", (0.0, 1000.0)
+    )
     w_normal_l1: float = config_field(0.05, "weight of the normal L1 loss (normals from measured depth)", (0.0, 1000.0))
     w_normal_cos: float = config_field(0.05, "weight of the normal angular loss", (0.0, 1000.0))
     w_mask: float = config_field(1.0, "weight of the instance loss (rendered object opacity vs masks, MSE)", (0.0, 1000.0))

@@ -263,3 +263,24 @@ def test_frames_wait_for_a_late_first_camera_info_up_to_the_queue_bound():
     assert a.counters.get("no_camera_info") == 3  # the oldest, whenever the colour queue was full
     feed(a, make_frame(stamp=12.5, T=moving(5)))
     assert [f.stamp for f in a.pop_frames(flush=True)] == [11.5, 12.0, 12.5]
+
+
+def test_first_labels_arriving_late_are_waited_for_within_the_queue_bound():
+    cfg = DpreconConfig()
+    cfg.sync.queue_size = 4
+    a = FrameAssembler(cfg)
+    for i in range(12):  # 6 s of frames before the first labels message: longer than labels_wait_s
+        feed(a, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(cfg.topics.labels,))
+        assert a.pop_frames() == []
+    a.add_labels('{"1": "mug"}')
+    out = a.pop_frames()
+    assert len(out) == 4 and all(f.labels == {1: "mug"} for f in out)  # the queue bound kept the newest
+    assert a.counters.get("no_labels") >= 1
+
+
+def test_without_a_labels_topic_instances_are_unlabelled():
+    cfg = DpreconConfig()
+    cfg.topics.labels = ""
+    a = FrameAssembler(cfg)
+    feed(a, make_frame(stamp=10.0))
+    assert [f.labels for f in a.pop_frames()] == [{1: "object"}]

@@ -85,6 +85,7 @@ def test_gpu_path_imports_neither_open3d_nor_pybullet(tmp_path):
     code = (
         "import sys\n"
         "import dprecon_ros.tools.reconstruct, dprecon_ros.core.mapper, dprecon_ros.core.evaluation, dprecon_ros.io.bags\n"
+        "import dprecon_ros.core.neural.backend\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('open3d', 'pybullet', 'pybullet_data', 'rclpy'))\n"
         "assert not bad, bad\n"
     )

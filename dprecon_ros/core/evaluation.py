@@ -100,8 +100,9 @@ class UnseenScore:
     observed_fscore: float = 0.0
 
 
-def unseen_completeness(pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, frames: list[Frame], threshold_m: float = 0.05,
-                        samples: int = 20000) -> UnseenScore:
+def unseen_completeness(
+    pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, frames: list[Frame], threshold_m: float = 0.05, samples: int = 20000
+) -> UnseenScore:
     gt_points, _ = sample_surface(gt, samples, seed=1)
     seen = visible_in_any(gt_points, frames)
     unseen_fraction = float((~seen).mean())

@@ -211,8 +211,9 @@ class FrameAssembler:
         """Frames that are complete now; unmatched colour images that can never match are dropped.
 
         Labels travel on their own topic and may arrive after the images they describe, so a frame whose ids
-        no labels message covers yet waits for up to `sync.labels_wait_s` of newer images; then it is dropped,
-        unless no labels have been received at all (a segmenter without labels: every instance is 'object'). `flush` (end of a
+        no labels message covers yet waits for up to `sync.labels_wait_s` of newer images, then is dropped.
+        Before the first labels message, frames wait within the queue bound. Without a labels topic, or at
+        the end of a bag that had none, every instance is 'object'. `flush` (end of a
         bag) releases waiting frames with the labels known so far and drops colour images that are still unmatched.
         """
         frames = self._release_labelled(flush)
@@ -265,6 +266,8 @@ class FrameAssembler:
         return frames + self._release_labelled(flush)
 
     def _covering_labels(self, ids: list[int]) -> dict[int, str] | None:
+        if not ids:
+            return {}
         for labels in reversed(self._labels):
             if all(i in labels for i in ids):
                 return {i: labels[i] for i in ids}
@@ -279,23 +282,30 @@ class FrameAssembler:
             ids = frame.instance_ids()
             labels = self._covering_labels(ids)
             if labels is None:
-                if not (flush or newest > frame.stamp + self.config.sync.labels_wait_s):
-                    break
-                self._awaiting_labels.popleft()
-                if self._labels:
+                if not self.config.topics.labels:
+                    labels = dict.fromkeys(ids, UNLABELLED)  # no labels topic: instances are unlabelled
+                elif self._labels:
+                    if not (flush or newest > frame.stamp + self.config.sync.labels_wait_s):
+                        break
                     # Labels do arrive, but this frame's were lost: guessing would mint wrong objects.
+                    self._awaiting_labels.popleft()
                     self.counters.count(
                         "missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped"
                     )
                     continue
-                self.counters.count(
-                    "no_labels",
-                    f"no labels received yet; the instances of the frame at {frame.stamp:.3f} are labelled '{UNLABELLED}'",
-                    logging.INFO,
-                )
-                labels = dict.fromkeys(ids, UNLABELLED)
-            else:
-                self._awaiting_labels.popleft()
+                elif flush:
+                    self.counters.count(
+                        "no_labels", f"no labels ever received; the instances of the frame at {frame.stamp:.3f} are labelled '{UNLABELLED}'"
+                    )
+                    labels = dict.fromkeys(ids, UNLABELLED)
+                elif len(self._awaiting_labels) > self._maxlen:
+                    # The first labels can be seconds late (a subscription matched late): wait, within the queue bound.
+                    self._awaiting_labels.popleft()
+                    self.counters.count("no_labels", f"no labels received yet; the frame at {frame.stamp:.3f} was dropped")
+                    continue
+                else:
+                    break
+            self._awaiting_labels.popleft()
             frame.labels = labels
             out.append(frame)
         return out

@@ -107,10 +107,18 @@ class TsdfBackend:
             if len(f) == 0:
                 log.info("object %d (%s) produced no surface", seed.object_id, seed.label)
                 continue
-            objects.append(ObjectReconstruction(
-                seed.object_id, seed.label, v, f, c, centroid=v.mean(axis=0), box=oriented_box(v),
-                observation_count=seed.observations,
-            ))
+            objects.append(
+                ObjectReconstruction(
+                    seed.object_id,
+                    seed.label,
+                    v,
+                    f,
+                    c,
+                    centroid=v.mean(axis=0),
+                    box=oriented_box(v),
+                    observation_count=seed.observations,
+                )
+            )
         timings["objects"] = time.perf_counter() - t0
         progress("background", 0.0)
         t0 = time.perf_counter()

@@ -148,3 +148,4 @@ class Reconstruction:
     stamp: float
     timings_s: dict[str, float] = field(default_factory=dict)
     backend: str = "tsdf"
+    history: list[dict[str, float]] = field(default_factory=list)  # optimisation log of iterative backends

@@ -59,12 +59,13 @@ def topic_handlers(config: DpreconConfig, assembler: FrameAssembler) -> dict[str
         t.rgb: assembler.add_rgb,
         t.camera_info: assembler.add_camera_info,
         t.instance: assembler.add_instance,
-        t.labels: lambda m: assembler.add_labels(m.data),
         "/tf": assembler.add_tf,
         "/tf_static": lambda m: assembler.add_tf(m, static=True),
     }
     if t.depth:
         table[t.depth] = assembler.add_depth
+    if t.labels:
+        table[t.labels] = lambda m: assembler.add_labels(m.data)
     if t.pose_source == "pose":
         table[t.pose] = assembler.add_pose
     elif t.pose_source == "odometry":

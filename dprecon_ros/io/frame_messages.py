@@ -117,9 +117,10 @@ def frame_messages(frame: Frame, topics: TopicsConfig, frames: SensorFrames = Se
         (topics.camera_info, CAMERA_INFO, camera_info_message(frame, frames.camera)),
         (topics.pose, POSE_STAMPED, pose_message(frame, frames)),
         ("/tf", TF_MESSAGE, tf_message(frame, frames)),
-        (topics.labels, STRING, T[STRING](data=json.dumps({str(k): v for k, v in frame.labels.items()}))),
-        (topics.instance, IMAGE, image_message(frame.instance.astype(np.uint16), "16UC1", frame.stamp, frames.camera)),
     ]
+    if topics.labels:
+        out.append((topics.labels, STRING, T[STRING](data=json.dumps({str(k): v for k, v in frame.labels.items()}))))
+    out.append((topics.instance, IMAGE, image_message(frame.instance.astype(np.uint16), "16UC1", frame.stamp, frames.camera)))
     if frame.depth_m is not None and topics.depth:
         out.append((topics.depth, IMAGE, image_message(np.nan_to_num(frame.depth_m, nan=0.0), "32FC1", frame.stamp, frames.camera)))
     out.append((topics.rgb, IMAGE, image_message(frame.rgb, "rgb8", frame.stamp, frames.camera)))

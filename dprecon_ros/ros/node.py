@@ -77,7 +77,10 @@ class DpreconNode(Node):
         self.create_subscription(
             CameraInfo, t.camera_info, lambda m: self._feed(self.assembler.add_camera_info, m), qos, callback_group=inputs
         )
-        self.create_subscription(String, t.labels, lambda m: self._feed(self.assembler.add_labels, m.data), LABELS, callback_group=inputs)
+        if t.labels:
+            self.create_subscription(
+                String, t.labels, lambda m: self._feed(self.assembler.add_labels, m.data), LABELS, callback_group=inputs
+            )
         if t.pose_source == "pose":
             self.create_subscription(PoseStamped, t.pose, lambda m: self._feed(self.assembler.add_pose, m), RELIABLE, callback_group=inputs)
         elif t.pose_source == "odometry":

@@ -27,7 +27,9 @@ class RecorderConfig:
 
 def input_topics(t: TopicsConfig) -> dict[str, str]:
     """Topic -> message type of every input the node can use."""
-    topics = {t.rgb: IMAGE, t.instance: IMAGE, t.camera_info: CAMERA_INFO, t.labels: STRING, "/tf": TF_MESSAGE, "/tf_static": TF_MESSAGE}
+    topics = {t.rgb: IMAGE, t.instance: IMAGE, t.camera_info: CAMERA_INFO, "/tf": TF_MESSAGE, "/tf_static": TF_MESSAGE}
+    if t.labels:
+        topics[t.labels] = STRING
     if t.depth:
         topics[t.depth] = IMAGE
     topics[t.pose] = ODOMETRY if t.pose_source == "odometry" else POSE_STAMPED

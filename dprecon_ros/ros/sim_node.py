@@ -25,7 +25,9 @@ class SimNodeConfig:
     rate_hz: float = config_field(2.0, "frames published per second (wall clock)", (0.01, 100.0))
     loop: bool = config_field(False, "start the trajectory again after the last view")
     exit_when_done: bool = config_field(False, "shut down after the last view (and the linger time)")
-    ack_timeout_s: float = config_field(10.0, "after the last view, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0))
+    ack_timeout_s: float = config_field(
+        10.0, "after the last view, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0)
+    )
     linger_s: float = config_field(2.0, "seconds to keep running after the last view", (0.0, 3600.0))
     start_delay_s: float = config_field(
         2.0, "seconds to wait before the first frame, after subscribers matched (lets them match this publisher too)", (0.0, 600.0)

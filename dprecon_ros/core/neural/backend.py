@@ -61,10 +61,22 @@ class NeuralBackend:
         objects = []
         for seed in seeds:
             size = seed.hi - seed.lo
-            box = grid_box(norm.to_scene(seed.lo - cfg.object_margin * size), norm.to_scene(seed.hi + cfg.object_margin * size),
-                           cfg.object_resolution, self.device)
-            init = object_sdf_init(self.fusion.fuse_object(seed, usable), box, norm.to_map, norm.scale, min_weight, usable,
-                                   seed.object_id, max(cfg.carve_margin_m, box.voxel * norm.scale))
+            box = grid_box(
+                norm.to_scene(seed.lo - cfg.object_margin * size),
+                norm.to_scene(seed.hi + cfg.object_margin * size),
+                cfg.object_resolution,
+                self.device,
+            )
+            init = object_sdf_init(
+                self.fusion.fuse_object(seed, usable),
+                box,
+                norm.to_map,
+                norm.scale,
+                min_weight,
+                usable,
+                seed.object_id,
+                max(cfg.carve_margin_m, box.voxel * norm.scale),
+            )
             objects.append(SdfGrid(box, init.to(self.device)))
         scene_lo, scene_hi = norm.to_scene(lo), norm.to_scene(hi)
         bg_box = grid_box(scene_lo, scene_hi, cfg.background_resolution, self.device)
@@ -78,17 +90,21 @@ class NeuralBackend:
     def _batch(self, pool: RayPool, generator: torch.Generator) -> torch.Tensor:
         n = self.config.neural.rays_per_batch
         n_obj = min(int(n * OBJECT_RAY_SHARE), len(pool.object_pixels))
-        pick_obj = pool.object_pixels[torch.randint(0, max(1, len(pool.object_pixels)), (n_obj,), generator=generator, device=pool.field.device)]
+        pick_obj = pool.object_pixels[
+            torch.randint(0, max(1, len(pool.object_pixels)), (n_obj,), generator=generator, device=pool.field.device)
+        ]
         pick_all = torch.randint(0, len(pool), (n - n_obj,), generator=generator, device=pool.field.device)
         return torch.cat([pick_obj, pick_all])
 
-    def loss_terms(self, scene: CompositeScene, pool: RayPool, idx: torch.Tensor, metric_depth: bool,
-                   generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def loss_terms(
+        self, scene: CompositeScene, pool: RayPool, idx: torch.Tensor, metric_depth: bool, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         cfg = self.config.neural
         o, d = pool.origins[idx], pool.directions[idx]
         near, far = sphere_bounds(o, d, min_near=self.config.frames.min_depth_m / self._scale)
-        out = render_rays(scene, RayBatch(o, d, near, far), cfg.samples_init, cfg.samples_final, cfg.samples_extra, cfg.sampling_eps,
-                          cfg.sampling_iters)
+        out = render_rays(
+            scene, RayBatch(o, d, near, far), cfg.samples_init, cfg.samples_final, cfg.samples_extra, cfg.sampling_eps, cfg.sampling_iters
+        )
         dist, field = pool.distance[idx], pool.field[idx]
         has_depth = torch.isfinite(dist)
         depth_fn = losses.metric_depth_loss if metric_depth else losses.scale_shift_invariant_depth_loss
@@ -110,7 +126,8 @@ class NeuralBackend:
         return {
             "rgb": losses.rgb_loss(out.rgb, pool.rgb[idx]),
             "depth": depth_fn(out.distance, torch.nan_to_num(dist), has_depth),
-            "normal_l1": normal_l1, "normal_cos": normal_cos,
+            "normal_l1": normal_l1,
+            "normal_cos": normal_cos,
             "mask": losses.mask_loss(out.field_opacity, field),
             "eikonal": losses.eikonal_loss(torch.cat([out.field_grad.reshape(-1, 3), eik_grads.reshape(-1, 3)])),
             "smooth": smooth,
@@ -130,8 +147,17 @@ class NeuralBackend:
 
     def weighted_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config.neural
-        weights = {"rgb": c.w_rgb, "depth": c.w_depth, "normal_l1": c.w_normal_l1, "normal_cos": c.w_normal_cos, "mask": c.w_mask,
-                   "eikonal": c.w_eikonal, "smooth": c.w_smooth, "overlap": c.w_overlap, "background": c.w_background}
+        weights = {
+            "rgb": c.w_rgb,
+            "depth": c.w_depth,
+            "normal_l1": c.w_normal_l1,
+            "normal_cos": c.w_normal_cos,
+            "mask": c.w_mask,
+            "eikonal": c.w_eikonal,
+            "smooth": c.w_smooth,
+            "overlap": c.w_overlap,
+            "background": c.w_background,
+        }
         return sum(weights[k] * v for k, v in terms.items())
 
     def optimise(self, scene: CompositeScene, pool: RayPool, metric_depth: bool, progress: ProgressFn) -> list[dict[str, float]]:
@@ -150,13 +176,16 @@ class NeuralBackend:
             loss.backward()
             optimizer.step()
             if step % cfg.progress_every == 0 or step == cfg.iterations - 1:
-                history.append({"step": step, "loss": loss.item(), "beta": scene.density.beta.item(), **{k: v.item() for k, v in terms.items()}})
+                history.append(
+                    {"step": step, "loss": loss.item(), "beta": scene.density.beta.item(), **{k: v.item() for k, v in terms.items()}}
+                )
                 progress("neural", (step + 1) / cfg.iterations)
         return history
 
     # ------------------------------------------------------------------ mesh
-    def mesh_field(self, scene: CompositeScene, k: int, norm: SceneNormalisation, target_faces: int,
-                   min_component_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def mesh_field(
+        self, scene: CompositeScene, k: int, norm: SceneNormalisation, target_faces: int, min_component_fraction: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         field = scene.fields[k]
         # a positive border closes surfaces that the grid's faces cut
         values = np.pad(field.values.detach()[0].float().cpu().numpy(), 1, constant_values=field.box.voxel)
@@ -202,9 +231,13 @@ class NeuralBackend:
         for k, seed in enumerate(seeds):
             v, f, c = self.mesh_field(scene, k, norm, mesh_cfg.target_faces, 1.0)
             if len(f):
-                objects.append(ObjectReconstruction(seed.object_id, seed.label, v, f, c, v.mean(axis=0), oriented_box(v), seed.observations))
+                objects.append(
+                    ObjectReconstruction(seed.object_id, seed.label, v, f, c, v.mean(axis=0), oriented_box(v), seed.observations)
+                )
         v, f, c = self.mesh_field(scene, len(seeds), norm, mesh_cfg.background_target_faces, 0.0)
-        background = ObjectReconstruction(BACKGROUND_ID, "background", v, f, c, v.mean(axis=0), oriented_box(v), len(usable)) if len(f) else None
+        background = (
+            ObjectReconstruction(BACKGROUND_ID, "background", v, f, c, v.mean(axis=0), oriented_box(v), len(usable)) if len(f) else None
+        )
         timings["meshing"] = self._lap(t0)
         t0 = time.perf_counter()
         graph = build_scene_graph(objects, background, self.config.scene_graph)
@@ -212,11 +245,14 @@ class NeuralBackend:
         if self.device.type == "cuda":
             timings["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if history:
-            log.info("neural stage: %d steps, final loss %.4f, beta %.4f", self.config.neural.iterations, history[-1]["loss"], history[-1]["beta"])
+            log.info(
+                "neural stage: %d steps, final loss %.4f, beta %.4f",
+                self.config.neural.iterations,
+                history[-1]["loss"],
+                history[-1]["beta"],
+            )
         stamp = max((kf.frame.stamp for kf in keyframes), default=0.0)
-        recon = Reconstruction(objects, background, graph, stamp, timings, backend=self.name)
-        recon.history = history
-        return recon
+        return Reconstruction(objects, background, graph, stamp, timings, backend=self.name, history=history)
 
     def _lap(self, t0: float) -> float:
         if self.device.type == "cuda":

@@ -38,6 +38,11 @@ def trilinear(grid: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.
     sz = (2 * c[None, :, 2] - 1) * inside[:, 2:3]
     value = (corners * (wx * wy * wz)[:, None, :]).sum(-1)
     grad = torch.stack(
-        [(corners * (sx * wy * wz)[:, None, :]).sum(-1), (corners * (wx * sy * wz)[:, None, :]).sum(-1),
-         (corners * (wx * wy * sz)[:, None, :]).sum(-1)], dim=-1)
+        [
+            (corners * (sx * wy * wz)[:, None, :]).sum(-1),
+            (corners * (wx * sy * wz)[:, None, :]).sum(-1),
+            (corners * (wx * wy * sz)[:, None, :]).sum(-1),
+        ],
+        dim=-1,
+    )
     return value, grad

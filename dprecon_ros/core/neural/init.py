@@ -75,8 +75,9 @@ def carve_hull(points_map: torch.Tensor, keyframes: list[Keyframe], object_id: i
     return behind_object & ~free & ~foreign
 
 
-def object_sdf_init(vol: TsdfVolume, box: GridBox, to_map, scale: float, min_weight: float, keyframes: list[Keyframe],
-                    object_id: int, margin_m: float) -> torch.Tensor:
+def object_sdf_init(
+    vol: TsdfVolume, box: GridBox, to_map, scale: float, min_weight: float, keyframes: list[Keyframe], object_id: int, margin_m: float
+) -> torch.Tensor:
     """Initial SDF (scene units) on the object's grid: the fused TSDF in the observed band around the surface
     (sub-voxel accurate), the signed distance to the object's carved hull elsewhere."""
     centers = box.centers()

@@ -65,8 +65,9 @@ class RayPool:
         return len(self.origins)
 
 
-def build_ray_pool(keyframes: list[Keyframe], object_ids: list[int], norm: SceneNormalisation, device: torch.device,
-                   stride: int = 1) -> RayPool:
+def build_ray_pool(
+    keyframes: list[Keyframe], object_ids: list[int], norm: SceneNormalisation, device: torch.device, stride: int = 1
+) -> RayPool:
     """Rays of every `stride`-th pixel of every keyframe; pixels of unreconstructed instances are skipped."""
     index_of = {oid: k for k, oid in enumerate(object_ids)}
     background = len(object_ids)
@@ -117,7 +118,12 @@ def build_ray_pool(keyframes: list[Keyframe], object_ids: list[int], norm: Scene
 
     field = cat("field", torch.long)
     return RayPool(
-        origins=cat("o", torch.float32), directions=cat("d", torch.float32), rgb=cat("rgb", torch.float32),
-        distance=cat("dist", torch.float32), normal=cat("n", torch.float32), normal_valid=cat("nv", torch.bool),
-        field=field, object_pixels=torch.nonzero(field < background).squeeze(1),
+        origins=cat("o", torch.float32),
+        directions=cat("d", torch.float32),
+        rgb=cat("rgb", torch.float32),
+        distance=cat("dist", torch.float32),
+        normal=cat("n", torch.float32),
+        normal_valid=cat("nv", torch.bool),
+        field=field,
+        object_pixels=torch.nonzero(field < background).squeeze(1),
     )

@@ -36,7 +36,9 @@ class Rendered:
     field_grad: torch.Tensor  # (R*S, F, 3)
 
 
-def sphere_bounds(origins: torch.Tensor, directions: torch.Tensor, radius: float = 1.0, min_near: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+def sphere_bounds(
+    origins: torch.Tensor, directions: torch.Tensor, radius: float = 1.0, min_near: float = 0.02
+) -> tuple[torch.Tensor, torch.Tensor]:
     """near/far of rays against the scene's bounding sphere."""
     b = (origins * directions).sum(-1)
     c = (origins**2).sum(-1) - radius**2
@@ -53,16 +55,16 @@ def composite_weights(sigma: torch.Tensor, delta: torch.Tensor) -> tuple[torch.T
     return alpha * trans, trans
 
 
-def render_rays(scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int, n_extra: int, eps: float, rounds: int,
-                deterministic: bool = False) -> Rendered:
+def render_rays(
+    scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int, n_extra: int, eps: float, rounds: int, deterministic: bool = False
+) -> Rendered:
     R = len(rays.origins)
 
     def scene_sdf_at(t: torch.Tensor) -> torch.Tensor:
         x = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
         return scene.scene_sdf(x.reshape(-1, 3))[0].reshape(t.shape)
 
-    t = error_bounded_samples(scene_sdf_at, rays.near, rays.far, scene.density.beta, n_init, n_final, n_extra, eps, rounds,
-                              deterministic)
+    t = error_bounded_samples(scene_sdf_at, rays.near, rays.far, scene.density.beta, n_init, n_final, n_extra, eps, rounds, deterministic)
     S = t.shape[1]
     points = (rays.origins[:, None] + rays.directions[:, None] * t[..., None]).reshape(-1, 3)
     field_sdf, field_grad = scene.sdfs(points)
@@ -84,5 +86,7 @@ def render_rays(scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int
         normal=(weights[..., None] * normal.reshape(R, S, 3)).sum(1),
         opacity=weights.sum(1),
         field_opacity=field_weights.sum(1).clamp(max=1.0),
-        points=points, field_sdf=field_sdf, field_grad=field_grad,
+        points=points,
+        field_sdf=field_sdf,
+        field_grad=field_grad,
     )

@@ -59,8 +59,16 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, count: int, determinis
 
 
 def error_bounded_samples(
-    sdf_of: Callable[[torch.Tensor], torch.Tensor], near: torch.Tensor, far: torch.Tensor, beta: torch.Tensor,
-    n_init: int, n_final: int, n_extra: int, eps: float, rounds: int, deterministic: bool = False,
+    sdf_of: Callable[[torch.Tensor], torch.Tensor],
+    near: torch.Tensor,
+    far: torch.Tensor,
+    beta: torch.Tensor,
+    n_init: int,
+    n_final: int,
+    n_extra: int,
+    eps: float,
+    rounds: int,
+    deterministic: bool = False,
 ) -> torch.Tensor:
     """Sorted distances (R, n_final + n_extra) along rays; `sdf_of(t)` gives the scene SDF at (R, S) distances."""
     with torch.no_grad():
@@ -93,7 +101,10 @@ def error_bounded_samples(
         weights = (alpha * trans)[:, :-1]
         final = sample_pdf(t, weights, n_final, deterministic)
         if n_extra:
-            pick = torch.randint(0, t.shape[1], (len(t), n_extra), device=t.device) if not deterministic else \
-                torch.linspace(0, t.shape[1] - 1, n_extra, device=t.device).long().expand(len(t), n_extra)
+            pick = (
+                torch.randint(0, t.shape[1], (len(t), n_extra), device=t.device)
+                if not deterministic
+                else torch.linspace(0, t.shape[1] - 1, n_extra, device=t.device).long().expand(len(t), n_extra)
+            )
             final = torch.cat([final, t.gather(1, pick)], dim=1)
         return torch.sort(final, dim=1).values
