@@ -75,3 +75,18 @@ class RosGraph:
         for proc, _ in self.procs:
             self.stop(proc)
         rclpy.try_shutdown(context=self.context)
+
+
+def params(values: dict[str, object]) -> list[str]:
+    """`-p name:=value` arguments for each entry."""
+    out: list[str] = []
+    for name, value in values.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out += ["-p", f"{name}:={text}"]
+    return out
+
+
+def sim_params(views: int, **extra: object) -> list[str]:
+    """The simulator as the tests run it: 4 frames a second, exiting when done, waiting for its subscribers."""
+    base = {"rate_hz": 4.0, "exit_when_done": True, "linger_s": 0.5, "sim.num_views": views, "wait_for_subscribers_s": 30.0}
+    return params({**base, **{k.replace("__", "."): v for k, v in extra.items()}})

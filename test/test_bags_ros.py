@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ros_graph import RosGraph, run_tool
+from ros_graph import RosGraph, run_tool, sim_params
 
 from dprecon_ros.config import DpreconConfig
 from dprecon_ros.io.bags import write_frames
@@ -82,19 +82,7 @@ def test_recorded_live_inputs_reconstruct_offline(tmp_path):
     graph = RosGraph(tmp_path)
     try:
         recorder = graph.start("dprecon_record", "-p", f"output:={tmp_path / 'recorded'}")
-        sim = graph.start(
-            "dprecon_sim",
-            "-p",
-            "rate_hz:=4.0",
-            "-p",
-            "exit_when_done:=true",
-            "-p",
-            "linger_s:=0.5",
-            "-p",
-            "sim.num_views:=10",
-            "-p",
-            "wait_for_subscribers_s:=30.0",
-        )
+        sim = graph.start("dprecon_sim", *sim_params(10))
         assert sim.wait(timeout=180) == 0, graph.logs()
         assert RosGraph.stop(recorder) == 0, graph.logs()
         done = graph.run("dprecon-reconstruct", "--bag", str(tmp_path / "recorded"), "--out", str(tmp_path / "out"), "--quiet")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from ros_graph import RosGraph
+from ros_graph import RosGraph, sim_params
 
 pytestmark = pytest.mark.ros
 
@@ -37,23 +37,7 @@ def mapped(tmp_path_factory):
         f"keyframes.persist_dir:={tmp / 'keyframes'}",
     ]
     node = graph.start("dprecon_node", *node_args)
-    sim = graph.start(
-        "dprecon_sim",
-        "-p",
-        "rate_hz:=4.0",
-        "-p",
-        "exit_when_done:=true",
-        "-p",
-        "linger_s:=0.5",
-        "-p",
-        f"sim.num_views:={VIEWS}",
-        "-p",
-        "sim.shuffle_ids:=true",
-        "-p",
-        "wait_for_subscribers_s:=30.0",
-        "-p",
-        f"ground_truth_dir:={tmp / 'gt'}",
-    )
+    sim = graph.start("dprecon_sim", *sim_params(VIEWS, sim__shuffle_ids=True, ground_truth_dir=tmp / "gt"))
     client = graph.client()
     try:
         assert sim.wait(timeout=180) == 0, graph.logs()
