@@ -219,6 +219,9 @@ class DpreconNode(Node):
 
     # ----------------------------------------------------------------- services
     def _srv_reconstruct(self, request, response):
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join()  # a periodic run is in progress: answer with a run over the latest keyframes, after it
         response.success, response.message = self._run_reconstruction()
         return response
 
