@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from dprecon_ros.tools.processes import start_logged, stop_process
 
 BIN = Path(sys.executable).parent
 _domains = itertools.count(int(os.environ["ROS_DOMAIN_ID"]) + 1)
@@ -39,7 +40,7 @@ class RosGraph:
     def start(self, executable: str, *ros_args: str, name: str | None = None) -> subprocess.Popen:
         log = self.log_dir / f"{name or executable}.{len(self.procs)}.log"
         cmd = [str(BIN / executable), "--ros-args", *ros_args]
-        proc = subprocess.Popen(cmd, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        proc = start_logged(cmd, self.env, log)
         self.procs.append((proc, log))
         return proc
 
@@ -58,14 +59,7 @@ class RosGraph:
 
     @staticmethod
     def stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def close(self) -> None:
         import rclpy

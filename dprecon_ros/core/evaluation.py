@@ -10,7 +10,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from .geometry import invert
-from .metrics import SurfaceMetrics, compare_meshes, sample_surface
+from .metrics import SurfaceMetrics, compare_meshes, fscore, sample_surface
 from .types import Frame
 
 VISIBILITY_TOLERANCE_M = 0.02
@@ -117,8 +117,7 @@ def unseen_completeness(
     d_pred, _ = cKDTree(gt_points).query(pred_points[pred_seen])
     precision = float((d_pred < threshold_m).mean())
     recall = float((d_gt[seen] < threshold_m).mean())
-    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return UnseenScore(unseen_fraction, unseen_recall, f)
+    return UnseenScore(unseen_fraction, unseen_recall, fscore(precision, recall))
 
 
 def mean_metrics(scores: list[ObjectScore]) -> dict[str, float]:

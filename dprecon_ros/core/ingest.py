@@ -213,8 +213,8 @@ class FrameAssembler:
         Labels travel on their own topic and may arrive after the images they describe, so a frame whose ids
         no labels message covers yet waits for up to `sync.labels_wait_s` of newer images, then is dropped.
         Before the first labels message, frames wait within the queue bound. Without a labels topic, or at
-        the end of a bag that had none, every instance is 'object'. `flush` (end of a
-        bag) releases waiting frames with the labels known so far and drops colour images that are still unmatched.
+        the end of a bag that had none, every instance is 'object'. `flush` (end of a bag) releases waiting
+        frames with the labels known so far and drops colour images that are still unmatched.
         """
         frames = self._release_labelled(flush)
         rgb_queue = self._queues["rgb"]

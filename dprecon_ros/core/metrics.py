@@ -32,6 +32,11 @@ def sample_surface(mesh: trimesh.Trimesh, count: int, seed: int = 0) -> tuple[np
     return np.asarray(points), np.asarray(mesh.face_normals[face_idx])
 
 
+def fscore(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall (0 when both are 0)."""
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
 def compare_surfaces(
     pred_points: np.ndarray, pred_normals: np.ndarray, gt_points: np.ndarray, gt_normals: np.ndarray, threshold_m: float = 0.05
 ) -> SurfaceMetrics:
@@ -41,7 +46,7 @@ def compare_surfaces(
     d_gt, i_gt = cKDTree(pred_points).query(gt_points)  # completeness: GT -> prediction
     precision = float((d_pred < threshold_m).mean())
     recall = float((d_gt < threshold_m).mean())
-    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    f = fscore(precision, recall)
     nc_pred = np.abs(np.sum(pred_normals * gt_normals[i_pred], axis=1)).mean()
     nc_gt = np.abs(np.sum(gt_normals * pred_normals[i_gt], axis=1)).mean()
     acc, comp = float(d_pred.mean()), float(d_gt.mean())

@@ -85,8 +85,9 @@ class TsdfBackend:
         seen = [kf for kf in usable if seed.object_id in kf.instance_to_object.values()]
         return self._fuse(spec, seen, lambda kf, oid=seed.object_id: kf.object_mask(oid))
 
-    def fuse_background(self, usable: list[Keyframe]) -> TsdfVolume | None:
-        lo, hi = background_bounds(usable)
+    def fuse_background(self, usable: list[Keyframe], bounds: tuple[np.ndarray, np.ndarray] | None = None) -> TsdfVolume | None:
+        """The background's volume over `bounds` (default: the extent of the keyframes' depth points)."""
+        lo, hi = bounds if bounds is not None else background_bounds(usable)
         if not usable or not np.all(hi > lo):
             return None
         cfg = self.config.tsdf

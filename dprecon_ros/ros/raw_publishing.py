@@ -7,6 +7,7 @@ import importlib
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from ..io.frame_messages import IMAGE
 from .qos import LABELS, RELIABLE
 
 LATCHED_TOPICS = ("/tf_static",)
@@ -25,6 +26,7 @@ class RawPublishers:
         self.node = node
         self.latched = set(LATCHED_TOPICS) | set(latched_topics)
         self._pubs = {}
+        self._types: dict[str, str] = {}
 
     def qos_for(self, topic: str) -> QoSProfile:
         return LABELS if topic in self.latched else RELIABLE
@@ -33,6 +35,12 @@ class RawPublishers:
         """Create the publisher now, so discovery is done before the first message (else it is lost)."""
         if topic not in self._pubs:
             self._pubs[topic] = self.node.create_publisher(message_class(msgtype), topic, self.qos_for(topic))
+            self._types[topic] = msgtype
+
+    def essential_topics(self) -> list[str]:
+        """Prepared topics a consumer cannot do without before the first message: images, and latched topics
+        (a late latched subscriber gets only the last few messages)."""
+        return [t for t, msgtype in self._types.items() if msgtype == IMAGE or t in self.latched]
 
     def wait_for_subscribers(self, topics: list[str], timeout_s: float, settle_s: float = 0.5) -> list[str]:
         """Wait until each of `topics` has a matched subscriber, every subscriber the graph knows of on a

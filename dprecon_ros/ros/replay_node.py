@@ -17,7 +17,7 @@ from rclpy.node import Node
 from rosbags.highlevel import AnyReader
 
 from ..config import config_field
-from ..io.frame_messages import CLOCK, IMAGE, TYPESTORE, clock_message, serialize
+from ..io.frame_messages import CLOCK, TYPESTORE, clock_message, serialize
 from .params import declare_config
 from .raw_publishing import RawPublishers
 
@@ -53,14 +53,11 @@ class ReplayNode(Node):
 
     def prepare(self) -> None:
         with AnyReader([Path(self.cfg.bag)], default_typestore=TYPESTORE) as reader:
-            images = []
             for connection in reader.connections:
                 self.pubs.prepare(connection.topic, connection.msgtype)
-                if connection.msgtype == IMAGE or connection.topic in self.pubs.latched:
-                    images.append(connection.topic)
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
-        missing = self.pubs.wait_for_subscribers(images, self.cfg.wait_for_subscribers_s)
+        missing = self.pubs.wait_for_subscribers(self.pubs.essential_topics(), self.cfg.wait_for_subscribers_s)
         if missing:
             self.get_logger().warning(f"no subscriber on {', '.join(missing)}; playing anyway")
 

@@ -13,7 +13,7 @@ from rclpy.node import Node
 
 from ..config import TopicsConfig, config_field
 from ..io.bags import BagWriter
-from ..io.frame_messages import CLOCK, IMAGE, clock_message, frame_messages, serialize
+from ..io.frame_messages import CLOCK, clock_message, frame_messages, serialize
 from ..sim.simulator import RoomSimulator, SimConfig
 from .params import declare_config
 from .raw_publishing import RawPublishers
@@ -62,10 +62,7 @@ class SimNode(Node):
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
         if self.cfg.wait_for_subscribers_s > 0:
-            images = [
-                topic for topic, msgtype, _ in frame_messages(first, self.cfg.topics) if msgtype == IMAGE or topic == self.cfg.topics.labels
-            ]
-            missing = self.pubs.wait_for_subscribers(images, self.cfg.wait_for_subscribers_s)
+            missing = self.pubs.wait_for_subscribers(self.pubs.essential_topics(), self.cfg.wait_for_subscribers_s)
             if missing:
                 self.get_logger().warning(f"no subscriber on {', '.join(missing)}; publishing anyway")
         self.bag = BagWriter(self.cfg.record_bag) if self.cfg.record_bag else None

@@ -8,7 +8,6 @@ F-score of every object against the simulator's ground truth.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,22 +15,10 @@ from pathlib import Path
 import trimesh
 
 from ..core.evaluation import evaluate, load_ground_truth, score_table
+from .processes import start_logged, stop_process
 from .ros_env import apply_localhost_ros_env
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "dprecon.yaml"
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(subprocess.signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def load_exported(out: Path) -> dict[int, tuple[str, trimesh.Trimesh]]:
@@ -78,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"[demo] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (localhost only); logs in {out}")
     t0 = time.monotonic()
-    node = start(node_cmd, env, out / "node.log")
+    node = start_logged(node_cmd, env, out / "node.log")
     sim = None
     import rclpy
 
@@ -87,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     client = DpreconClient(client_name="dprecon_demo")
     try:
-        sim = start(sim_cmd, env, out / "sim.log")
+        sim = start_logged(sim_cmd, env, out / "sim.log")
         sim.wait(timeout=args.timeout)
         keyframes = client.wait_for_keyframes_settled(minimum=3, settle_s=2.0, timeout_s=60.0)
         print(f"[demo] simulator done after {time.monotonic() - t0:.1f} s; node holds {keyframes} keyframes")
@@ -116,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         rclpy.try_shutdown()
         if sim is not None:
-            stop(sim)
-        stop(node)
+            stop_process(sim)
+        stop_process(node)
 
 
 if __name__ == "__main__":

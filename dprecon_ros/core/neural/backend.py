@@ -80,10 +80,11 @@ class NeuralBackend:
             objects.append(SdfGrid(box, init.to(self.device)))
         scene_lo, scene_hi = norm.to_scene(lo), norm.to_scene(hi)
         bg_box = grid_box(scene_lo, scene_hi, cfg.background_resolution, self.device)
-        bg_init = background_sdf_init(self.fusion.fuse_background(usable), bg_box, norm.to_map, norm.scale, min_weight)
+        bg_volume = self.fusion.fuse_background(usable, (lo, hi))
+        bg_init = background_sdf_init(bg_volume, bg_box, norm.to_map, norm.scale, min_weight)
         color = ColorNetwork(grid_box(scene_lo, scene_hi, cfg.feature_resolution, self.device), cfg.feature_dim, cfg.hidden_dim)
-        scene = CompositeScene(objects, SdfGrid(bg_box, bg_init.to(self.device)), color, cfg.beta_init).to(self.device)
-        scene.mixed_precision = cfg.mixed_precision and self.device.type == "cuda"
+        mixed = cfg.mixed_precision and self.device.type == "cuda"
+        scene = CompositeScene(objects, SdfGrid(bg_box, bg_init.to(self.device)), color, cfg.beta_init, mixed).to(self.device)
         return scene, norm
 
     # --------------------------------------------------------------- optimise
@@ -101,7 +102,7 @@ class NeuralBackend:
     ) -> dict[str, torch.Tensor]:
         cfg = self.config.neural
         o, d = pool.origins[idx], pool.directions[idx]
-        near, far = sphere_bounds(o, d, min_near=self.config.frames.min_depth_m / self._scale)
+        near, far = sphere_bounds(o, d, min_near=pool.near)
         out = render_rays(
             scene, RayBatch(o, d, near, far), cfg.samples_init, cfg.samples_final, cfg.samples_extra, cfg.sampling_eps, cfg.sampling_iters
         )
@@ -217,8 +218,7 @@ class NeuralBackend:
         t0 = time.perf_counter()
         progress("tsdf_init", 0.0)
         scene, norm = self.build_scene(usable, seeds)
-        self._scale = norm.scale
-        pool = build_ray_pool(usable, [s.object_id for s in seeds], norm, self.device)
+        pool = build_ray_pool(usable, [s.object_id for s in seeds], norm, self.device, self.config.frames.min_depth_m)
         timings["init"] = self._lap(t0)
         t0 = time.perf_counter()
         history = self.optimise(scene, pool, metric_depth=bool(torch.isfinite(pool.distance).any()), progress=progress)

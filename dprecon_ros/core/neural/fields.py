@@ -66,9 +66,6 @@ class LaplaceDensity(nn.Module):
     def beta(self) -> torch.Tensor:
         return self.log_beta.exp() + self.beta_min
 
-    def forward(self, sdf: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
-        return laplace_cdf_density(sdf, self.beta if beta is None else beta)
-
 
 def laplace_cdf_density(sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """sigma(sdf) = (1/beta) * (0.5 * exp(sdf/beta) if sdf > 0 else 1 - 0.5 * exp(-sdf/beta)) (sdf > 0 outside)."""
@@ -94,12 +91,14 @@ class ColorNetwork(nn.Module):
 class CompositeScene(nn.Module):
     """Fields 0..K-1 are objects, field K is the background."""
 
-    def __init__(self, objects: list[SdfGrid], background: SdfGrid, color: ColorNetwork, beta_init: float) -> None:
+    def __init__(
+        self, objects: list[SdfGrid], background: SdfGrid, color: ColorNetwork, beta_init: float, mixed_precision: bool = False
+    ) -> None:
         super().__init__()
         self.fields = nn.ModuleList([*objects, background])
         self.color = color
         self.density = LaplaceDensity(beta_init)
-        self.mixed_precision = False
+        self.mixed_precision = mixed_precision  # bf16 autocast of the colour network (CUDA only)
 
     @property
     def num_objects(self) -> int:
@@ -113,6 +112,11 @@ class CompositeScene(nn.Module):
     def scene_sdf(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scene SDF = min over fields (N,), its gradient (N, 3), and the per-field SDFs (N, F)."""
         values, grads = self.sdfs(x)
-        sdf, idx = values.min(dim=1)
-        grad = grads.gather(1, idx[:, None, None].expand(-1, 1, 3))[:, 0]
+        sdf, grad = nearest_field(values, grads)
         return sdf, grad, values
+
+
+def nearest_field(values: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The minimum over fields (N, F) and the gradient of the field that attains it (N, 3)."""
+    sdf, idx = values.min(dim=1)
+    return sdf, grads.gather(1, idx[:, None, None].expand(-1, 1, 3))[:, 0]

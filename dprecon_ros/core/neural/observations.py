@@ -60,13 +60,19 @@ class RayPool:
     normal_valid: torch.Tensor
     field: torch.Tensor  # object index 0..K-1, or K for the background
     object_pixels: torch.Tensor  # indices of pixels on objects
+    near: float  # no reading is nearer than this (scene units): where rendering starts
 
     def __len__(self) -> int:
         return len(self.origins)
 
 
 def build_ray_pool(
-    keyframes: list[Keyframe], object_ids: list[int], norm: SceneNormalisation, device: torch.device, stride: int = 1
+    keyframes: list[Keyframe],
+    object_ids: list[int],
+    norm: SceneNormalisation,
+    device: torch.device,
+    min_depth_m: float,
+    stride: int = 1,
 ) -> RayPool:
     """Rays of every `stride`-th pixel of every keyframe; pixels of unreconstructed instances are skipped."""
     index_of = {oid: k for k, oid in enumerate(object_ids)}
@@ -126,4 +132,5 @@ def build_ray_pool(
         normal_valid=cat("nv", torch.bool),
         field=field,
         object_pixels=torch.nonzero(field < background).squeeze(1),
+        near=min_depth_m / norm.scale,
     )

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .fields import CompositeScene, laplace_cdf_density
-from .sampling import error_bounded_samples
+from .fields import CompositeScene, laplace_cdf_density, nearest_field
+from .sampling import composite_weights, error_bounded_samples
 
 
 @dataclass
@@ -48,13 +48,6 @@ def sphere_bounds(
     return near, far
 
 
-def composite_weights(sigma: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Alpha-compositing weights (R, S) and the transmittance before each sample (R, S)."""
-    alpha = 1 - torch.exp(-sigma * delta)
-    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
-    return alpha * trans, trans
-
-
 def render_rays(
     scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int, n_extra: int, eps: float, rounds: int, deterministic: bool = False
 ) -> Rendered:
@@ -68,8 +61,7 @@ def render_rays(
     S = t.shape[1]
     points = (rays.origins[:, None] + rays.directions[:, None] * t[..., None]).reshape(-1, 3)
     field_sdf, field_grad = scene.sdfs(points)
-    sdf, idx = field_sdf.min(dim=1)
-    grad = field_grad.gather(1, idx[:, None, None].expand(-1, 1, 3))[:, 0]
+    sdf, grad = nearest_field(field_sdf, field_grad)
     normal = F.normalize(grad, dim=-1)
     beta = scene.density.beta
     delta = torch.cat([t[:, 1:] - t[:, :-1], (rays.far - t[:, -1]).clamp(min=1e-4)[:, None]], dim=1)

@@ -14,6 +14,7 @@ import torch
 from .fields import laplace_cdf_density
 
 BISECTION_STEPS = 10
+BETA_PLUS_MAX_FACTOR = 1e3  # upper end of the beta+ bisection, relative to beta
 
 
 def _min_distance_in_interval(d0: torch.Tensor, d1: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -40,6 +41,13 @@ def opacity_error_bound(t: torch.Tensor, sdf: torch.Tensor, beta: torch.Tensor) 
     error_before = torch.cumsum(errors, dim=1)
     bound = (torch.exp(error_before).clamp(max=1e6) - 1.0) * torch.exp(-opacity_before)
     return bound.max(dim=1).values, errors * torch.exp(-opacity_before)
+
+
+def composite_weights(sigma: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alpha-compositing weights (R, S) and the transmittance before each sample (R, S)."""
+    alpha = 1 - torch.exp(-sigma * delta)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
+    return alpha * trans, trans
 
 
 def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, count: int, deterministic: bool) -> torch.Tensor:
@@ -86,7 +94,7 @@ def error_bounded_samples(
             sdf = torch.cat([sdf, new_sdf], dim=1).gather(1, order)
         # beta+ in [beta, beta_hi] with bound(beta+) <= eps, per ray
         lo = beta.expand(len(t)).clone()
-        hi = torch.full_like(lo, float(beta) * 1e3 if not beta.dim() else float(beta.max()) * 1e3)
+        hi = torch.full_like(lo, float(beta) * BETA_PLUS_MAX_FACTOR)
         ok_lo = opacity_error_bound(t, sdf, lo)[0] <= eps
         for _ in range(BISECTION_STEPS):
             mid = (lo + hi) / 2
@@ -96,9 +104,7 @@ def error_bounded_samples(
         beta_plus = torch.where(ok_lo, beta.expand(len(t)), hi)
         sigma = laplace_cdf_density(sdf, beta_plus[:, None])
         delta = torch.cat([t[:, 1:] - t[:, :-1], torch.full_like(t[:, :1], 1e10)], dim=1)
-        alpha = 1 - torch.exp(-sigma * delta)
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
-        weights = (alpha * trans)[:, :-1]
+        weights = composite_weights(sigma, delta)[0][:, :-1]
         final = sample_pdf(t, weights, n_final, deterministic)
         if n_extra:
             pick = (
