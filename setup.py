@@ -13,7 +13,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
-        ("share/" + package_name + "/msg", glob("msg/*.msg") + glob("msg/*.srv")),
+        ("share/" + package_name + "/msg", glob("msg/*.msg") + glob("msg/*.srv") + glob("msg/*.action")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

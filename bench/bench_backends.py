@@ -29,17 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
-from dprecon_ros.core.evaluation import evaluate, format_table, load_ground_truth, unseen_completeness  # noqa: E402
-from dprecon_ros.core.export import to_trimesh  # noqa: E402
-from dprecon_ros.core.mapper import Mapper  # noqa: E402
+from dprecon_ros.core.mapping.mapper import Mapper  # noqa: E402
+from dprecon_ros.eval.evaluation import evaluate, format_table, load_ground_truth, unseen_completeness  # noqa: E402
+from dprecon_ros.io.export import to_trimesh  # noqa: E402
 
 SMALL = {  # CPU-sized neural stage: same losses and sampling, fewer and smaller everything
-    "neural.iterations": 150,
-    "neural.rays_per_batch": 256,
-    "neural.object_resolution": 48,
-    "neural.background_resolution": 48,
-    "neural.feature_resolution": 32,
-    "neural.progress_every": 50,
+    "geometry.iterations": 150,
+    "geometry.rays_per_batch": 256,
+    "geometry.object_resolution": 48,
+    "geometry.background_resolution": 48,
+    "geometry.feature_resolution": 32,
+    "geometry.progress_every": 50,
 }
 
 
@@ -58,7 +58,7 @@ def scene_frames(views: int, shuffle: bool, small: bool, frames_dir: Path | None
 
 
 def run_backend(backend: str, frames, gt, args) -> dict:
-    overrides = {"reconstruction.backend": backend, "tsdf.device": args.device, "neural.device": args.device}
+    overrides = {"reconstruction.backend": backend, "compute.device": args.device}
     if args.size == "small":
         overrides.update(SMALL)
     timings, recon, mapper = [], None, None
@@ -68,7 +68,7 @@ def run_backend(backend: str, frames, gt, args) -> dict:
         for frame in frames:
             mapper.add_frame(frame)
         ingest = time.perf_counter() - t0
-        recon = mapper.reconstruct()
+        recon = mapper.reconstruct().reconstruction
         timings.append({"ingest": ingest, **recon.timings_s})
     pred = {o.object_id: (o.label, to_trimesh(o)) for o in recon.objects}
     objects = []

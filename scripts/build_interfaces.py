@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the ROS 2 interface packages (dprecon_msgs from msg/, and tf2_msgs) into the venv.
+"""Build the ROS 2 interface packages (dprecon_msgs from msg/*.msg|srv|action, and tf2_msgs) into the venv.
 
 ROS 2 generates typed messages only from an ament_cmake package, so this writes one per interface set under
 build/interfaces/ and runs cmake + make install with the venv as the install prefix. The rosidl wheels
@@ -115,16 +115,13 @@ def main() -> None:
     msg_dir = ROOT / "msg"
     interfaces = {}
     for path in sorted(msg_dir.iterdir()):
-        if path.suffix in (".msg", ".srv"):
+        if path.suffix in (".msg", ".srv", ".action"):
             interfaces[f"{path.suffix[1:]}/{path.name}"] = path.read_text()
-    build(
-        write_package(
-            "dprecon_msgs",
-            "Messages and services of dprecon_ros",
-            interfaces,
-            ["builtin_interfaces", "std_msgs", "geometry_msgs", "shape_msgs"],
-        )
-    )
+    deps = ["builtin_interfaces", "std_msgs", "geometry_msgs", "shape_msgs"]
+    if any(rel.startswith("action/") for rel in interfaces):
+        # generated action types (goal/result/feedback + SendGoal/GetResult services) use action_msgs
+        deps.append("action_msgs")
+    build(write_package("dprecon_msgs", "Messages, services and actions of dprecon_ros", interfaces, deps))
     build(write_package("tf2_msgs", "tf2 messages (TFMessage), wire-compatible", {"msg/TFMessage.msg": TF2_MSG}, ["geometry_msgs"]))
     print("built interface packages dprecon_msgs, tf2_msgs")
 

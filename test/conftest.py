@@ -31,14 +31,14 @@ def sim_frames():
 @pytest.fixture(scope="session")
 def sim_reconstruction(sim_frames):
     """The tsdf backend's map of the 15-view scene (CPU)."""
-    from dprecon_ros.core.mapper import Mapper
+    from dprecon_ros.core.mapping.mapper import Mapper
 
     cfg = DpreconConfig()
-    cfg.tsdf.device = "cpu"
+    cfg.compute.device = "cpu"
     mapper = Mapper(cfg)
     for frame, _ in sim_frames[0]:
         mapper.add_frame(frame)
-    return mapper, mapper.reconstruct()
+    return mapper, mapper.reconstruct().reconstruction
 
 
 def make_frame(
@@ -63,5 +63,33 @@ def make_frame(
 @pytest.fixture
 def config() -> DpreconConfig:
     cfg = DpreconConfig()
-    cfg.tsdf.device = "cpu"
+    cfg.compute.device = "cpu"
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def small_frames():
+    """8 views at 160x120 of the default room, ids shuffled: enough for every object, quick to fuse."""
+    from dprecon_ros.sim.simulator import RoomSimulator, SimConfig
+
+    with RoomSimulator(SimConfig(num_views=8, width=160, height=120, shuffle_ids=True)) as sim:
+        return [f for f, _ in sim.frames()], sim.ground_truth()
+
+
+@pytest.fixture
+def coarse_config() -> DpreconConfig:
+    """CPU, coarse voxels and small meshes: for tests about behaviour, not quality."""
+    cfg = DpreconConfig()
+    cfg.compute.device = "cpu"
+    cfg.tsdf.object_voxel_m, cfg.tsdf.background_voxel_m = 0.02, 0.08
+    cfg.tsdf.max_object_voxels, cfg.tsdf.max_background_voxels = 100_000, 200_000
+    cfg.mesh.target_faces, cfg.mesh.background_target_faces = 2000, 4000
+    return cfg
+
+
+def tiny_geometry(cfg: DpreconConfig, iterations: int = 3) -> DpreconConfig:
+    """The geometry stage at toy size (seconds on a CPU)."""
+    g = cfg.geometry
+    g.iterations, g.rays_per_batch, g.object_resolution, g.background_resolution, g.feature_resolution = iterations, 64, 16, 16, 8
+    g.samples_init, g.samples_final, g.samples_extra, g.sampling_iters, g.progress_every = 16, 16, 8, 2, 1
     return cfg

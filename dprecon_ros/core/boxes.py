@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import OrientedBox
+from dprecon_ros.core.types import OrientedBox
 
 
 def oriented_box(points: np.ndarray) -> OrientedBox:

@@ -8,7 +8,7 @@ import numpy as np
 import trimesh
 from skimage import measure
 
-from .tsdf import VolumeSpec
+from dprecon_ros.core.fusion.tsdf import VolumeSpec
 
 log = logging.getLogger("dprecon_ros")
 
@@ -105,3 +105,13 @@ def extract_mesh(
         v, f = drop_small_components(v, f, min_component_fraction)
     v, f = simplify(v, f, target_faces)
     return v, f, sample_grid_colors(color, spec, v)
+
+
+def sdf_grid_surface(values: np.ndarray, origin: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zero level set of a dense SDF grid (vertices in the grid's units); a positive border closes surfaces
+    that the grid's faces cut."""
+    padded = np.pad(values, 1, constant_values=voxel)
+    if padded.min() >= 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    verts, faces, _, _ = measure.marching_cubes(padded, level=0.0, allow_degenerate=False)
+    return origin + (verts - 1) * voxel, faces.astype(np.int64)

@@ -7,13 +7,14 @@ between objects standing on the same support.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
-from ..config import SceneGraphConfig
-from .types import ObjectReconstruction, Relation, SceneGraph
-
-BACKGROUND_ID = 0
+from dprecon_ros.core.boxes import oriented_box
+from dprecon_ros.core.scene_graph_config import SceneGraphConfig
+from dprecon_ros.core.types import BACKGROUND_ID, ObjectReconstruction, Relation, SceneGraph
 
 
 def _footprint_overlap(upper: ObjectReconstruction, lower: ObjectReconstruction, grid: int = 12) -> float:
@@ -126,9 +127,24 @@ def estimate_floor_height(background: ObjectReconstruction, bin_m: float = 0.02,
     return float((edges[k] + edges[k + 1]) / 2)
 
 
+# rotations taking the map's up axis to +z, where the relations are computed
+TO_Z_UP = {"z": np.eye(3), "y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])}
+
+
+def in_z_up(obj: ObjectReconstruction, R: np.ndarray) -> ObjectReconstruction:
+    """The object expressed in a frame whose z is the map's up axis (boxes re-fitted about that axis)."""
+    v = obj.vertices @ R.T
+    return replace(obj, vertices=v, centroid=obj.centroid @ R.T, box=oriented_box(v) if len(v) else obj.box)
+
+
 def build_scene_graph(objects: list[ObjectReconstruction], background: ObjectReconstruction | None, config: SceneGraphConfig) -> SceneGraph:
-    floor_z = estimate_floor_height(background) if background is not None and not background.is_empty else None
-    return SceneGraph(objects=objects, relations=compute_relations(objects, floor_z, config), background_id=BACKGROUND_ID)
+    """Relations between the objects, with gravity along -`config.up_axis` of the map frame."""
+    R = TO_Z_UP[config.up_axis]
+    upright = [in_z_up(o, R) for o in objects] if config.up_axis != "z" else objects
+    ground = in_z_up(background, R) if background is not None and config.up_axis != "z" else background
+    floor_z = estimate_floor_height(ground) if ground is not None and not ground.is_empty else None
+    relations = compute_relations(upright, floor_z, config)
+    return SceneGraph(objects=objects, relations=relations, background_id=BACKGROUND_ID, background_label=config.floor_label)
 
 
 def scene_graph_to_dict(
@@ -137,7 +153,7 @@ def scene_graph_to_dict(
     """The JSON twin of the typed scene graph (for agents without the interface package)."""
     mesh_paths = mesh_paths or {}
     labels = {o.object_id: o.label for o in graph.objects}
-    labels[graph.background_id] = "floor"
+    labels[graph.background_id] = graph.background_label
     nodes = [
         {
             "id": o.object_id,
@@ -168,6 +184,7 @@ def scene_graph_to_dict(
     return {
         "frame_id": frame_id,
         "stamp": stamp,
+        "background_label": graph.background_label,
         "objects": nodes,
         "relations": [
             {

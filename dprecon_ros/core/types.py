@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+BACKGROUND_ID = 0  # the object id of the background (walls, floor) in every map
+
 
 @dataclass(frozen=True)
 class CameraIntrinsics:
@@ -105,6 +107,48 @@ class OrientedBox:
 
 
 @dataclass
+class SceneNormalisation:
+    """x_scene = (x_map - center) / scale: the scene inside the unit sphere, as the paper normalises it."""
+
+    center: np.ndarray
+    scale: float
+
+    def to_scene(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x) - self.center) / self.scale
+
+    def to_map(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x) * self.scale + self.center
+
+
+@dataclass
+class ObjectSeed:
+    """What association knows of an object before reconstruction: its box (m, map frame) and how often seen."""
+
+    object_id: int
+    label: str
+    lo: np.ndarray
+    hi: np.ndarray
+    observations: int
+
+
+@dataclass
+class TriangleMesh:
+    """Vertices (N, 3) in metres in the map frame, faces (M, 3) int64, vertex colours (N, 4) uint8 RGBA."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_colors: np.ndarray
+
+    @classmethod
+    def empty(cls) -> TriangleMesh:
+        return cls(np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 4), np.uint8))
+
+    @property
+    def is_empty(self) -> bool:
+        return len(self.faces) == 0
+
+
+@dataclass
 class ObjectReconstruction:
     """One reconstructed object: mesh in the map frame (vertices m, faces, vertex colours uint8 RGBA)."""
 
@@ -136,11 +180,16 @@ class SceneGraph:
     objects: list[ObjectReconstruction]
     relations: list[Relation]
     background_id: int = 0
+    background_label: str = "floor"  # what relations call the background support ("mug on floor")
 
 
 @dataclass
 class Reconstruction:
-    """The result of one run of a backend."""
+    """The map after a run: what is published and exported.
+
+    `changed` and `removed` name the objects (0 = background) whose geometry differs from the previous
+    reconstruction, so publishers send only those.
+    """
 
     objects: list[ObjectReconstruction]
     background: ObjectReconstruction | None
@@ -148,4 +197,12 @@ class Reconstruction:
     stamp: float
     timings_s: dict[str, float] = field(default_factory=dict)
     backend: str = "tsdf"
-    history: list[dict[str, float]] = field(default_factory=list)  # optimisation log of iterative backends
+    history: list[dict[str, float]] = field(default_factory=list)  # optimisation log of iterative stages
+    stages: list[str] = field(default_factory=list)
+    changed: set[int] = field(default_factory=set)
+    removed: set[int] = field(default_factory=set)
+    revision: int = 0
+
+    @classmethod
+    def empty(cls, stamp: float = 0.0, backend: str = "") -> Reconstruction:
+        return cls([], None, SceneGraph([], []), stamp, backend=backend)

@@ -9,10 +9,10 @@ from pathlib import Path
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from ..config import DpreconConfig
-from ..core.ingest import FrameAssembler
-from ..core.types import Frame
-from .frame_messages import TYPESTORE, frame_messages, serialize
+from dprecon_ros.config import DpreconConfig
+from dprecon_ros.core.ingest.assembler import FrameAssembler
+from dprecon_ros.core.types import Frame
+from dprecon_ros.io.frame_messages import TYPESTORE, frame_messages, serialize
 
 log = logging.getLogger("dprecon_ros")
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from ..config import TopicsConfig
-from ..core.geometry import matrix_to_quat
-from ..core.image_codec import encode_image
-from ..core.types import Frame
+from dprecon_ros.core.geometry import matrix_to_quat
+from dprecon_ros.core.ingest.config import TopicsConfig
+from dprecon_ros.core.ingest.image_codec import encode_image
+from dprecon_ros.core.types import Frame
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types

@@ -12,9 +12,9 @@ from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..core.geometry import matrix_to_quat
-from ..core.scene_graph import scene_graph_to_dict
-from ..core.types import ObjectReconstruction, OrientedBox, Reconstruction
+from dprecon_ros.core.geometry import matrix_to_quat
+from dprecon_ros.core.scene_graph import scene_graph_to_dict
+from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction
 
 RELATION_COLOURS = {"on": (0.1, 0.8, 0.1), "inside": (0.9, 0.5, 0.0), "next_to": (0.2, 0.4, 1.0)}
 
@@ -85,63 +85,72 @@ def scene_graph_message(recon: Reconstruction, frame_id: str) -> SceneGraph:
     return SceneGraph(header=Header(stamp=to_time(recon.stamp), frame_id=frame_id), nodes=nodes, edges=edges)
 
 
+def empty_graph_json(frame_id: str) -> str:
+    return json.dumps({"frame_id": frame_id, "stamp": 0.0, "objects": [], "relations": []})
+
+
 def scene_graph_json(recon: Reconstruction, frame_id: str) -> String:
     graph = scene_graph_to_dict(recon.scene_graph, recon.background, frame_id, recon.stamp)
     graph["backend"] = recon.backend
     return String(data=json.dumps(graph))
 
 
-def marker_array(recon: Reconstruction, frame_id: str) -> MarkerArray:
-    """Meshes (TRIANGLE_LIST with vertex colours), boxes, labels and relation lines, after a DELETEALL."""
-    header = Header(stamp=to_time(recon.stamp), frame_id=frame_id)
-    markers = [Marker(header=header, action=Marker.DELETEALL)]
+MESH_NAMESPACES = ("meshes", "boxes", "labels")
+
+
+def object_markers(obj: ObjectReconstruction, header: Header, with_box: bool) -> list[Marker]:
+    """The object's mesh (TRIANGLE_LIST with vertex colours) and, for objects, its box and label."""
+    tri = obj.vertices[obj.faces.reshape(-1)]
+    cols = obj.vertex_colors[obj.faces.reshape(-1)]
+    markers = [
+        Marker(
+            header=header,
+            ns="meshes",
+            id=obj.object_id,
+            type=Marker.TRIANGLE_LIST,
+            action=Marker.ADD,
+            pose=Pose(orientation=Quaternion(w=1.0)),
+            scale=Vector3(x=1.0, y=1.0, z=1.0),
+            color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+            points=[_point(p) for p in tri],
+            colors=_colours(cols),
+        )
+    ]
+    if not with_box:
+        return markers
+    e = obj.box.extent
+    markers.append(
+        Marker(
+            header=header,
+            ns="boxes",
+            id=obj.object_id,
+            type=Marker.CUBE,
+            action=Marker.ADD,
+            pose=_box_pose(obj.box),
+            scale=Vector3(x=float(max(e[0], 1e-3)), y=float(max(e[1], 1e-3)), z=float(max(e[2], 1e-3))),
+            color=ColorRGBA(r=0.2, g=0.6, b=1.0, a=0.15),
+        )
+    )
+    top = obj.box.center + np.array([0.0, 0.0, e[2] / 2 + 0.05])
+    markers.append(
+        Marker(
+            header=header,
+            ns="labels",
+            id=obj.object_id,
+            type=Marker.TEXT_VIEW_FACING,
+            action=Marker.ADD,
+            pose=Pose(position=_point(top), orientation=Quaternion(w=1.0)),
+            scale=Vector3(z=0.06),
+            color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+            text=f"{obj.object_id}: {obj.label}",
+        )
+    )
+    return markers
+
+
+def relation_markers(recon: Reconstruction, header: Header) -> list[Marker]:
     by_id = {o.object_id: o for o in recon.objects}
-    meshes = list(recon.objects) + ([recon.background] if recon.background is not None else [])
-    for obj in meshes:
-        tri = obj.vertices[obj.faces.reshape(-1)]
-        cols = obj.vertex_colors[obj.faces.reshape(-1)]
-        markers.append(
-            Marker(
-                header=header,
-                ns="meshes",
-                id=obj.object_id,
-                type=Marker.TRIANGLE_LIST,
-                action=Marker.ADD,
-                pose=Pose(orientation=Quaternion(w=1.0)),
-                scale=Vector3(x=1.0, y=1.0, z=1.0),
-                color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-                points=[_point(p) for p in tri],
-                colors=_colours(cols),
-            )
-        )
-    for obj in recon.objects:
-        e = obj.box.extent
-        markers.append(
-            Marker(
-                header=header,
-                ns="boxes",
-                id=obj.object_id,
-                type=Marker.CUBE,
-                action=Marker.ADD,
-                pose=_box_pose(obj.box),
-                scale=Vector3(x=float(max(e[0], 1e-3)), y=float(max(e[1], 1e-3)), z=float(max(e[2], 1e-3))),
-                color=ColorRGBA(r=0.2, g=0.6, b=1.0, a=0.15),
-            )
-        )
-        top = obj.box.center + np.array([0.0, 0.0, e[2] / 2 + 0.05])
-        markers.append(
-            Marker(
-                header=header,
-                ns="labels",
-                id=obj.object_id,
-                type=Marker.TEXT_VIEW_FACING,
-                action=Marker.ADD,
-                pose=Pose(position=_point(top), orientation=Quaternion(w=1.0)),
-                scale=Vector3(z=0.06),
-                color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-                text=f"{obj.object_id}: {obj.label}",
-            )
-        )
+    markers = []
     for k, rel in enumerate(recon.scene_graph.relations):
         a = by_id.get(rel.subject)
         b = by_id.get(rel.object) if rel.object != recon.scene_graph.background_id else None
@@ -162,19 +171,54 @@ def marker_array(recon: Reconstruction, frame_id: str) -> MarkerArray:
                 points=[_point(a.centroid), _point(end)],
             )
         )
-    return MarkerArray(markers=markers)
+    return markers
+
+
+def delete_markers(keys: set[tuple[str, int]], header: Header) -> list[Marker]:
+    return [Marker(header=header, ns=ns, id=i, action=Marker.DELETE) for ns, i in sorted(keys)]
+
+
+def marker_update(
+    recon: Reconstruction, frame_id: str, full: bool, previous_relations: set[tuple[str, int]]
+) -> tuple[MarkerArray, set[tuple[str, int]]]:
+    """Markers for what changed in `recon` (all of it after a DELETEALL when `full`): per-object namespaces
+    keyed by object id, so an unchanged object's mesh is never resent. Returns the array and the relation
+    marker keys it leaves, which the next update replaces."""
+    header = Header(stamp=to_time(recon.stamp), frame_id=frame_id)
+    markers = [Marker(header=header, action=Marker.DELETEALL)] if full else []
+    present = {o.object_id: o for o in recon.objects}
+    if recon.background is not None:
+        present[recon.background.object_id] = recon.background
+    send = set(present) if full else recon.changed & set(present)
+    gone = set() if full else (recon.removed | recon.changed) - set(present)
+    markers += delete_markers({(ns, oid) for oid in gone for ns in MESH_NAMESPACES}, header)
+    for oid in sorted(send):
+        obj = present[oid]
+        markers += object_markers(obj, header, with_box=obj is not recon.background)
+    relations = relation_markers(recon, header)
+    keys = {(m.ns, m.id) for m in relations}
+    if not full:
+        markers += delete_markers(previous_relations - keys, header)
+    return MarkerArray(markers=markers + relations), keys
+
+
+def empty_map_messages(frame_id: str, stamp: Time) -> tuple[MapObjectArray, SceneGraph, MarkerArray]:
+    """What the latched topics carry after a reset: no objects, no graph, every marker deleted."""
+    header = Header(stamp=stamp, frame_id=frame_id)
+    return MapObjectArray(header=header), SceneGraph(header=header), MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
 
 
 def status_message(
     stamp: Time,
     stage: str,
     progress: float,
+    stage_index: int,
+    stage_count: int,
     backend: str,
+    stages: list[str],
     keyframes: int,
-    objects: int,
+    recon: Reconstruction | None,
     runs: int,
-    last_duration: float,
-    last_stamp: float,
     counters: dict[str, int],
     last_error: str,
 ) -> MapperStatus:
@@ -182,12 +226,16 @@ def status_message(
         header=Header(stamp=stamp),
         stage=stage,
         progress=float(progress),
+        stage_index=stage_index,
+        stage_count=stage_count,
         backend=backend,
+        stages=list(stages),
         keyframes=keyframes,
-        objects=objects,
+        objects=len(recon.objects) if recon else 0,
         runs=runs,
-        last_run_duration_s=float(last_duration),
-        last_run_stamp=to_time(last_stamp),
+        map_revision=recon.revision if recon else 0,
+        last_run_duration_s=float(recon.timings_s.get("total", 0.0)) if recon else 0.0,
+        last_run_stamp=to_time(recon.stamp if recon else 0.0),
         counter_names=list(counters),
         counter_values=[int(v) for v in counters.values()],
         last_error=last_error,

@@ -1,5 +1,6 @@
 """dprecon_node: subscribes to camera, depth, instance, labels and pose; keeps keyframes; reconstructs in a
-worker; publishes objects, the scene graph (typed and JSON), markers and status; offers services.
+background job; publishes objects, the scene graph (typed and JSON), markers and status; offers the
+`~/reconstruct` action and map services.
 
 Glue only: messages go into the core's FrameAssembler and Mapper, results come back through conversions.
 """
@@ -11,10 +12,12 @@ import traceback
 from collections import deque
 from pathlib import Path
 
+from dprecon_msgs.action import Reconstruct
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
-from dprecon_msgs.srv import ExportMap, KeyframeStore
+from dprecon_msgs.srv import ExportMap, MapStore
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import MultiThreadedExecutor
@@ -25,21 +28,24 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
-from ..config import DpreconConfig
-from ..core.counters import EventCounters
-from ..core.export import export_reconstruction
-from ..core.ingest import FrameAssembler
-from ..core.mapper import Mapper
-from ..core.types import Frame, Reconstruction
-from . import conversions
-from .logging_bridge import bridge_core_logging
-from .params import attach_validation, declare_config
-from .qos import LABELS, LATCHED, RELIABLE, TF_STATIC, image_qos
-from .runner import run_node
+from dprecon_ros.config import ConfigError, DpreconConfig
+from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.ingest.assembler import FrameAssembler
+from dprecon_ros.core.mapping.mapper import CANCELLED, RECONSTRUCTED, UNCHANGED, Mapper, RunJob
+from dprecon_ros.core.stages.catalog import make_stages
+from dprecon_ros.core.store.manifest import MapFormatError
+from dprecon_ros.core.types import Frame, Reconstruction
+from dprecon_ros.io.export import export_reconstruction
+from dprecon_ros.ros import conversions
+from dprecon_ros.ros.logging_bridge import bridge_core_logging
+from dprecon_ros.ros.params import attach_validation, declare_config
+from dprecon_ros.ros.qos import LABELS, LATCHED, MARKER_HISTORY, MARKERS, RELIABLE, TF_STATIC, image_qos
+from dprecon_ros.ros.runner import run_node
 
 INGEST_PERIOD_S = 0.02
 STATUS_PERIOD_S = 1.0
-# inputs, services, timers and the reconstruction worker's publishing run side by side
+JOB_POLL_S = 0.2  # how often a finished job is noticed and action feedback is sent
+# inputs, services, the action, timers and publishing run side by side
 EXECUTOR_THREADS = 4
 
 
@@ -49,19 +55,26 @@ class DpreconNode(Node):
         bridge_core_logging(self.get_logger())
         self.config = DpreconConfig()
         declare_config(self, self.config)
-        attach_validation(self, self.config)
         self.counters = EventCounters()
         self.assembler = FrameAssembler(self.config, self.counters)
         self.mapper = Mapper(self.config, self.counters)
+        attach_validation(self, self.config, self.mapper.config_lock, self._on_parameters_changed)
         self._input_lock = threading.Lock()
         self._frames: deque[Frame] = deque()
-        self._stage, self._progress, self._last_error = "idle", 0.0, ""
-        self._worker: threading.Thread | None = None
+        self._last_error = ""
+        self._finish_lock = threading.Lock()
+        self._finished: set[int] = set()  # ids of jobs whose result was handled
+        self._markers_since_snapshot = MARKER_HISTORY  # the first marker message is a full snapshot
+        self._relation_keys: set[tuple[str, int]] = set()
+        self._period_timer = None
         self._create_interfaces()
+        if self.mapper.latest is not None:
+            self._publish(self.mapper.latest)
         t = self.config.topics
         self.get_logger().info(
-            f"dprecon_node ready: backend={self.config.reconstruction.backend}, rgb={t.rgb}, depth={t.depth or '-'}, "
-            f"instance={t.instance}, pose from {t.pose_source}, {len(self.mapper.keyframes)} keyframes resumed"
+            f"dprecon_node ready: stages={'+'.join(self.config.reconstruction.stage_names())}, rgb={t.rgb}, depth={t.depth or '-'}, "
+            f"instance={t.instance}, pose from {t.pose_source}, {len(self.mapper.keyframes)} keyframes and "
+            f"{len(self.mapper.model.objects)} objects resumed"
         )
 
     # ------------------------------------------------------------------ set-up
@@ -100,27 +113,44 @@ class DpreconNode(Node):
         self.pub_objects = self.create_publisher(MapObjectArray, "~/objects", LATCHED)
         self.pub_graph = self.create_publisher(SceneGraph, "~/scene_graph", LATCHED)
         self.pub_graph_json = self.create_publisher(String, "~/scene_graph/json", LATCHED)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", LATCHED)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", MARKERS)
         self.pub_status = self.create_publisher(MapperStatus, "~/status", LATCHED)
 
         # Work timers run on the steady clock: with use_sim_time, ROS time stops when a bag or simulator
         # stops publishing /clock, and ingestion must still finish.
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
-        self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
-        if self.config.reconstruction.period_s > 0:
-            self.create_timer(
-                self.config.reconstruction.period_s,
-                self._periodic_reconstruction,
-                callback_group=MutuallyExclusiveCallbackGroup(),
-                clock=steady,
-            )
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
+        self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
+        self.create_timer(JOB_POLL_S, self._poll_job, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
+        self._schedule_periodic_runs()
         services = ReentrantCallbackGroup()
-        self.create_service(Trigger, "~/reconstruct", self._srv_reconstruct, callback_group=services)
+        ActionServer(
+            self,
+            Reconstruct,
+            "~/reconstruct",
+            execute_callback=self._execute_reconstruct,
+            goal_callback=self._accept_goal,
+            cancel_callback=lambda goal: CancelResponse.ACCEPT,
+            callback_group=services,
+        )
         self.create_service(ExportMap, "~/export", self._srv_export, callback_group=services)
         self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=services)
-        self.create_service(KeyframeStore, "~/save_keyframes", self._srv_save, callback_group=services)
-        self.create_service(KeyframeStore, "~/load_keyframes", self._srv_load, callback_group=services)
+        self.create_service(MapStore, "~/save_map", self._srv_save_map, callback_group=services)
+        self.create_service(MapStore, "~/load_map", self._srv_load_map, callback_group=services)
+
+    def _schedule_periodic_runs(self) -> None:
+        if self._period_timer is not None:
+            self.destroy_timer(self._period_timer)
+            self._period_timer = None
+        period = self.config.reconstruction.period_s
+        if period > 0:
+            self._period_timer = self.create_timer(
+                period, self._periodic_reconstruction, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady
+            )
+
+    def _on_parameters_changed(self, names: list[str]) -> None:
+        if "reconstruction.period_s" in names:
+            self._schedule_periodic_runs()
 
     # --------------------------------------------------------------- ingestion
     def _feed(self, add, msg) -> None:
@@ -151,87 +181,136 @@ class DpreconNode(Node):
                 self.counters.count("ingest_error", f"frame at {frame.stamp:.3f} failed: {exc!r}")
 
     # ---------------------------------------------------------- reconstruction
-    def _progress_cb(self, stage: str, fraction: float) -> None:
-        self._stage, self._progress = stage, fraction
-
-    def _run_reconstruction(self) -> tuple[bool, str]:
-        self._stage, self._progress = "reconstructing", 0.0
-        try:
-            recon = self.mapper.reconstruct(self._progress_cb)
-        except Exception as exc:
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            self.counters.count("reconstruction_error", f"reconstruction failed: {self._last_error}")
-            self.get_logger().debug(traceback.format_exc())
-            self._stage = "error"
-            return False, self._last_error
-        if recon is None:
-            self._stage = "idle"
-            return False, f"nothing reconstructed ({len(self.mapper.keyframes)} keyframes; see status counters)"
-        self._stage = "publishing"
-        self._publish(recon)
-        if self.config.reconstruction.export_dir:
-            try:
-                self._export(recon, self.config.reconstruction.export_dir)
-            except OSError as exc:
-                self.counters.count("export_error", f"export to {self.config.reconstruction.export_dir} failed: {exc}")
-        self._stage, self._progress = "idle", 1.0
-        return (
-            True,
-            f"{len(recon.objects)} objects, {len(recon.scene_graph.relations)} relations in {recon.timings_s.get('total', 0):.2f} s",
-        )
-
     def _periodic_reconstruction(self) -> None:
-        if self._worker is not None and self._worker.is_alive():
-            return
-        if len(self.mapper.keyframes) < self.config.reconstruction.min_keyframes:
-            return
-        self._worker = threading.Thread(target=self._run_reconstruction, name="dprecon-reconstruction", daemon=True)
-        self._worker.start()
+        """Start a run unless one is going; a run with nothing new refits nothing and publishes nothing."""
+        if len(self.mapper.keyframes) >= self.config.reconstruction.min_keyframes:
+            self.mapper.start()
+
+    def _poll_job(self) -> None:
+        job = self.mapper.job
+        if job is not None and not job.running:
+            self._finish(job)
+
+    def _finish(self, job: RunJob) -> None:
+        """Publish and export a finished job's map, once per job (the poll timer and the action both call)."""
+        with self._finish_lock:
+            if id(job) in self._finished:
+                return
+            self._finished = {id(job)}
+            report = job.report
+            if job.error is not None:
+                self._last_error = report.message
+                self.counters.count("reconstruction_error", f"reconstruction failed: {report.message}")
+                self.get_logger().debug("".join(traceback.format_exception(job.error)))
+                return
+            self.get_logger().info(f"reconstruction {report.status}: {report.message}")
+            # a reset or a load after the run committed: its map is no longer the node's
+            if report.status != RECONSTRUCTED or report.reconstruction is not self.mapper.latest:
+                return
+            self._publish(report.reconstruction)
+            if self.config.reconstruction.export_dir:
+                try:
+                    self._export(report.reconstruction, self.config.reconstruction.export_dir)
+                except OSError as exc:
+                    self.counters.count("export_error", f"export to {self.config.reconstruction.export_dir} failed: {exc}")
+
+    def _accept_goal(self, goal) -> GoalResponse:
+        if goal.stages:
+            try:
+                make_stages(list(goal.stages))
+            except ConfigError as exc:
+                self.get_logger().error(f"~/reconstruct goal rejected: {exc}")
+                return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute_reconstruct(self, goal_handle) -> Reconstruct.Result:
+        request = goal_handle.request
+        job = None
+        while job is None:  # a periodic run in progress: this goal runs after it, over the latest keyframes
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+                return Reconstruct.Result(success=False, message="cancelled before it started")
+            job = self.mapper.start(force=request.force, stages=list(request.stages) or None)
+            if job is None and self.mapper.job is not None:
+                self.mapper.job.wait(JOB_POLL_S)
+        while not job.wait(JOB_POLL_S):
+            if goal_handle.is_cancel_requested:
+                job.cancel()
+            p = job.progress
+            goal_handle.publish_feedback(
+                Reconstruct.Feedback(stage=p.stage, stage_index=p.stage_index, stage_count=p.stage_count, progress=p.fraction)
+            )
+        self._finish(job)
+        report = job.report
+        recon = report.reconstruction
+        result = Reconstruct.Result(
+            success=report.status in (RECONSTRUCTED, UNCHANGED),
+            message=report.message,
+            refitted=len([oid for oid in report.refitted if oid != 0]),
+            objects=len(recon.objects) if recon is not None else 0,
+            relations=len(recon.scene_graph.relations) if recon is not None else 0,
+            duration_s=float(report.duration_s),
+        )
+        if report.status == CANCELLED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif result.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
 
     def _publish(self, recon: Reconstruction) -> None:
         frame_id = self.config.topics.map_frame
         self.pub_objects.publish(conversions.objects_message(recon, frame_id))
         self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
         self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
-        self.pub_markers.publish(conversions.marker_array(recon, frame_id))
+        full = self._markers_since_snapshot >= MARKER_HISTORY - 1
+        markers, self._relation_keys = conversions.marker_update(recon, frame_id, full, self._relation_keys)
+        self._markers_since_snapshot = 0 if full else self._markers_since_snapshot + 1
+        self.pub_markers.publish(markers)
+        self._publish_status()
+
+    def _publish_empty_map(self) -> None:
+        objects, graph, markers = conversions.empty_map_messages(self.config.topics.map_frame, self.get_clock().now().to_msg())
+        self.pub_objects.publish(objects)
+        self.pub_graph.publish(graph)
+        self.pub_graph_json.publish(String(data=conversions.empty_graph_json(self.config.topics.map_frame)))
+        self.pub_markers.publish(markers)
+        self._markers_since_snapshot, self._relation_keys = 0, set()
         self._publish_status()
 
     def _export(self, recon: Reconstruction, directory: str) -> list[Path]:
         return export_reconstruction(recon, directory, self.config.topics.map_frame)
 
     def _publish_status(self) -> None:
-        recon = self.mapper.latest
+        job = self.mapper.job
+        running = job is not None and job.running
+        p = job.progress if running else None
         self.pub_status.publish(
             conversions.status_message(
                 self.get_clock().now().to_msg(),
-                self._stage,
-                self._progress,
+                p.stage if p else "idle",
+                p.fraction if p else 1.0 if self.mapper.latest is not None else 0.0,
+                p.stage_index if p else 0,
+                p.stage_count if p else 0,
                 self.config.reconstruction.backend,
+                self.config.reconstruction.stage_names(),
                 len(self.mapper.keyframes),
-                len(recon.objects) if recon else 0,
+                self.mapper.latest,
                 self.mapper.runs,
-                recon.timings_s.get("total", 0.0) if recon else 0.0,
-                recon.stamp if recon else 0.0,
                 self.counters.snapshot(),
                 self._last_error,
             )
         )
 
     # ----------------------------------------------------------------- services
-    def _srv_reconstruct(self, request, response):
-        worker = self._worker
-        if worker is not None and worker.is_alive():
-            worker.join()  # a periodic run is in progress: answer with a run over the latest keyframes, after it
-        response.success, response.message = self._run_reconstruction()
-        return response
-
     def _srv_export(self, request, response):
         directory = request.directory or self.config.reconstruction.export_dir
         recon = self.mapper.latest
         if not directory:
             response.success, response.message = False, "no directory given and reconstruction.export_dir is empty"
         elif recon is None:
-            response.success, response.message = False, "nothing reconstructed yet; call ~/reconstruct first"
+            response.success, response.message = False, "nothing reconstructed yet; send a ~/reconstruct goal first"
         else:
             try:
                 response.files = [str(p) for p in self._export(recon, directory)]
@@ -241,32 +320,48 @@ class DpreconNode(Node):
         return response
 
     def _srv_reset(self, request, response):
+        job = self.mapper.job
         self.mapper.reset()
-        response.success, response.message = True, "keyframes and objects cleared"
+        if job is not None:
+            job.wait(timeout=10.0)
+        self._publish_empty_map()
+        response.success, response.message = True, "keyframes and objects cleared; a running reconstruction was cancelled"
         return response
 
-    def _store_dir(self, request) -> str:
+    def _map_dir(self, request) -> str:
         return request.directory or self.config.keyframes.persist_dir
 
-    def _srv_save(self, request, response):
-        directory = self._store_dir(request)
+    def _srv_save_map(self, request, response):
+        directory = self._map_dir(request)
         if not directory:
             response.success, response.message = False, "no directory given and keyframes.persist_dir is empty"
             return response
         try:
-            response.count = self.mapper.save(directory)
-            response.success, response.message = True, f"saved {response.count} keyframes to {directory}"
+            response.keyframes = self.mapper.save_map(directory)
+            response.objects = len(self.mapper.model.objects)
+            response.success, response.message = True, f"saved {response.keyframes} keyframes and {response.objects} objects to {directory}"
         except OSError as exc:
             response.success, response.message = False, f"saving to {directory} failed: {exc}"
         return response
 
-    def _srv_load(self, request, response):
-        directory = self._store_dir(request)
+    def _srv_load_map(self, request, response):
+        directory = self._map_dir(request)
         if not directory or not Path(directory).is_dir():
-            response.success, response.message = False, f"no keyframe directory {directory!r}"
+            response.success, response.message = False, f"no map directory {directory!r}"
             return response
-        response.count = self.mapper.load(directory)
-        response.success, response.message = True, f"loaded {response.count} keyframes from {directory}"
+        try:
+            response.keyframes = self.mapper.load_map(directory)
+        except MapFormatError as exc:
+            response.success, response.message = False, str(exc)
+            self.counters.count("map_unreadable", f"~/load_map refused: {exc}")
+            return response
+        response.objects = len(self.mapper.model.objects)
+        if self.mapper.latest is not None:
+            self._markers_since_snapshot = MARKER_HISTORY  # a different map: replace every marker
+            self._publish(self.mapper.latest)
+        else:
+            self._publish_empty_map()
+        response.success, response.message = True, f"loaded {response.keyframes} keyframes and {response.objects} objects from {directory}"
         return response
 
 

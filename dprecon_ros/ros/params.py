@@ -1,29 +1,44 @@
-"""Map the typed config tree onto ROS parameters: one declaration per leaf, with description and range."""
+"""Map the typed config tree onto ROS parameters: one declaration per leaf, with description, range, and
+read-only where the value is read once at start-up (the field's `live=False`)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from ..config import ConfigError, iter_leaves, set_leaf
+from dprecon_ros.config import ConfigError, is_live, iter_leaves, set_leaf
+from dprecon_ros.config_fields import leaf_type
 
-# Parameters that change what the node subscribes to or allocates are read once at start-up.
-READ_ONLY_SECTIONS = ("topics.", "keyframes.persist_dir", "tsdf.device", "neural.device", "reconstruction.backend")
+ARRAY_TYPES = {
+    str: Parameter.Type.STRING_ARRAY,
+    float: Parameter.Type.DOUBLE_ARRAY,
+    int: Parameter.Type.INTEGER_ARRAY,
+    bool: Parameter.Type.BOOL_ARRAY,
+}
 
 
-def _descriptor(name: str, f: dataclasses.Field, value: Any) -> ParameterDescriptor:
+def plain(value: Any) -> Any:
+    """ROS array parameters arrive as array.array or tuples; the config takes lists."""
+    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "array" else value
+
+
+def _descriptor(f: dataclasses.Field, value: Any) -> ParameterDescriptor:
     text = f.metadata.get("help", "")
     choices = f.metadata.get("choices")
     if choices:
         text += f" (one of: {', '.join(choices)})"
-    desc = ParameterDescriptor(description=text, read_only=name.startswith(READ_ONLY_SECTIONS))
+    if not is_live(f):
+        text += " [read at start-up]"
+    desc = ParameterDescriptor(description=text, read_only=not is_live(f))
     rng = f.metadata.get("range")
-    if rng is not None and not isinstance(value, bool):
+    if rng is not None and not isinstance(value, (bool, list)):
         if isinstance(value, int):
             desc.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(min(rng[1], 2**62)), step=0)]
         elif isinstance(value, float):
@@ -35,26 +50,38 @@ def declare_config(node: Node, config: Any) -> None:
     """Declare every leaf of a config dataclass (defaults from `config`) and read the values the node was
     started with."""
     for name, f, value in iter_leaves(config):
-        declared = node.declare_parameter(name, value, _descriptor(name, f, value)).value
+        kind, element = leaf_type(f)
+        # an empty list has no element type ROS could infer: declare the array type explicitly
+        default = ARRAY_TYPES[element] if kind is list and not value else value
+        declared = node.declare_parameter(name, default, _descriptor(f, value)).value
+        if declared is None:
+            continue
         try:
-            set_leaf(config, name, declared)
+            set_leaf(config, name, plain(declared))
         except ConfigError as exc:
             node.get_logger().error(f"parameter {exc}; keeping default {value!r}")
 
 
-def attach_validation(node: Node, config: Any) -> None:
-    """Validate runtime changes against the config's types and ranges, then apply them."""
+def attach_validation(
+    node: Node, config: Any, lock: threading.RLock | None = None, on_changed: Callable[[list[str]], None] | None = None
+) -> None:
+    """Validate runtime changes against the config's types and ranges, then apply them under `lock` (runs
+    snapshot the config under the same lock); `on_changed` hears the names afterwards."""
+    lock = lock or threading.RLock()
 
     def on_set(params: list[Parameter]) -> SetParametersResult:
         changes = [p for p in params if p.name != "use_sim_time"]
         trial = copy.deepcopy(config)
         try:
             for p in changes:
-                set_leaf(trial, p.name, p.value)
+                set_leaf(trial, p.name, plain(p.value))
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        for p in changes:
-            set_leaf(config, p.name, p.value)
+        with lock:
+            for p in changes:
+                set_leaf(config, p.name, plain(p.value))
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+    if on_changed is not None:
+        node.add_post_set_parameters_callback(lambda params: on_changed([p.name for p in params]))

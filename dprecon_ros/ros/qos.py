@@ -19,3 +19,14 @@ def image_qos(name: str) -> QoSProfile:
         return RELIABLE
     profile = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")}, depth=20)
     return profile
+
+
+# Markers are sent incrementally (only what changed); a late subscriber replays this many, and the node
+# sends a full snapshot before the oldest kept one would be its last, so the replay always ends complete.
+MARKER_HISTORY = 16
+MARKERS = QoSProfile(
+    depth=MARKER_HISTORY,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)

@@ -7,8 +7,8 @@ import importlib
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from ..io.frame_messages import IMAGE
-from .qos import LABELS, RELIABLE
+from dprecon_ros.io.frame_messages import IMAGE
+from dprecon_ros.ros.qos import LABELS, RELIABLE
 
 LATCHED_TOPICS = ("/tf_static",)
 

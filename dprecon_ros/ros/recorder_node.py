@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 
 from rclpy.node import Node
 
-from ..config import TopicsConfig, config_field
-from ..io.bags import BagWriter
-from ..io.frame_messages import CAMERA_INFO, IMAGE, ODOMETRY, POSE_STAMPED, STRING, TF_MESSAGE
-from .params import declare_config
-from .qos import LATCHED, RELIABLE
-from .raw_publishing import message_class
-from .runner import run_node
+from dprecon_ros.config import TopicsConfig, config_field
+from dprecon_ros.io.bags import BagWriter
+from dprecon_ros.io.frame_messages import CAMERA_INFO, IMAGE, ODOMETRY, POSE_STAMPED, STRING, TF_MESSAGE
+from dprecon_ros.ros.params import declare_config
+from dprecon_ros.ros.qos import LATCHED, RELIABLE
+from dprecon_ros.ros.raw_publishing import message_class
+from dprecon_ros.ros.runner import run_node
 
 
 @dataclass

@@ -16,10 +16,10 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosbags.highlevel import AnyReader
 
-from ..config import config_field
-from ..io.frame_messages import CLOCK, TYPESTORE, clock_message, serialize
-from .params import declare_config
-from .raw_publishing import RawPublishers
+from dprecon_ros.config_fields import config_field
+from dprecon_ros.io.frame_messages import CLOCK, TYPESTORE, clock_message, serialize
+from dprecon_ros.ros.params import declare_config
+from dprecon_ros.ros.raw_publishing import RawPublishers
 
 
 @dataclass

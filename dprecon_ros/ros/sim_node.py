@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from ..config import TopicsConfig, config_field
-from ..io.bags import BagWriter
-from ..io.frame_messages import CLOCK, clock_message, frame_messages, serialize
-from ..sim.simulator import RoomSimulator, SimConfig
-from .params import declare_config
-from .raw_publishing import RawPublishers
-from .runner import run_node
+from dprecon_ros.config import TopicsConfig, config_field
+from dprecon_ros.io.bags import BagWriter
+from dprecon_ros.io.frame_messages import CLOCK, clock_message, frame_messages, serialize
+from dprecon_ros.ros.params import declare_config
+from dprecon_ros.ros.raw_publishing import RawPublishers
+from dprecon_ros.ros.runner import run_node
+from dprecon_ros.sim.simulator import RoomSimulator, SimConfig
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ..core.geometry import make_transform
+from dprecon_ros.core.geometry import make_transform
 
 
 def pybullet_data_path() -> Path:

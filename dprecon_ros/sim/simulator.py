@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import config_field
-from ..core.geometry import look_at, make_transform
-from ..core.types import CameraIntrinsics, Frame
-from .scene import PlacedObject, SceneSpec, _rpy_matrix, default_scene, place_objects, pybullet_data_path
+from dprecon_ros.config_fields import config_field
+from dprecon_ros.core.geometry import look_at, make_transform
+from dprecon_ros.core.types import CameraIntrinsics, Frame
+from dprecon_ros.sim.scene import PlacedObject, SceneSpec, _rpy_matrix, default_scene, place_objects, pybullet_data_path
 
 OPENGL_FROM_OPTICAL = np.diag([1.0, -1.0, -1.0, 1.0])
 MAX_SHUFFLED_ID = 60000
@@ -197,12 +197,12 @@ class RoomSimulator:
         return {o.spec.label: o.mesh for o in self.objects}
 
     def export_ground_truth(self, directory: str | Path) -> list[Path]:
-        from .scene import export_ground_truth
+        from dprecon_ros.sim.scene import export_ground_truth
 
         return export_ground_truth(self.objects, directory)
 
 
 def _matrix_to_xyzw(R: np.ndarray) -> list[float]:
-    from ..core.geometry import matrix_to_quat
+    from dprecon_ros.core.geometry import matrix_to_quat
 
     return list(matrix_to_quat(R))

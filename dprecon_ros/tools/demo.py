@@ -14,9 +14,9 @@ from pathlib import Path
 
 import trimesh
 
-from ..core.evaluation import evaluate, load_ground_truth, score_table
-from .processes import start_logged, stop_process
-from .ros_env import apply_localhost_ros_env
+from dprecon_ros.eval.evaluation import evaluate, load_ground_truth, score_table
+from dprecon_ros.testing.processes import start_logged, stop_process
+from dprecon_ros.testing.ros_env import apply_localhost_ros_env
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "dprecon.yaml"
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = None
     import rclpy
 
-    from .graph_client import DpreconClient
+    from dprecon_ros.testing.graph_client import DpreconClient
 
     rclpy.init()
     client = DpreconClient(client_name="dprecon_demo")
@@ -79,16 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         keyframes = client.wait_for_keyframes_settled(minimum=3, settle_s=2.0, timeout_s=60.0)
         print(f"[demo] simulator done after {time.monotonic() - t0:.1f} s; node holds {keyframes} keyframes")
         result = client.reconstruct(timeout_s=args.timeout)
-        print(f"[demo] reconstruct: {result.message}")
+        print(f"[demo] ~/reconstruct: {result.message}")
         if not result.success:
             return 1
         client.spin_until(lambda: None not in (client.graph_json, client.objects, client.markers), 30.0)
         graph = client.graph_json or {}
         labels = {o["id"]: o["label"] for o in graph.get("objects", [])}
-        labels[0] = "floor"
+        labels[0] = graph.get("background_label", "floor")
         scores = evaluate(load_exported(out), load_ground_truth(out / "ground_truth"))
         print()
-        print(f"objects ({len(client.objects.objects)} published, markers: {len(client.markers.markers) if client.markers else 0})")
+        print(f"objects ({len(client.objects.objects)} published, markers shown: {len(client.marker_state())})")
         print(score_table(scores))
         print("\nrelations")
         for r in graph.get("relations", []):

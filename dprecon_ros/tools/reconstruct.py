@@ -1,6 +1,7 @@
 """dprecon-reconstruct: offline reconstruction of a rosbag2, straight into the core (no ROS graph).
 
-dprecon-reconstruct --bag PATH --out DIR [--backend tsdf] [--config YAML]
+dprecon-reconstruct --bag PATH --out DIR [--backend tsdf|neural] [--stages fuse mesh] [--device cpu] [--config YAML]
+dprecon-reconstruct --resume MAP_DIR [--bag PATH] --out DIR     (continue a saved map, with a bag's frames or none)
 """
 
 from __future__ import annotations
@@ -11,23 +12,27 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import ConfigError, load_config
-from ..core.counters import EventCounters
-from ..core.export import export_reconstruction
-from ..core.ingest import FrameAssembler
-from ..core.mapper import Mapper
-from ..core.types import Reconstruction
-from ..io.bags import read_frames
-from .summary import reconstruction_summary
+from dprecon_ros.config import ConfigError, load_config
+from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.ingest.assembler import FrameAssembler
+from dprecon_ros.core.mapping.mapper import Mapper
+from dprecon_ros.core.store.manifest import MapFormatError
+from dprecon_ros.core.types import Reconstruction
+from dprecon_ros.io.bags import read_frames
+from dprecon_ros.io.export import export_reconstruction
+from dprecon_ros.tools.summary import reconstruction_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dprecon-reconstruct", description=__doc__.splitlines()[0])
-    p.add_argument("--bag", required=True, help="rosbag2 directory or file (mcap or sqlite3)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--backend", default=None, help="reconstruction backend (default from config: tsdf)")
+    p.add_argument("--bag", default=None, help="rosbag2 directory or file (mcap or sqlite3)")
+    p.add_argument("--resume", default=None, help="a saved map directory (~/save_map, or a node's persist_dir) to continue")
+    p.add_argument("--out", required=True, help="output directory (meshes, scene graph, and the saved map in OUT/map)")
+    p.add_argument("--backend", default=None, help="stage preset: tsdf, neural (default from config: tsdf)")
+    p.add_argument("--stages", nargs="+", default=None, help="stage list instead of the preset, e.g. fuse geometry mesh")
+    p.add_argument("--force", action="store_true", help="refit every object even if a resumed map has it up to date")
     p.add_argument("--config", default=None, help="YAML config (plain or a ROS params file)")
-    p.add_argument("--device", default=None, help="torch device: auto, cpu, cuda")
+    p.add_argument("--device", default=None, help="torch device of every stage: auto, cpu, cuda, cuda:N")
     for name in ("rgb", "depth", "instance", "labels", "camera_info", "pose"):
         p.add_argument(f"--{name.replace('_', '-')}-topic", dest=f"topic_{name}", default=None, help=f"override the {name} topic")
     p.add_argument("--pose-source", choices=("pose", "odometry", "tf"), default=None)
@@ -40,7 +45,9 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
     if args.backend:
         overrides["reconstruction.backend"] = args.backend
     if args.device:
-        overrides["tsdf.device"] = args.device
+        overrides["compute.device"] = args.device
+    if args.stages:
+        overrides["reconstruction.stages"] = args.stages
     if args.pose_source:
         overrides["topics.pose_source"] = args.pose_source
     for name in ("rgb", "depth", "instance", "labels", "camera_info", "pose"):
@@ -50,15 +57,18 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
     config = load_config(args.config, overrides)
     counters = EventCounters()
     mapper = Mapper(config, counters)
-    assembler = FrameAssembler(config, counters)
+    if args.resume:
+        mapper.load_map(args.resume)
+        print(f"resumed {len(mapper.keyframes)} keyframes and {len(mapper.model.objects)} objects from {args.resume}")
     t0 = time.perf_counter()
-    frames = read_frames(args.bag, config, assembler)
-    if not args.quiet:
-        from tqdm import tqdm
+    if args.bag:
+        frames = read_frames(args.bag, config, FrameAssembler(config, counters))
+        if not args.quiet:
+            from tqdm import tqdm
 
-        frames = tqdm(frames, desc="frames", unit="frame")
-    for frame in frames:
-        mapper.add_frame(frame)
+            frames = tqdm(frames, desc="frames", unit="frame")
+        for frame in frames:
+            mapper.add_frame(frame)
     ingest_s = time.perf_counter() - t0
     progress = None
     bar = None
@@ -67,38 +77,49 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
 
         bar = tqdm(total=100, desc="reconstruction", unit="%")
 
-        def progress(stage: str, fraction: float) -> None:
-            bar.set_description(stage)
-            bar.n = int(100 * fraction)
+        def progress(stage: str, index: int, count: int, fraction: float) -> None:
+            bar.set_description(f"{stage} ({index + 1}/{count})")
+            bar.n = int(100 * (index + fraction) / max(1, count))
             bar.refresh()
 
-    recon = mapper.reconstruct(progress)
+    report = mapper.reconstruct(force=args.force, progress=progress)
     if bar is not None:
         bar.n = 100
         bar.close()
+    recon = report.reconstruction
     if recon is None:
         print(
-            f"nothing reconstructed: {len(mapper.keyframes)} keyframes from {mapper.frames_seen} frames; counters {counters.snapshot()}",
+            f"nothing reconstructed ({report.message}): {len(mapper.keyframes)} keyframes from {mapper.frames_seen} frames; "
+            f"counters {counters.snapshot()}",
             file=sys.stderr,
         )
         return None
+    if not report.changed:
+        print(f"map unchanged: {report.message}")
     recon.timings_s["ingest"] = ingest_s
     files = export_reconstruction(recon, args.out, config.topics.map_frame)
+    mapper.save_map(Path(args.out) / "map")
     print(reconstruction_summary(recon, len(mapper.keyframes), mapper.frames_seen, counters.snapshot()))
-    print(f"wrote {len(files)} files to {Path(args.out).resolve()}")
+    print(f"wrote {len(files)} files and the map (resume with --resume {Path(args.out).resolve() / 'map'}) to {Path(args.out).resolve()}")
     return recon
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    if not Path(args.bag).exists():
+    if not args.bag and not args.resume:
+        print("dprecon-reconstruct: give --bag, --resume, or both", file=sys.stderr)
+        return 2
+    if args.bag and not Path(args.bag).exists():
         print(f"dprecon-reconstruct: no bag at {args.bag}", file=sys.stderr)
         return 2
     try:
         return 0 if run(args) is not None else 1
     except ConfigError as exc:
         print(f"dprecon-reconstruct: config error: {exc}", file=sys.stderr)
+        return 2
+    except MapFormatError as exc:
+        print(f"dprecon-reconstruct: cannot resume: {exc}", file=sys.stderr)
         return 2
 
 

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import DpreconConfig
-from ..io.bags import write_frames
-from ..sim.simulator import RoomSimulator, SimConfig
+from dprecon_ros.config import DpreconConfig
+from dprecon_ros.io.bags import write_frames
+from dprecon_ros.sim.simulator import RoomSimulator, SimConfig
 
 
 def sim_config_from_args(args: argparse.Namespace) -> SimConfig:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..core.evaluation import format_table
-from ..core.types import Reconstruction
+from dprecon_ros.core.types import Reconstruction
+from dprecon_ros.eval.evaluation import format_table
 
 
 def reconstruction_summary(recon: Reconstruction, keyframes: int, frames: int, counters: dict[str, int]) -> str:
     labels = {o.object_id: o.label for o in recon.objects}
-    labels[recon.scene_graph.background_id] = "floor"
+    labels[recon.scene_graph.background_id] = recon.scene_graph.background_label
     objects = format_table(
         ["id", "label", "faces", "observations", "centroid (m)", "box extent (m)"],
         [

@@ -1,0 +1,67 @@
+"""Where tensors live: the device and dtype chosen once per run, and what happens when the device is full."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+
+import torch
+
+from dprecon_ros.config_fields import config_field
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class ComputeConfig:
+    device: str = config_field("auto", "torch device of every stage: auto, cpu, cuda, cuda:N", live=False)
+    dtype: str = config_field("float32", "dtype of fields and volumes (mixed precision is per stage)", choices=tuple(DTYPES))
+    cpu_fallback: bool = config_field(True, "a stage that runs out of device memory is retried on the CPU")
+    cpu_fallback_scale: float = config_field(
+        0.5, "sizes (rays per step, grid resolutions, voxel budgets) of a CPU retry, as a fraction", (0.05, 1.0)
+    )
+
+
+@dataclass(frozen=True)
+class Compute:
+    """One device and dtype for every stage of a run; `scale` < 1 after an out-of-memory fallback."""
+
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    scale: float = 1.0
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.scale < 1.0
+
+    def cpu_fallback(self, scale: float) -> Compute:
+        return Compute(torch.device("cpu"), self.dtype, scale)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so wall-clock timings mean something."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def compute_from_config(config: ComputeConfig) -> Compute:
+    return Compute(resolve_device(config.device), DTYPES[config.dtype])
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def release_device_memory() -> None:
+    """Drop what the failed attempt still referenced, then hand cached blocks back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

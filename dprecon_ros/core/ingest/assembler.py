@@ -1,0 +1,365 @@
+"""Turn a stream of ROS-like messages into synchronised, validated Frames.
+
+Messages are duck-typed (fields of sensor_msgs/Image, CameraInfo, PoseStamped, Odometry, TFMessage), so the
+same code serves the rclpy node and the offline bag reader. Colour, depth and instance images are matched by
+stamp within a tolerance (approximate time); the pose is interpolated from a transform buffer at the colour
+stamp. Anything that cannot be used is counted and logged, never raised.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.geometry import make_transform, pose_distance, quat_to_matrix
+from dprecon_ros.core.ingest.image_codec import ImageDecodeError, decode_depth, decode_instance, decode_rgb
+from dprecon_ros.core.ingest.tf_buffer import TransformBuffer, TransformLookupError
+from dprecon_ros.core.ingest.undistort import SUPPORTED_MODELS, Undistorter, is_distorted
+from dprecon_ros.core.types import CameraIntrinsics, Frame
+
+if TYPE_CHECKING:
+    from dprecon_ros.config import DpreconConfig
+
+log = logging.getLogger("dprecon_ros")
+CAMERA_POSE_FRAME = "__camera_pose__"
+LABEL_HISTORY = 16
+UNLABELLED = "object"
+
+
+def stamp_of(msg) -> float:
+    s = msg.header.stamp
+    return float(s.sec) + float(s.nanosec) * 1e-9
+
+
+def pose_to_matrix(pose) -> np.ndarray:
+    p, q = pose.position, pose.orientation
+    return make_transform(quat_to_matrix(q.x, q.y, q.z, q.w), [p.x, p.y, p.z])
+
+
+@dataclass
+class _Stamped:
+    stamp: float
+    data: object
+    frame_id: str = ""
+
+
+class FrameAssembler:
+    def __init__(self, config: DpreconConfig, counters: EventCounters | None = None) -> None:
+        self.config = config
+        self.counters = counters or EventCounters()
+        self.use_depth = bool(config.topics.depth)
+        self._tf = TransformBuffer(config.sync.tf_buffer_s, config.sync.tolerance_s, config.sync.max_pose_gap_s)
+        self._queues: dict[str, deque[_Stamped]] = {"rgb": deque(), "depth": deque(), "instance": deque()}
+        self._last_stamp: dict[str, float] = {}
+        self._labels: deque[dict[int, str]] = deque(maxlen=LABEL_HISTORY)
+        self.intrinsics: CameraIntrinsics | None = None
+        self._undistorter: Undistorter | None = None
+        self._camera_info_key: tuple | None = None
+        self._last_pose: tuple[float, np.ndarray] | None = None
+        self._awaiting_labels: deque[Frame] = deque()
+        self._consumed_stamp = -np.inf
+
+    @property
+    def tf(self) -> TransformBuffer:
+        """The pose history, following live changes of the sync parameters."""
+        s = self.config.sync
+        self._tf.history_s, self._tf.tolerance_s, self._tf.max_gap_s = s.tf_buffer_s, s.tolerance_s, s.max_pose_gap_s
+        return self._tf
+
+    # ---------------------------------------------------------------- inputs
+    def _in_order(self, stream: str, stamp: float) -> bool:
+        """Accept a message unless it is too old to be used.
+
+        Transports and multi-threaded executors can deliver a few messages out of order, so queues are kept
+        sorted and only messages older than what was already consumed are dropped. A jump back in time by
+        more than the pose history (a bag restarted, a simulator reset) clears the input state instead.
+        """
+        newest = max(self._last_stamp.values(), default=None)
+        if newest is not None and stamp < newest - self.config.sync.tf_buffer_s:
+            self.counters.count("time_jump_back", f"{stream} stamp {stamp:.3f} is far behind {newest:.3f}; input state reset")
+            self.reset()
+        elif stamp <= self._consumed_stamp - (0.0 if stream == "rgb" else self.config.sync.tolerance_s):
+            # A late pose is harmless (poses are interpolated); a late image means a lost frame.
+            level = logging.DEBUG if stream == "pose" else logging.WARNING
+            self.counters.count(
+                f"late_{stream}", f"{stream} stamp {stamp:.3f} arrived after frame {self._consumed_stamp:.3f} was built; dropped", level
+            )
+            return False
+        self._last_stamp[stream] = max(stamp, self._last_stamp.get(stream, -np.inf))
+        return True
+
+    def reset(self) -> None:
+        for queue in self._queues.values():
+            queue.clear()
+        self._last_stamp.clear()
+        self._consumed_stamp = -np.inf
+        self._last_pose = None
+        self._awaiting_labels.clear()
+        self._tf = TransformBuffer(self.config.sync.tf_buffer_s, self.config.sync.tolerance_s, self.config.sync.max_pose_gap_s)
+
+    def _enqueue(self, stream: str, item: _Stamped) -> None:
+        queue = self._queues[stream]
+        if queue and item.stamp < queue[-1].stamp:
+            index = bisect.bisect_left([q.stamp for q in queue], item.stamp)
+            queue.insert(index, item)
+        else:
+            queue.append(item)
+        while len(queue) > self.config.sync.queue_size:
+            queue.popleft()
+            self.counters.count(f"queue_overflow_{stream}", f"{stream} queue full; oldest dropped")
+
+    def add_camera_info(self, msg) -> None:
+        key = (int(msg.width), int(msg.height), tuple(np.asarray(msg.k, float)), tuple(np.asarray(msg.d, float)), msg.distortion_model)
+        if key == self._camera_info_key:
+            return
+        K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        if K[0, 0] <= 0 or K[1, 1] <= 0 or msg.width <= 0 or msg.height <= 0:
+            self.counters.count("bad_camera_info", "CameraInfo has zero focal length or size; ignored")
+            return
+        intrinsics = CameraIntrinsics.from_K(K, msg.width, msg.height)
+        coeffs = np.asarray(msg.d, dtype=np.float64)
+        undistorter = None
+        if is_distorted(coeffs):
+            if msg.distortion_model not in SUPPORTED_MODELS:
+                self.counters.count("unsupported_distortion", f"distortion model {msg.distortion_model!r} is not supported; images refused")
+                self._camera_info_key, self.intrinsics = key, None
+                return
+            undistorter = Undistorter(intrinsics, coeffs)
+            log.info("camera has %s distortion; images are undistorted before use", msg.distortion_model)
+        self._camera_info_key, self.intrinsics, self._undistorter = key, intrinsics, undistorter
+
+    def add_rgb(self, msg) -> None:
+        stamp = stamp_of(msg)
+        if not self._in_order("rgb", stamp):
+            return
+        try:
+            self._enqueue("rgb", _Stamped(stamp, decode_rgb(msg), msg.header.frame_id))
+        except ImageDecodeError as exc:
+            self.counters.count("bad_rgb", f"colour image refused: {exc}")
+
+    def add_depth(self, msg) -> None:
+        stamp = stamp_of(msg)
+        if not self._in_order("depth", stamp):
+            return
+        try:
+            self._enqueue("depth", _Stamped(stamp, decode_depth(msg)))
+        except ImageDecodeError as exc:
+            self.counters.count("bad_depth", f"depth image refused: {exc}")
+
+    def add_instance(self, msg) -> None:
+        stamp = stamp_of(msg)
+        if not self._in_order("instance", stamp):
+            return
+        try:
+            self._enqueue("instance", _Stamped(stamp, decode_instance(msg)))
+        except ImageDecodeError as exc:
+            self.counters.count("bad_instance", f"instance image refused: {exc}")
+
+    def add_labels(self, text: str) -> None:
+        try:
+            raw = json.loads(text)
+            labels = {int(k): str(v) for k, v in raw.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            self.counters.count("bad_labels", f"labels are not a JSON object of id -> label: {exc}")
+            return
+        self._labels.append(labels)
+
+    def add_pose(self, msg) -> None:
+        """geometry_msgs/PoseStamped of the camera optical frame in the map frame."""
+        self._add_camera_pose(stamp_of(msg), pose_to_matrix(msg.pose))
+
+    def add_odometry(self, msg) -> None:
+        self._add_camera_pose(stamp_of(msg), pose_to_matrix(msg.pose.pose))
+
+    def _add_camera_pose(self, stamp: float, T: np.ndarray) -> None:
+        if not np.all(np.isfinite(T)):
+            self.counters.count("bad_pose", "pose contains NaN/inf; ignored")
+            return
+        if not self._in_order("pose", stamp):
+            return
+        self.tf.add(self.config.topics.map_frame, CAMERA_POSE_FRAME, stamp, T)
+
+    def add_tf(self, msg, static: bool = False) -> None:
+        for t in msg.transforms:
+            tr, q = t.transform.translation, t.transform.rotation
+            try:
+                T = make_transform(quat_to_matrix(q.x, q.y, q.z, q.w), [tr.x, tr.y, tr.z])
+            except ValueError:
+                self.counters.count("bad_pose", "transform with a zero quaternion ignored")
+                continue
+            self.tf.add(t.header.frame_id, t.child_frame_id, stamp_of(t), T, static=static)
+
+    # --------------------------------------------------------------- matching
+    def _nearest(self, stream: str, stamp: float) -> _Stamped | None:
+        best = None
+        for item in self._queues[stream]:
+            if abs(item.stamp - stamp) <= self.config.sync.tolerance_s and (
+                best is None or abs(item.stamp - stamp) < abs(best.stamp - stamp)
+            ):
+                best = item
+        return best
+
+    def _hopeless(self, stream: str, stamp: float) -> bool:
+        """True when no message of `stream` can still arrive to match `stamp`."""
+        last = self._last_stamp.get(stream)
+        return last is not None and last > stamp + self.config.sync.tolerance_s + self.config.sync.reorder_window_s
+
+    def _camera_pose(self, frame_id: str, stamp: float) -> np.ndarray:
+        source = frame_id if self.config.topics.pose_source == "tf" else CAMERA_POSE_FRAME
+        return self.tf.lookup(self.config.topics.map_frame, source, stamp)
+
+    def pop_frames(self, flush: bool = False) -> list[Frame]:
+        """Frames that are complete now; unmatched colour images that can never match are dropped.
+
+        Labels travel on their own topic and may arrive after the images they describe, so a frame whose ids
+        no labels message covers yet waits for up to `sync.labels_wait_s` of newer images, then is dropped.
+        Before the first labels message, frames wait within the queue bound. Without a labels topic, or at
+        the end of a bag that had none, every instance is 'object'. `flush` (end of a bag) releases waiting
+        frames with the labels known so far and drops colour images that are still unmatched.
+        """
+        frames = self._release_labelled(flush)
+        rgb_queue = self._queues["rgb"]
+        while rgb_queue:
+            rgb = rgb_queue[0]
+            need = ["instance"] + (["depth"] if self.use_depth else [])
+            matched = {s: self._nearest(s, rgb.stamp) for s in need}
+            try:
+                T = self._camera_pose(rgb.frame_id, rgb.stamp)
+            except TransformLookupError as exc:
+                T, pose_error = None, str(exc)
+            missing = [s for s, m in matched.items() if m is None] + (["pose"] if T is None else [])
+            if self._camera_info_key is None:
+                missing.append("camera_info")  # CameraInfo may be delivered just after the first images
+            if missing:
+                window = self.config.sync.tolerance_s + self.config.sync.reorder_window_s
+                pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + window
+                # Reliable transports can deliver the first CameraInfo seconds late (a reader that matched late
+                # is served at the writer's next heartbeat), so frames wait for it as long as the queue allows.
+                info_hopeless = len(rgb_queue) >= self.config.sync.queue_size
+                hopeless = [
+                    s
+                    for s in missing
+                    if flush
+                    or (s == "pose" and pose_hopeless)
+                    or (s == "camera_info" and info_hopeless)
+                    or (s not in ("pose", "camera_info") and self._hopeless(s, rgb.stamp))
+                ]
+                if not hopeless:
+                    break
+                rgb_queue.popleft()
+                self._consumed_stamp = rgb.stamp
+                if hopeless[0] == "camera_info":
+                    self.counters.count("no_camera_info", f"no CameraInfo received for the colour frame at {rgb.stamp:.3f}; dropped")
+                    continue
+                detail = f" ({pose_error})" if "pose" in hopeless else ""
+                self.counters.count(
+                    f"unmatched_{hopeless[0]}", f"colour frame at {rgb.stamp:.3f} has no matching {hopeless[0]}{detail}; dropped"
+                )
+                continue
+            rgb_queue.popleft()
+            self._consumed_stamp = rgb.stamp
+            for s, m in matched.items():
+                while self._queues[s] and self._queues[s][0].stamp <= m.stamp:
+                    self._queues[s].popleft()
+            frame = self._build(rgb, matched.get("depth"), matched["instance"], T)
+            if frame is not None:
+                self._awaiting_labels.append(frame)
+        return frames + self._release_labelled(flush)
+
+    def _covering_labels(self, ids: list[int]) -> dict[int, str] | None:
+        if not ids:
+            return {}
+        for labels in reversed(self._labels):
+            if all(i in labels for i in ids):
+                return {i: labels[i] for i in ids}
+        return None
+
+    def _release_labelled(self, flush: bool) -> list[Frame]:
+        """Frames (in order) whose labels are known, or whose wait has expired."""
+        out = []
+        newest = max(self._last_stamp.values(), default=-np.inf)
+        while self._awaiting_labels:
+            frame = self._awaiting_labels[0]
+            ids = frame.instance_ids()
+            labels = self._covering_labels(ids)
+            if labels is None:
+                if not self.config.topics.labels:
+                    labels = dict.fromkeys(ids, UNLABELLED)  # no labels topic: instances are unlabelled
+                elif self._labels:
+                    if not (flush or newest > frame.stamp + self.config.sync.labels_wait_s):
+                        break
+                    # Labels do arrive, but this frame's were lost: guessing would mint wrong objects.
+                    self._awaiting_labels.popleft()
+                    self.counters.count(
+                        "missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped"
+                    )
+                    continue
+                elif flush:
+                    self.counters.count(
+                        "no_labels", f"no labels ever received; the instances of the frame at {frame.stamp:.3f} are labelled '{UNLABELLED}'"
+                    )
+                    labels = dict.fromkeys(ids, UNLABELLED)
+                elif len(self._awaiting_labels) > self.config.sync.queue_size:
+                    # The first labels can be seconds late (a subscription matched late): wait, within the queue bound.
+                    self._awaiting_labels.popleft()
+                    self.counters.count("no_labels", f"no labels received yet; the frame at {frame.stamp:.3f} was dropped")
+                    continue
+                else:
+                    break
+            self._awaiting_labels.popleft()
+            frame.labels = labels
+            out.append(frame)
+        return out
+
+    def _build(self, rgb: _Stamped, depth: _Stamped | None, instance: _Stamped, T: np.ndarray) -> Frame | None:
+        K = self.intrinsics
+        if K is None:
+            self.counters.count("no_camera_info", "no usable CameraInfo yet; frame dropped")
+            return None
+        shapes = {"rgb": rgb.data.shape[:2], "instance": instance.data.shape, "camera_info": (K.height, K.width)}
+        if depth is not None:
+            shapes["depth"] = depth.data.shape
+        if len(set(shapes.values())) != 1:
+            self.counters.count("size_mismatch", f"image sizes disagree {shapes}; frame dropped")
+            return None
+        if self._last_pose is not None:
+            dt = max(rgb.stamp - self._last_pose[0], 1e-3)
+            d_m, d_rad = pose_distance(self._last_pose[1], T)
+            if d_m / dt > self.config.sync.max_linear_speed_mps or np.degrees(d_rad) / dt > self.config.sync.max_angular_speed_dps:
+                self.counters.count("pose_jump", f"pose jumped {d_m:.2f} m / {np.degrees(d_rad):.0f} deg in {dt:.2f} s; frame dropped")
+                self._last_pose = (rgb.stamp, T)
+                return None
+        self._last_pose = (rgb.stamp, T)
+        image, mask = rgb.data, instance.data
+        depth_m = depth.data if depth is not None else None
+        if self._undistorter is not None:
+            image = self._undistorter.apply(image)
+            mask = self._undistorter.apply(mask)
+            depth_m = self._undistorter.apply(depth_m, np.nan) if depth_m is not None else None
+        if depth_m is not None:
+            fc = self.config.frames
+            depth_m = depth_m.copy()
+            depth_m[(depth_m < fc.min_depth_m) | (depth_m > fc.max_depth_m)] = np.nan
+            valid = float(np.isfinite(depth_m).mean())
+            if valid < fc.min_valid_depth_ratio:
+                self.counters.count("invalid_depth", f"only {valid:.1%} of depth pixels are valid; frame dropped")
+                return None
+        mask = self._drop_small_instances(mask)
+        ids = [int(i) for i in np.unique(mask) if i != 0]
+        if not ids:
+            self.counters.count("empty_mask", "instance mask has no objects; frame kept for the background", logging.INFO)
+        return Frame(rgb.stamp, image, depth_m, mask, {}, K, T)
+
+    def _drop_small_instances(self, mask: np.ndarray) -> np.ndarray:
+        ids, counts = np.unique(mask, return_counts=True)
+        small = ids[(counts < self.config.frames.min_mask_pixels) & (ids != 0)]
+        if small.size:
+            mask = np.where(np.isin(mask, small), 0, mask)
+        return mask

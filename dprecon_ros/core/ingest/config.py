@@ -1,0 +1,44 @@
+"""Configuration of the input side: topics, synchronisation, frame validity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dprecon_ros.config_fields import config_field
+
+
+@dataclass
+class TopicsConfig:
+    rgb: str = config_field("/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8, mono8)", live=False)
+    camera_info: str = config_field("/camera/color/camera_info", "CameraInfo of the colour camera", live=False)
+    depth: str = config_field("/camera/depth/image_raw", "depth topic registered to colour (32FC1 m or 16UC1 mm); empty = none", live=False)
+    instance: str = config_field("/camera/instance/image_raw", "instance-id image (16UC1, 32SC1, 8UC1); 0 = background", live=False)
+    labels: str = config_field(
+        "/camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image; empty = none (all "object")', live=False
+    )
+    pose: str = config_field("/camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)", live=False)
+    pose_source: str = config_field("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"), live=False)
+    map_frame: str = config_field("map", "world frame of all outputs (REP-105)", live=False)
+    image_qos: str = config_field("sensor_data", "QoS of image subscriptions", choices=("sensor_data", "reliable"), live=False)
+
+
+@dataclass
+class SyncConfig:
+    tolerance_s: float = config_field(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
+    queue_size: int = config_field(30, "messages kept per stream while waiting for a match", (1, 1000))
+    max_pose_gap_s: float = config_field(0.25, "poses further apart than this are not interpolated between", (0.0, 10.0))
+    reorder_window_s: float = config_field(
+        1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0)
+    )
+    labels_wait_s: float = config_field(5.0, "how long (in image stamps) a frame waits for its labels message", (0.0, 60.0))
+    tf_buffer_s: float = config_field(30.0, "how much pose history is kept for interpolation", (1.0, 600.0))
+    max_linear_speed_mps: float = config_field(3.0, "pose jumps faster than this are rejected", (0.01, 100.0))
+    max_angular_speed_dps: float = config_field(360.0, "rotations faster than this (deg/s) are rejected", (1.0, 10000.0))
+
+
+@dataclass
+class FrameConfig:
+    min_depth_m: float = config_field(0.1, "depth readings nearer than this are invalid", (0.0, 10.0))
+    max_depth_m: float = config_field(6.0, "depth readings further than this are invalid", (0.1, 100.0))
+    min_valid_depth_ratio: float = config_field(0.05, "frames with fewer valid depth pixels are rejected", (0.0, 1.0))
+    min_mask_pixels: int = config_field(40, "instances smaller than this (pixels) are ignored", (1, 100000))

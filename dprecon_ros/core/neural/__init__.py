@@ -1,1 +1,0 @@
-"""The `neural` backend: DP-Recon stage 1, compositional SDF fields fitted by volume rendering."""

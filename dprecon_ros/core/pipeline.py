@@ -1,0 +1,169 @@
+"""A reconstruction run: a stage list over the scene model, on a configuration snapshot, then one result.
+
+The pipeline decides what must be refitted (objects whose keyframes, box or stage configuration changed since
+their last fit), forks the model, runs the stages on the fork (retrying a stage on the CPU at a reduced size
+when the device runs out of memory), and returns the new model with its assembled reconstruction. A run
+with nothing to refit returns None and leaves the model alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dprecon_ros.core.compute import Compute, is_out_of_memory, release_device_memory
+from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.result import assemble
+from dprecon_ros.core.scene_model import BACKGROUND_ID, ObjectState, SceneModel
+from dprecon_ros.core.stages.base import ProgressFn, RunContext, Stage
+from dprecon_ros.core.stages.catalog import make_stages
+from dprecon_ros.core.types import Keyframe, ObjectSeed, Reconstruction
+
+if TYPE_CHECKING:
+    from dprecon_ros.config import DpreconConfig
+
+log = logging.getLogger("dprecon_ros")
+BOUNDS_DECIMALS = 5  # box corners are compared to 10 µm: float noise must not trigger a refit
+
+
+@dataclass
+class RunOutcome:
+    model: SceneModel
+    reconstruction: Reconstruction
+    refitted: list[int]  # object ids (0 = background) refitted in this run
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprints(config: DpreconConfig, stages: list[Stage], keyframes: list[Keyframe], seeds: list[ObjectSeed]) -> dict[int, str]:
+    """What each object's fit depends on: the stage list and its configuration, the object's box, label and
+    observations, and the keyframes that saw it (all keyframes for the background)."""
+    sections = sorted({s for stage in stages for s in stage.config_sections})
+    shared = {"stages": [s.name for s in stages], "config": {s: dataclasses.asdict(getattr(config, s)) for s in sections}}
+    out = {}
+    for seed in seeds:
+        seen = [kf.index for kf in keyframes if seed.object_id in kf.instance_to_object.values()]
+        box = np.round(np.concatenate([seed.lo, seed.hi]), BOUNDS_DECIMALS).tolist()
+        out[seed.object_id] = _digest([shared, seed.label, box, seed.observations, seen])
+    masks = [[kf.index, sorted(kf.instance_to_object)] for kf in keyframes]
+    out[BACKGROUND_ID] = _digest([shared, masks])
+    return out
+
+
+def usable_keyframes(keyframes: list[Keyframe]) -> list[Keyframe]:
+    usable = [kf for kf in keyframes if kf.frame.depth_m is not None]
+    if len(usable) < len(keyframes):
+        log.warning("reconstruction: %d keyframes without depth are skipped", len(keyframes) - len(usable))
+    return usable
+
+
+def prepare_states(model: SceneModel, seeds: list[ObjectSeed], keyframes: list[Keyframe], dirty: set[int]) -> None:
+    """Bring the fork's states in line with the seeds: new objects appear, refitted ones take their new box."""
+    for seed in seeds:
+        if seed.object_id in dirty:
+            state = model.objects.get(seed.object_id) or ObjectState(seed.object_id, seed.label)
+            state.label, state.seed, state.observation_count = seed.label, seed, seed.observations
+            state.keyframe_ids = tuple(kf.index for kf in keyframes if seed.object_id in kf.instance_to_object.values())
+            model.objects[seed.object_id] = state
+    if model.background is None:
+        model.background = ObjectState(BACKGROUND_ID, "background")
+    if BACKGROUND_ID in dirty:
+        model.background.keyframe_ids = tuple(kf.index for kf in keyframes)
+        model.background.observation_count = len(keyframes)
+
+
+class Pipeline:
+    def __init__(self, counters: EventCounters | None = None) -> None:
+        self.counters = counters or EventCounters()
+
+    def run(
+        self,
+        model: SceneModel,
+        keyframes: list[Keyframe],
+        seeds: list[ObjectSeed],
+        config: DpreconConfig,
+        compute: Compute,
+        stage_names: list[str] | None = None,
+        force: bool = False,
+        cancel: threading.Event | None = None,
+        progress: ProgressFn | None = None,
+    ) -> RunOutcome | None:
+        """Run the stages over `model`; None when nothing needs refitting. `config` is snapshotted here."""
+        config = copy.deepcopy(config)
+        names = list(stage_names) if stage_names else config.reconstruction.stage_names()
+        stages = make_stages(names)
+        usable = usable_keyframes(keyframes)
+        prints = fingerprints(config, stages, usable, seeds)
+        current = {s.object_id: s.fingerprint for s in model.states()}
+        dirty = {oid for oid, fp in prints.items() if force or current.get(oid) != fp}
+        removed = set(model.objects) - {s.object_id for s in seeds}
+        if not dirty and not removed:
+            return None
+        work = model.fork()
+        for oid in removed:
+            del work.objects[oid]
+        prepare_states(work, seeds, usable, dirty)
+        ctx = RunContext(config, compute, usable, seeds, dirty, names, self.counters, cancel or threading.Event(), progress)
+        for index, stage in enumerate(stages):
+            ctx.stage, ctx.stage_index = stage.name, index
+            ctx.check_cancelled()
+            t0 = time.perf_counter()
+            work = self.run_stage(stage, work, ctx)
+            ctx.compute.synchronize()
+            ctx.timings[stage.name] = time.perf_counter() - t0
+            ctx.progress(1.0)
+        for oid in ctx.dirty:
+            state = work.state(oid)
+            if state is not None:
+                state.version += 1
+                state.fingerprint = prints[oid]
+                state.volume = None  # volumes are rebuilt when needed; the model keeps fields and meshes
+        work.revision += 1
+        work.stamp = max((kf.frame.stamp for kf in keyframes), default=0.0)
+        work.keyframe_ids = tuple(kf.index for kf in keyframes)
+        recon = assemble(work, config, names, ctx.dirty, removed, ctx.timings)
+        return RunOutcome(work, recon, sorted(ctx.dirty))
+
+    def run_stage(self, stage: Stage, model: SceneModel, ctx: RunContext) -> SceneModel:
+        """One stage; out of device memory, once more on the CPU at a reduced size."""
+        try:
+            return stage.run(model, ctx)
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc) or ctx.compute.is_fallback or not ctx.config.compute.cpu_fallback:
+                raise
+            del exc  # the traceback holds the failed attempt's tensors
+        release_device_memory()
+        ctx.compute = ctx.compute.cpu_fallback(ctx.config.compute.cpu_fallback_scale)
+        self.counters.count(
+            "gpu_out_of_memory",
+            f"stage {stage.name!r} ran out of device memory; retrying on the CPU at {ctx.compute.scale:.2f}x size",
+            logging.ERROR,
+        )
+        move_model(model, ctx.compute.device)
+        return stage.run(model, ctx)
+
+
+def move_model(model: SceneModel, device) -> None:
+    """Put every module of the model on `device` (fields and the appearance network)."""
+    for state in model.states():
+        if state.field is not None:
+            state.field = copy.deepcopy(state.field).to(device)
+    if model.appearance is not None:
+        model.appearance = model.appearance.to(device)
+
+
+def reassemble(model: SceneModel, config: DpreconConfig) -> Reconstruction:
+    """The reconstruction of a model that was loaded rather than run: every object counts as changed."""
+    names = config.reconstruction.stage_names()
+    return assemble(model, config, names, {s.object_id for s in model.states()}, set(), {})

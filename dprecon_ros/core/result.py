@@ -1,0 +1,45 @@
+"""Result assembly, once after the stages: meshes become objects with boxes, a scene graph, a stamp."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dprecon_ros.core.boxes import oriented_box
+from dprecon_ros.core.scene_graph import build_scene_graph
+from dprecon_ros.core.scene_model import ObjectState, SceneModel
+from dprecon_ros.core.types import ObjectReconstruction, Reconstruction
+
+if TYPE_CHECKING:
+    from dprecon_ros.config import DpreconConfig
+
+
+def object_result(state: ObjectState) -> ObjectReconstruction | None:
+    mesh = state.mesh
+    if mesh is None or mesh.is_empty:
+        return None
+    v = mesh.vertices
+    return ObjectReconstruction(
+        state.object_id, state.label, v, mesh.faces, mesh.vertex_colors, v.mean(axis=0), oriented_box(v), state.observation_count
+    )
+
+
+def assemble(
+    model: SceneModel, config: DpreconConfig, stage_names: list[str], changed: set[int], removed: set[int], timings: dict[str, float]
+) -> Reconstruction:
+    objects = [r for s in model.objects.values() if (r := object_result(s)) is not None]
+    objects.sort(key=lambda o: o.object_id)
+    background = object_result(model.background) if model.background is not None else None
+    graph = build_scene_graph(objects, background, config.scene_graph)
+    return Reconstruction(
+        objects,
+        background,
+        graph,
+        model.stamp,
+        timings,
+        backend=config.reconstruction.backend if not config.reconstruction.stages else "+".join(stage_names),
+        history=list(model.history),
+        stages=list(stage_names),
+        changed=set(changed),
+        removed=set(removed),
+        revision=model.revision,
+    )

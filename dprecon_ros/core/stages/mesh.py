@@ -1,0 +1,74 @@
+"""Stage `mesh`: a triangle mesh (map frame) for every refitted object and the background.
+
+From the object's fitted SDF field where the `geometry` stage left one (largest component, coloured by the
+appearance network), otherwise from its fused TSDF volume (observed voxels only, coloured by fusion).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dprecon_ros.core.meshing import drop_small_components, extract_mesh, sdf_grid_surface, simplify
+from dprecon_ros.core.scene_model import ObjectState, SceneModel
+from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
+from dprecon_ros.core.types import TriangleMesh
+
+log = logging.getLogger("dprecon_ros")
+LARGEST_COMPONENT_ONLY = 1.0  # a fitted field's stray blobs are optimisation noise, not object parts
+
+
+@register_stage
+class MeshStage(Stage):
+    name = "mesh"
+    config_sections = ("mesh",)
+
+    def run(self, model: SceneModel, ctx: RunContext) -> SceneModel:
+        states = [s for s in model.states() if s.object_id in ctx.dirty]
+        for i, state in enumerate(states):
+            ctx.check_cancelled()
+            ctx.progress(i / max(1, len(states)))
+            state.mesh = self.mesh_state(model, state, ctx)
+            if state.mesh.is_empty and not state.is_background:
+                log.info("object %d (%s) produced no surface", state.object_id, state.label)
+        return model
+
+    def mesh_state(self, model: SceneModel, state: ObjectState, ctx: RunContext) -> TriangleMesh:
+        cfg = ctx.config.mesh
+        faces_budget = cfg.background_target_faces if state.is_background else cfg.target_faces
+        if state.field is not None and model.normalisation is not None:
+            component = 0.0 if state.is_background else LARGEST_COMPONENT_ONLY
+            return mesh_field(model, state, faces_budget, component)
+        if state.volume is not None:
+            component = 0.0 if state.is_background else cfg.min_component_fraction
+            tsdf, weight, color = state.volume.grids()
+            return TriangleMesh(*extract_mesh(tsdf, weight, color, state.volume.spec, cfg.min_weight, faces_budget, component))
+        log.warning("object %d has neither a field nor a volume to mesh; is `fuse` in the stage list?", state.object_id)
+        return TriangleMesh.empty()
+
+
+def mesh_field(model: SceneModel, state: ObjectState, target_faces: int, min_component_fraction: float) -> TriangleMesh:
+    field, norm = state.field, model.normalisation
+    values = field.values.detach()[0].float().cpu().numpy()
+    verts, faces = sdf_grid_surface(values, field.box.origin.cpu().numpy(), field.box.voxel)
+    if len(faces) == 0:
+        return TriangleMesh.empty()
+    v, f = drop_small_components(norm.to_map(verts), faces, min_component_fraction)
+    v, f = simplify(v, f, target_faces)
+    return TriangleMesh(v, f, field_vertex_colors(model, state, norm.to_scene(v)))
+
+
+@torch.no_grad()
+def field_vertex_colors(model: SceneModel, state: ObjectState, scene_pts: np.ndarray) -> np.ndarray:
+    """Colours the appearance network gives each vertex, seen head-on along its normal."""
+    if len(scene_pts) == 0 or model.appearance is None:
+        return np.full((len(scene_pts), 4), 255, np.uint8)
+    device = state.field.values.device
+    x = torch.as_tensor(scene_pts, dtype=torch.float32, device=device)
+    _, grad = state.field(x)
+    n = F.normalize(grad, dim=-1)
+    rgb = model.appearance(x, n, -n).clamp(0, 1).cpu().numpy()
+    return np.concatenate([(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1)

@@ -1,0 +1,150 @@
+"""A small rclpy client of dprecon_node: waits for its outputs, sends `~/reconstruct` goals and calls its
+services (demo and tests)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import rclpy
+import rclpy.executors
+from dprecon_msgs.action import Reconstruct
+from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
+from dprecon_msgs.srv import ExportMap, MapStore
+from rclpy.action import ActionClient
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from dprecon_ros.ros.qos import LATCHED, MARKERS
+
+
+class DpreconClient:
+    def __init__(self, node_name: str = "dprecon_node", client_name: str = "dprecon_client", context=None) -> None:
+        self.context = context
+        self.node: Node = rclpy.create_node(client_name, context=context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        base = f"/{node_name}"
+        self.objects: MapObjectArray | None = None
+        self.graph: SceneGraph | None = None
+        self.graph_json: dict | None = None
+        self.status: MapperStatus | None = None
+        self.node.create_subscription(MapObjectArray, f"{base}/objects", lambda m: setattr(self, "objects", m), LATCHED)
+        self.node.create_subscription(SceneGraph, f"{base}/scene_graph", lambda m: setattr(self, "graph", m), LATCHED)
+        self.node.create_subscription(
+            String, f"{base}/scene_graph/json", lambda m: setattr(self, "graph_json", json.loads(m.data)), LATCHED
+        )
+        self.node.create_subscription(MapperStatus, f"{base}/status", lambda m: setattr(self, "status", m), LATCHED)
+        self.markers_received: list[MarkerArray] = []
+        self.node.create_subscription(MarkerArray, f"{base}/markers", self.markers_received.append, MARKERS)
+        self.reconstruct_action = ActionClient(self.node, Reconstruct, f"{base}/reconstruct")
+        self.feedback: list = []
+        self.export_client = self.node.create_client(ExportMap, f"{base}/export")
+        self.reset_client = self.node.create_client(Trigger, f"{base}/reset")
+        self.save_map_client = self.node.create_client(MapStore, f"{base}/save_map")
+        self.load_map_client = self.node.create_client(MapStore, f"{base}/load_map")
+
+    def spin_until(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.1)
+        return bool(predicate())
+
+    def wait_for_keyframes_settled(self, minimum: int, settle_s: float, timeout_s: float) -> int:
+        """Wait until the node holds at least `minimum` keyframes and the count stopped changing."""
+        last, since = -1, time.monotonic()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.1)
+            n = self.status.keyframes if self.status is not None else -1
+            if n != last:
+                last, since = n, time.monotonic()
+            elif n >= minimum and time.monotonic() - since >= settle_s:
+                break
+        return last
+
+    def call(self, client, request, timeout_s: float):
+        if not client.wait_for_service(timeout_sec=min(timeout_s, 30.0)):
+            raise TimeoutError(f"service {client.srv_name} not available")
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done():
+            raise TimeoutError(f"service {client.srv_name} did not answer in {timeout_s} s")
+        return future.result()
+
+    def send_reconstruct(self, force: bool = False, stages: list[str] | None = None, timeout_s: float = 30.0):
+        """Send a `~/reconstruct` goal; the accepted goal handle (feedback collects in `self.feedback`)."""
+        if not self.reconstruct_action.wait_for_server(timeout_sec=timeout_s):
+            raise TimeoutError("action ~/reconstruct not available")
+        goal = Reconstruct.Goal(force=force, stages=stages or [])
+        future = self.reconstruct_action.send_goal_async(goal, feedback_callback=lambda m: self.feedback.append(m.feedback))
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done():
+            raise TimeoutError("~/reconstruct goal not answered")
+        return future.result()
+
+    def wait_result(self, handle, timeout_s: float):
+        """(status, result) of a goal; TimeoutError if it does not end in time."""
+        future = handle.get_result_async()
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done():
+            raise TimeoutError(f"~/reconstruct did not finish in {timeout_s} s")
+        return future.result().status, future.result().result
+
+    def cancel(self, handle, timeout_s: float = 10.0):
+        future = handle.cancel_goal_async()
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        return future.result()
+
+    def reconstruct(self, timeout_s: float = 600.0, force: bool = False, stages: list[str] | None = None):
+        """Run a reconstruction to its end; the action's result (success, message, counts)."""
+        handle = self.send_reconstruct(force, stages)
+        if not handle.accepted:
+            raise RuntimeError("~/reconstruct goal rejected")
+        return self.wait_result(handle, timeout_s)[1]
+
+    @property
+    def markers(self) -> MarkerArray | None:
+        return self.markers_received[-1] if self.markers_received else None
+
+    @markers.setter
+    def markers(self, value) -> None:
+        self.markers_received.clear()
+        if value is not None:
+            self.markers_received.append(value)
+
+    def marker_state(self) -> dict[tuple[str, int], object]:
+        """What a viewer shows after replaying every marker message received: (ns, id) -> marker."""
+        from visualization_msgs.msg import Marker
+
+        shown: dict[tuple[str, int], object] = {}
+        for array in self.markers_received:
+            for m in array.markers:
+                if m.action == Marker.DELETEALL:
+                    shown.clear()
+                elif m.action == Marker.DELETE:
+                    shown.pop((m.ns, m.id), None)
+                else:
+                    shown[(m.ns, m.id)] = m
+        return shown
+
+    def reset(self, timeout_s: float = 30.0):
+        return self.call(self.reset_client, Trigger.Request(), timeout_s)
+
+    def save_map(self, directory: str, timeout_s: float = 120.0):
+        return self.call(self.save_map_client, MapStore.Request(directory=directory), timeout_s)
+
+    def load_map(self, directory: str, timeout_s: float = 120.0):
+        return self.call(self.load_map_client, MapStore.Request(directory=directory), timeout_s)
+
+    def export(self, directory: str, timeout_s: float = 120.0):
+        return self.call(self.export_client, ExportMap.Request(directory=directory), timeout_s)
+
+    def close(self) -> None:
+        self.executor.remove_node(self.node)
+        self.executor.shutdown()
+        self.node.destroy_node()

@@ -1,0 +1,63 @@
+"""Stages found by name, presets as stage lists, list-valued configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from dprecon_ros.config import ConfigError, DpreconConfig, load_config, set_leaf
+from dprecon_ros.core.pipeline_config import PRESETS
+from dprecon_ros.core.stages.base import STAGES
+from dprecon_ros.core.stages.catalog import make_stages
+
+
+def test_presets_are_stage_lists():
+    cfg = DpreconConfig()
+    assert cfg.reconstruction.stage_names() == ["fuse", "mesh"]
+    cfg.reconstruction.backend = "neural"
+    assert cfg.reconstruction.stage_names() == ["fuse", "geometry", "mesh"]
+    assert [s.name for s in make_stages(PRESETS["neural"])] == ["fuse", "geometry", "mesh"]
+
+
+def test_an_explicit_stage_list_overrides_the_preset(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("reconstruction:\n  backend: neural\n  stages: [fuse, mesh]\n")
+    cfg = load_config(path)
+    assert cfg.reconstruction.stages == ["fuse", "mesh"] and cfg.reconstruction.stage_names() == ["fuse", "mesh"]
+
+
+def test_unknown_and_reserved_stages_are_named_in_the_error():
+    with pytest.raises(ConfigError, match="prior, texture"):
+        make_stages(PRESETS["full"])
+    with pytest.raises(ConfigError, match="bogus"):
+        make_stages(["fuse", "bogus"])
+    with pytest.raises(ConfigError, match="empty"):
+        make_stages([])
+
+
+def test_every_registered_stage_has_a_distinct_name_and_its_config_sections_exist():
+    make_stages(["fuse"])  # registers the built-ins
+    cfg = DpreconConfig()
+    for name, cls in STAGES.items():
+        assert cls.name == name
+        for section in cls.config_sections:
+            assert hasattr(cfg, section), (name, section)
+
+
+def test_list_leaves_are_typed_and_schedules_shaped():
+    cfg = DpreconConfig()
+    set_leaf(cfg, "reconstruction.stages", ("fuse", "mesh"))
+    assert cfg.reconstruction.stages == ["fuse", "mesh"]
+    with pytest.raises(ConfigError, match="stages\\[1\\]"):
+        set_leaf(cfg, "reconstruction.stages", ["fuse", 3])
+    with pytest.raises(ConfigError, match="expected a list"):
+        set_leaf(cfg, "reconstruction.stages", "fuse")
+    set_leaf(cfg, "geometry.lr_schedule", [0, 1.0, 0.1, 500])
+    assert cfg.geometry.lr_schedule == [0.0, 1.0, 0.1, 500.0]
+    with pytest.raises(ConfigError, match="schedule"):
+        set_leaf(cfg, "geometry.lr_schedule", [0.0, 1.0, 0.1])
+    with pytest.raises(ConfigError, match="schedule"):
+        set_leaf(cfg, "geometry.lr_schedule", [500.0, 1.0, 0.1, 0.0])
+    with pytest.raises(ConfigError, match="outside"):
+        set_leaf(cfg, "geometry.lr_schedule", [0.0, -1.0, 0.1, 10.0])
+    fresh = DpreconConfig()
+    assert fresh.reconstruction.stages == [] and fresh.geometry.lr_schedule == [0.0, 1.0, 1.0, 1.0]  # defaults not shared

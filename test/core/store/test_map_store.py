@@ -1,0 +1,89 @@
+"""Saved maps: a round trip gives the same map back; foreign, newer or damaged maps are refused clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_geometry
+
+from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, UNCHANGED, Mapper
+from dprecon_ros.core.store.manifest import MANIFEST, MapFormatError
+
+
+def mapped(config, frames) -> Mapper:
+    mapper = Mapper(config)
+    for frame in frames:
+        mapper.add_frame(frame)
+    assert mapper.reconstruct().status == RECONSTRUCTED
+    return mapper
+
+
+def same_objects(a, b) -> None:
+    assert [(o.object_id, o.label, o.observation_count) for o in a.objects] == [
+        (o.object_id, o.label, o.observation_count) for o in b.objects
+    ]
+    for x, y in zip(a.objects, b.objects):
+        assert np.array_equal(x.vertices, y.vertices) and np.array_equal(x.faces, y.faces)
+        assert np.array_equal(x.vertex_colors, y.vertex_colors)
+    assert {(r.subject, r.relation, r.object) for r in a.scene_graph.relations} == {
+        (r.subject, r.relation, r.object) for r in b.scene_graph.relations
+    }
+
+
+def test_round_trip_gives_the_same_map_and_nothing_to_refit(coarse_config, small_frames, tmp_path):
+    first = mapped(coarse_config, small_frames[0])
+    assert first.save_map(tmp_path / "map") == len(first.keyframes)
+    second = Mapper(coarse_config)
+    assert second.load_map(tmp_path / "map") == len(first.keyframes)
+    same_objects(first.latest, second.latest)
+    assert {s.object_id: s.version for s in second.model.states()} == {s.object_id: s.version for s in first.model.states()}
+    assert second.reconstruct().status == UNCHANGED  # association, keyframes and fingerprints all came back
+    assert sorted(second.associator.objects) == sorted(first.associator.objects)
+
+
+def test_round_trip_keeps_the_fields_and_appearance_of_the_geometry_stage(coarse_config, small_frames, tmp_path):
+    cfg = tiny_geometry(coarse_config)
+    cfg.reconstruction.backend = "neural"
+    first = mapped(cfg, small_frames[0])
+    first.save_map(tmp_path / "map")
+    second = Mapper(cfg)
+    second.load_map(tmp_path / "map")
+    for a, b in zip(first.model.states(), second.model.states()):
+        assert torch.equal(a.field.values.detach(), b.field.values.detach()) and a.field.box.shape == b.field.box.shape
+    for name, tensor in first.model.appearance.state_dict().items():
+        assert torch.equal(tensor, second.model.appearance.state_dict()[name])
+    assert second.model.log_beta == pytest.approx(first.model.log_beta)
+    same_objects(first.latest, second.latest)
+
+
+def test_a_restarted_mapper_resumes_its_persisted_map(coarse_config, small_frames, tmp_path):
+    coarse_config.keyframes.persist_dir = str(tmp_path / "persist")
+    first = mapped(coarse_config, small_frames[0])
+    restarted = Mapper(coarse_config)
+    assert len(restarted.keyframes) == len(first.keyframes)
+    same_objects(first.latest, restarted.latest)
+    assert restarted.reconstruct().status == UNCHANGED
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / MANIFEST).unlink(), "not a saved dprecon_ros map"),
+        (lambda d: (d / MANIFEST).write_text(json.dumps({"format": "something.else", "version": 1})), "is not 'dprecon_ros.map'"),
+        (lambda d: (d / MANIFEST).write_text(json.dumps({**json.loads((d / MANIFEST).read_text()), "version": 99})), "newer"),
+        (lambda d: (d / MANIFEST).write_text("{not json"), "unreadable manifest"),
+        (lambda d: (d / "scene_model.npz").write_bytes((d / "scene_model.npz").read_bytes()[:-40]), "damaged"),
+        (lambda d: (d / "association.json").unlink(), "missing"),
+    ],
+)
+def test_foreign_newer_or_damaged_maps_are_refused_clearly(coarse_config, small_frames, tmp_path, damage, message):
+    first = mapped(coarse_config, small_frames[0][:4])
+    first.save_map(tmp_path / "map")
+    damage(tmp_path / "map")
+    other = Mapper(coarse_config)
+    with pytest.raises(MapFormatError, match=message):
+        other.load_map(tmp_path / "map")
+    assert len(other.keyframes) == 0 and other.latest is None  # nothing half-loaded
