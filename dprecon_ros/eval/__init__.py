@@ -1,0 +1,1 @@
+"""Evaluation against ground truth: surface metrics (Chamfer, F-score, normal consistency) and matching."""
