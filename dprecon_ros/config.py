@@ -27,10 +27,10 @@ from dprecon_ros.core.compute import ComputeConfig
 from dprecon_ros.core.fusion.config import TsdfConfig
 from dprecon_ros.core.ingest.config import FrameConfig, SyncConfig, TopicsConfig
 from dprecon_ros.core.mapping.config import AssociationConfig, KeyframeConfig
-from dprecon_ros.core.meshing_config import MeshConfig
 from dprecon_ros.core.pipeline_config import ReconstructionConfig
 from dprecon_ros.core.scene_graph_config import SceneGraphConfig
 from dprecon_ros.core.stages.geometry.config import GeometryConfig
+from dprecon_ros.core.stages.mesh import MeshConfig
 
 
 @dataclass

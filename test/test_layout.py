@@ -15,16 +15,27 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
 def runtime_imports(path: Path) -> set[str]:
-    """Modules of the package imported at module level (imports under `if TYPE_CHECKING:` and inside
-    functions do not run at import time, so they cannot make a cycle)."""
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
+    """Modules of the package imported when the module is imported: anywhere at module level, also inside
+    `try`, `if` or `with` blocks, but not inside functions (they run later) or under `if TYPE_CHECKING:`."""
+    found: set[str] = set()
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or is_type_checking(child):
+                continue
+            if isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.update({child.module} | {f"{child.module}.{a.name}" for a in child.names})
+            elif isinstance(child, ast.Import):
+                found.update(a.name for a in child.names)
+            walk(child)
+
+    walk(ast.parse(path.read_text()))
     return {m for m in found if m.startswith("dprecon_ros")}
 
 
@@ -55,9 +66,15 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_checker_finds_a_cycle():
+def test_the_checker_finds_a_cycle(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\ntry:\n    import dprecon_ros.x\nexcept ImportError:\n    pass\n"
+        "if TYPE_CHECKING:\n    import dprecon_ros.y\ndef f():\n    import dprecon_ros.z\n"
+    )
+    assert runtime_imports(source) == {"dprecon_ros.x"}
 
 
 def test_no_import_cycles_in_the_package():

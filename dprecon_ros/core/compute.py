@@ -9,13 +9,10 @@ import torch
 
 from dprecon_ros.config_fields import config_field
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 
 @dataclass
 class ComputeConfig:
     device: str = config_field("auto", "torch device of every stage: auto, cpu, cuda, cuda:N", live=False)
-    dtype: str = config_field("float32", "dtype of fields and volumes (mixed precision is per stage)", choices=tuple(DTYPES))
     cpu_fallback: bool = config_field(True, "a stage that runs out of device memory is retried on the CPU")
     cpu_fallback_scale: float = config_field(
         0.5, "sizes (rays per step, grid resolutions, voxel budgets) of a CPU retry, as a fraction", (0.05, 1.0)
@@ -24,7 +21,8 @@ class ComputeConfig:
 
 @dataclass(frozen=True)
 class Compute:
-    """One device and dtype for every stage of a run; `scale` < 1 after an out-of-memory fallback."""
+    """One device and dtype for every stage of a run; `scale` < 1 after an out-of-memory fallback. Fields and
+    volumes are float32 (mixed precision is a stage's own choice, e.g. the colour network under bf16)."""
 
     device: torch.device
     dtype: torch.dtype = torch.float32
@@ -43,17 +41,21 @@ class Compute:
             torch.cuda.synchronize(self.device)
 
 
+class DeviceUnavailable(RuntimeError):
+    """The configured device does not exist here (CUDA asked for on a machine without it)."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available")
     return device
 
 
 def compute_from_config(config: ComputeConfig) -> Compute:
-    return Compute(resolve_device(config.device), DTYPES[config.dtype])
+    return Compute(resolve_device(config.device))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -108,8 +108,13 @@ class Pipeline:
         current = {s.object_id: s.fingerprint for s in model.states()}
         dirty = {oid for oid, fp in prints.items() if force or current.get(oid) != fp}
         removed = set(model.objects) - {s.object_id for s in seeds}
+        assembly = _digest(dataclasses.asdict(config.scene_graph))
         if not dirty and not removed:
-            return None
+            if assembly == model.assembly_fingerprint:
+                return None
+            work = model.fork()  # only the scene graph's parameters changed: a new result, nothing refitted
+            work.assembly_fingerprint, work.revision = assembly, work.revision + 1
+            return RunOutcome(work, assemble(work, config, names, set(), set(), {}), [])
         work = model.fork()
         for oid in removed:
             del work.objects[oid]
@@ -130,6 +135,7 @@ class Pipeline:
                 state.fingerprint = prints[oid]
                 state.volume = None  # volumes are rebuilt when needed; the model keeps fields and meshes
         work.revision += 1
+        work.assembly_fingerprint = assembly
         work.stamp = max((kf.frame.stamp for kf in keyframes), default=0.0)
         work.keyframe_ids = tuple(kf.index for kf in keyframes)
         recon = assemble(work, config, names, ctx.dirty, removed, ctx.timings)
@@ -143,6 +149,8 @@ class Pipeline:
             if not is_out_of_memory(exc) or ctx.compute.is_fallback or not ctx.config.compute.cpu_fallback:
                 raise
             del exc  # the traceback holds the failed attempt's tensors
+        for state in model.states():  # fused volumes of the failed device are rebuilt on the CPU when needed
+            state.volume = None
         release_device_memory()
         ctx.compute = ctx.compute.cpu_fallback(ctx.config.compute.cpu_fallback_scale)
         self.counters.count(

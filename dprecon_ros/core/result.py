@@ -42,4 +42,5 @@ def assemble(
         changed=set(changed),
         removed=set(removed),
         revision=model.revision,
+        versions={s.object_id: s.version for s in model.states() if s.mesh is not None and not s.mesh.is_empty},
     )

@@ -62,6 +62,7 @@ class SceneModel:
     log_beta: float | None = None  # the geometry stage's VolSDF sharpness, shared by all fields
     visibility: VoxelGrid | None = None  # transmittance reached per cell (map frame), from the prior stage
     revision: int = 0
+    assembly_fingerprint: str = ""  # the scene-graph configuration the last result was assembled with
     stamp: float = 0.0
     keyframe_ids: tuple[int, ...] = ()
     history: list[dict[str, float]] = field(default_factory=list)

@@ -202,6 +202,7 @@ class Reconstruction:
     changed: set[int] = field(default_factory=set)
     removed: set[int] = field(default_factory=set)
     revision: int = 0
+    versions: dict[int, int] = field(default_factory=dict)  # object id (0 = background) -> refit count
 
     @classmethod
     def empty(cls, stamp: float = 0.0, backend: str = "") -> Reconstruction:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -178,28 +179,35 @@ def delete_markers(keys: set[tuple[str, int]], header: Header) -> list[Marker]:
     return [Marker(header=header, ns=ns, id=i, action=Marker.DELETE) for ns, i in sorted(keys)]
 
 
-def marker_update(
-    recon: Reconstruction, frame_id: str, full: bool, previous_relations: set[tuple[str, int]]
-) -> tuple[MarkerArray, set[tuple[str, int]]]:
-    """Markers for what changed in `recon` (all of it after a DELETEALL when `full`): per-object namespaces
-    keyed by object id, so an unchanged object's mesh is never resent. Returns the array and the relation
-    marker keys it leaves, which the next update replaces."""
+@dataclass
+class MarkersShown:
+    """What the marker topic has shown so far: each object's version, and the relation markers."""
+
+    versions: dict[int, int] = field(default_factory=dict)
+    relations: set[tuple[str, int]] = field(default_factory=set)
+
+
+def marker_update(recon: Reconstruction, frame_id: str, shown: MarkersShown | None) -> tuple[MarkerArray, MarkersShown]:
+    """Markers that take a viewer from `shown` to `recon`: objects whose version differs are re-sent, objects
+    gone are deleted, per-object namespaces keyed by object id so an unchanged mesh is never resent. With
+    `shown=None`, a DELETEALL and everything (a snapshot for late subscribers)."""
     header = Header(stamp=to_time(recon.stamp), frame_id=frame_id)
+    full = shown is None
+    shown = shown or MarkersShown()
     markers = [Marker(header=header, action=Marker.DELETEALL)] if full else []
     present = {o.object_id: o for o in recon.objects}
     if recon.background is not None:
         present[recon.background.object_id] = recon.background
-    send = set(present) if full else recon.changed & set(present)
-    gone = set() if full else (recon.removed | recon.changed) - set(present)
+    gone = set(shown.versions) - set(present)
     markers += delete_markers({(ns, oid) for oid in gone for ns in MESH_NAMESPACES}, header)
-    for oid in sorted(send):
-        obj = present[oid]
-        markers += object_markers(obj, header, with_box=obj is not recon.background)
+    for oid in sorted(present):
+        if full or shown.versions.get(oid) != recon.versions.get(oid, -1):
+            markers += object_markers(present[oid], header, with_box=oid != recon.scene_graph.background_id)
     relations = relation_markers(recon, header)
     keys = {(m.ns, m.id) for m in relations}
-    if not full:
-        markers += delete_markers(previous_relations - keys, header)
-    return MarkerArray(markers=markers + relations), keys
+    markers += delete_markers(shown.relations - keys, header)
+    now = MarkersShown({oid: recon.versions.get(oid, -1) for oid in present}, keys)
+    return MarkerArray(markers=markers + relations), now
 
 
 def empty_map_messages(frame_id: str, stamp: Time) -> tuple[MapObjectArray, SceneGraph, MarkerArray]:

@@ -44,7 +44,7 @@ from dprecon_ros.ros.runner import run_node
 
 INGEST_PERIOD_S = 0.02
 STATUS_PERIOD_S = 1.0
-JOB_POLL_S = 0.2  # how often a finished job is noticed and action feedback is sent
+FEEDBACK_PERIOD_S = 0.2  # action feedback while a goal's run goes on
 # inputs, services, the action, timers and publishing run side by side
 EXECUTOR_THREADS = 4
 
@@ -62,10 +62,10 @@ class DpreconNode(Node):
         self._input_lock = threading.Lock()
         self._frames: deque[Frame] = deque()
         self._last_error = ""
-        self._finish_lock = threading.Lock()
-        self._finished: set[int] = set()  # ids of jobs whose result was handled
-        self._markers_since_snapshot = MARKER_HISTORY  # the first marker message is a full snapshot
-        self._relation_keys: set[tuple[str, int]] = set()
+        # publishing, reset and load take this lock: the latched topics always end at the node's current map
+        self._map_lock = threading.RLock()
+        self._shown: conversions.MarkersShown | None = None  # None: the next marker message is a full snapshot
+        self._markers_since_snapshot = 0
         self._period_timer = None
         self._create_interfaces()
         if self.mapper.latest is not None:
@@ -121,7 +121,6 @@ class DpreconNode(Node):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
         self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
-        self.create_timer(JOB_POLL_S, self._poll_job, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
         self._schedule_periodic_runs()
         services = ReentrantCallbackGroup()
         ActionServer(
@@ -184,19 +183,11 @@ class DpreconNode(Node):
     def _periodic_reconstruction(self) -> None:
         """Start a run unless one is going; a run with nothing new refits nothing and publishes nothing."""
         if len(self.mapper.keyframes) >= self.config.reconstruction.min_keyframes:
-            self.mapper.start()
-
-    def _poll_job(self) -> None:
-        job = self.mapper.job
-        if job is not None and not job.running:
-            self._finish(job)
+            self.mapper.start(on_done=self._finish)
 
     def _finish(self, job: RunJob) -> None:
-        """Publish and export a finished job's map, once per job (the poll timer and the action both call)."""
-        with self._finish_lock:
-            if id(job) in self._finished:
-                return
-            self._finished = {id(job)}
+        """Publish and export a finished job's map (called in the job's thread as it ends, whoever started it)."""
+        with self._map_lock:
             report = job.report
             if job.error is not None:
                 self._last_error = report.message
@@ -230,17 +221,16 @@ class DpreconNode(Node):
             if goal_handle.is_cancel_requested:
                 goal_handle.canceled()
                 return Reconstruct.Result(success=False, message="cancelled before it started")
-            job = self.mapper.start(force=request.force, stages=list(request.stages) or None)
+            job = self.mapper.start(force=request.force, stages=list(request.stages) or None, on_done=self._finish)
             if job is None and self.mapper.job is not None:
-                self.mapper.job.wait(JOB_POLL_S)
-        while not job.wait(JOB_POLL_S):
+                self.mapper.job.wait(FEEDBACK_PERIOD_S)
+        while not job.wait(FEEDBACK_PERIOD_S):
             if goal_handle.is_cancel_requested:
                 job.cancel()
             p = job.progress
             goal_handle.publish_feedback(
                 Reconstruct.Feedback(stage=p.stage, stage_index=p.stage_index, stage_count=p.stage_count, progress=p.fraction)
             )
-        self._finish(job)
         report = job.report
         recon = report.reconstruction
         result = Reconstruct.Result(
@@ -260,23 +250,28 @@ class DpreconNode(Node):
         return result
 
     def _publish(self, recon: Reconstruction) -> None:
-        frame_id = self.config.topics.map_frame
-        self.pub_objects.publish(conversions.objects_message(recon, frame_id))
-        self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
-        self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
-        full = self._markers_since_snapshot >= MARKER_HISTORY - 1
-        markers, self._relation_keys = conversions.marker_update(recon, frame_id, full, self._relation_keys)
-        self._markers_since_snapshot = 0 if full else self._markers_since_snapshot + 1
-        self.pub_markers.publish(markers)
+        with self._map_lock:
+            frame_id = self.config.topics.map_frame
+            self.pub_objects.publish(conversions.objects_message(recon, frame_id))
+            self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
+            self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
+            # a snapshot before the oldest kept message would be the last one a late subscriber replays
+            if self._markers_since_snapshot >= MARKER_HISTORY - 1:
+                self._shown = None
+            markers, shown = conversions.marker_update(recon, frame_id, self._shown)
+            self._markers_since_snapshot = 0 if self._shown is None else self._markers_since_snapshot + 1
+            self._shown = shown
+            self.pub_markers.publish(markers)
         self._publish_status()
 
     def _publish_empty_map(self) -> None:
-        objects, graph, markers = conversions.empty_map_messages(self.config.topics.map_frame, self.get_clock().now().to_msg())
-        self.pub_objects.publish(objects)
-        self.pub_graph.publish(graph)
-        self.pub_graph_json.publish(String(data=conversions.empty_graph_json(self.config.topics.map_frame)))
-        self.pub_markers.publish(markers)
-        self._markers_since_snapshot, self._relation_keys = 0, set()
+        with self._map_lock:
+            objects, graph, markers = conversions.empty_map_messages(self.config.topics.map_frame, self.get_clock().now().to_msg())
+            self.pub_objects.publish(objects)
+            self.pub_graph.publish(graph)
+            self.pub_graph_json.publish(String(data=conversions.empty_graph_json(self.config.topics.map_frame)))
+            self.pub_markers.publish(markers)
+            self._shown, self._markers_since_snapshot = conversions.MarkersShown(), 0
         self._publish_status()
 
     def _export(self, recon: Reconstruction, directory: str) -> list[Path]:
@@ -321,10 +316,11 @@ class DpreconNode(Node):
 
     def _srv_reset(self, request, response):
         job = self.mapper.job
-        self.mapper.reset()
+        with self._map_lock:  # a run ending now either published before this or sees the reset
+            self.mapper.reset()
+            self._publish_empty_map()
         if job is not None:
             job.wait(timeout=10.0)
-        self._publish_empty_map()
         response.success, response.message = True, "keyframes and objects cleared; a running reconstruction was cancelled"
         return response
 
@@ -349,18 +345,19 @@ class DpreconNode(Node):
         if not directory or not Path(directory).is_dir():
             response.success, response.message = False, f"no map directory {directory!r}"
             return response
-        try:
-            response.keyframes = self.mapper.load_map(directory)
-        except MapFormatError as exc:
-            response.success, response.message = False, str(exc)
-            self.counters.count("map_unreadable", f"~/load_map refused: {exc}")
-            return response
-        response.objects = len(self.mapper.model.objects)
-        if self.mapper.latest is not None:
-            self._markers_since_snapshot = MARKER_HISTORY  # a different map: replace every marker
-            self._publish(self.mapper.latest)
-        else:
-            self._publish_empty_map()
+        with self._map_lock:
+            try:
+                response.keyframes = self.mapper.load_map(directory)
+            except MapFormatError as exc:
+                response.success, response.message = False, str(exc)
+                self.counters.count("map_unreadable", f"~/load_map refused: {exc}")
+                return response
+            response.objects = len(self.mapper.model.objects)
+            if self.mapper.latest is not None:
+                self._shown = None  # a different map: replace every marker
+                self._publish(self.mapper.latest)
+            else:
+                self._publish_empty_map()
         response.success, response.message = True, f"loaded {response.keyframes} keyframes and {response.objects} objects from {directory}"
         return response
 

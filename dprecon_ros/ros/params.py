@@ -14,7 +14,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dprecon_ros.config import ConfigError, is_live, iter_leaves, set_leaf
-from dprecon_ros.config_fields import leaf_type
 
 ARRAY_TYPES = {
     str: Parameter.Type.STRING_ARRAY,
@@ -36,7 +35,8 @@ def _descriptor(f: dataclasses.Field, value: Any) -> ParameterDescriptor:
         text += f" (one of: {', '.join(choices)})"
     if not is_live(f):
         text += " [read at start-up]"
-    desc = ParameterDescriptor(description=text, read_only=not is_live(f))
+    # lists: an empty one has no element type ROS could infer, so its type is checked here, not by ROS
+    desc = ParameterDescriptor(description=text, read_only=not is_live(f), dynamic_typing=isinstance(value, list))
     rng = f.metadata.get("range")
     if rng is not None and not isinstance(value, (bool, list)):
         if isinstance(value, int):
@@ -50,12 +50,7 @@ def declare_config(node: Node, config: Any) -> None:
     """Declare every leaf of a config dataclass (defaults from `config`) and read the values the node was
     started with."""
     for name, f, value in iter_leaves(config):
-        kind, element = leaf_type(f)
-        # an empty list has no element type ROS could infer: declare the array type explicitly
-        default = ARRAY_TYPES[element] if kind is list and not value else value
-        declared = node.declare_parameter(name, default, _descriptor(f, value)).value
-        if declared is None:
-            continue
+        declared = node.declare_parameter(name, value, _descriptor(f, value)).value
         try:
             set_leaf(config, name, plain(declared))
         except ConfigError as exc:

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from dprecon_ros.config import ConfigError, load_config
+from dprecon_ros.config import ConfigError, DpreconConfig, load_config
+from dprecon_ros.core.compute import DeviceUnavailable, resolve_device
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.ingest.assembler import FrameAssembler
 from dprecon_ros.core.mapping.mapper import Mapper
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> Reconstruction | None:
+def config_from_args(args: argparse.Namespace) -> DpreconConfig:
+    """The config file with the command line on top (`--device` is the one device of every stage)."""
     overrides = {}
     if args.backend:
         overrides["reconstruction.backend"] = args.backend
@@ -54,7 +56,12 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
         value = getattr(args, f"topic_{name}")
         if value is not None:
             overrides[f"topics.{name}"] = value
-    config = load_config(args.config, overrides)
+    return load_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> Reconstruction | None:
+    config = config_from_args(args)
+    resolve_device(config.compute.device)  # an unusable device is an error before any work
     counters = EventCounters()
     mapper = Mapper(config, counters)
     if args.resume:
@@ -120,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MapFormatError as exc:
         print(f"dprecon-reconstruct: cannot resume: {exc}", file=sys.stderr)
+        return 2
+    except DeviceUnavailable as exc:
+        print(f"dprecon-reconstruct: {exc}", file=sys.stderr)
         return 2
 
 

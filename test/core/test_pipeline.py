@@ -158,6 +158,84 @@ def test_out_of_memory_in_the_geometry_stage_retries_on_the_cpu_at_reduced_size(
     assert mapper.reconstruct(force=True).status == RECONSTRUCTED and seen[-1][1] == 1.0  # the next run is full size again
 
 
+def test_out_of_memory_on_the_device_moves_the_stage_to_the_cpu(coarse_config, small_frames, monkeypatch):
+    """With the run on CUDA (claimed), a stage out of memory there is retried on the CPU, not on CUDA again."""
+    import dprecon_ros.core.mapping.mapper as mapper_module
+    from dprecon_ros.core.compute import Compute
+
+    mapper = filled(coarse_config, small_frames[0])
+    monkeypatch.setattr(mapper_module, "compute_from_config", lambda cfg: Compute(torch.device("cuda")))
+    seen = []
+
+    class Hungry(Stage):
+        name = "hungry"
+
+        def run(self, model, ctx):
+            seen.append((ctx.compute.device.type, ctx.compute.scale))
+            if ctx.compute.device.type == "cuda":
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            return model
+
+    register_stage(Hungry)
+    try:
+        assert mapper.reconstruct(stages=["hungry"]).status == RECONSTRUCTED
+    finally:
+        STAGES.pop("hungry")
+    assert seen == [("cuda", 1.0), ("cpu", 0.5)] and mapper.counters.get("gpu_out_of_memory") == 1
+
+
+def test_a_second_out_of_memory_is_an_error_not_a_loop(coarse_config, small_frames, monkeypatch):
+    mapper = filled(coarse_config, small_frames[0])
+    monkeypatch.setattr(STAGES["mesh"], "run", lambda self, model, ctx: (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory")))
+    with pytest.raises(torch.OutOfMemoryError):
+        mapper.reconstruct()
+    assert mapper.counters.get("gpu_out_of_memory") == 1 and mapper.latest is None
+
+
+def test_a_reset_discards_a_run_that_ignores_cancel(coarse_config, small_frames):
+    """A stage may not look at the cancel flag for a while: its result must still not become the map."""
+    mapper = filled(coarse_config, small_frames[0])
+    release, entered = threading.Event(), threading.Event()
+
+    class Stubborn(Stage):
+        name = "stubborn"
+
+        def run(self, model, ctx):
+            entered.set()
+            release.wait(10)
+            return STAGES["fuse"]().run(model, ctx)
+
+    register_stage(Stubborn)
+    try:
+        job = mapper.start(stages=["stubborn", "mesh"])
+        assert entered.wait(10)
+        mapper.reset()
+        release.set()
+        assert job.wait(30) and job.report.status == CANCELLED
+    finally:
+        STAGES.pop("stubborn")
+    assert mapper.latest is None and not mapper.model.objects
+
+
+def test_a_scene_graph_parameter_change_reassembles_without_refitting(coarse_config, small_frames, monkeypatch):
+    mapper = filled(coarse_config, small_frames[0])
+    assert mapper.reconstruct().status == RECONSTRUCTED
+    calls = []
+    monkeypatch.setattr(STAGES["fuse"], "run", lambda self, model, ctx: calls.append(1) or model)
+    set_leaf(mapper.config, "scene_graph.floor_label", "ground")
+    report = mapper.reconstruct()
+    assert report.status == RECONSTRUCTED and report.refitted == [] and calls == []
+    assert report.reconstruction.scene_graph.background_label == "ground"
+    assert mapper.reconstruct().status == UNCHANGED
+
+
+def test_on_done_runs_before_waiters_wake(coarse_config, small_frames):
+    mapper = filled(coarse_config, small_frames[0])
+    handled = []
+    job = mapper.start(on_done=lambda j: (time.sleep(0.2), handled.append(j.report.status)))
+    assert job.wait(60) and handled == [RECONSTRUCTED]
+
+
 def test_other_stage_errors_propagate_and_leave_the_model(coarse_config, small_frames, monkeypatch):
     mapper = filled(coarse_config, small_frames[0])
     monkeypatch.setattr(STAGES["mesh"], "run", lambda self, model, ctx: (_ for _ in ()).throw(RuntimeError("bad shape")))

@@ -148,11 +148,14 @@ def test_save_and_load_map_republish_the_same_objects(mapped):
     before = sorted((o.id, o.label, len(o.mesh.triangles)) for o in client.objects.objects)
     refused = client.load_map(str(tmp))  # a directory that is not a saved map
     assert not refused.success and "not a saved dprecon_ros map" in refused.message
-    client.objects = None
+    assert client.reset().success
+    assert client.spin_until(lambda: len(client.objects.objects) == 0 and client.status.keyframes == 0, 10)
     loaded = client.load_map(str(tmp / "saved"))
     assert loaded.success and loaded.keyframes == keyframes and loaded.objects == 8, loaded.message
-    assert client.spin_until(lambda: client.objects is not None, 10)
+    assert client.spin_until(lambda: len(client.objects.objects) == 8 and client.status.keyframes == keyframes, 10)
     assert sorted((o.id, o.label, len(o.mesh.triangles)) for o in client.objects.objects) == before
+    boxes = {o[0] for o in before}
+    assert client.spin_until(lambda: {i for ns, i in client.marker_state() if ns == "boxes"} == boxes, 10), client.marker_state().keys()
 
 
 def test_status_and_export(mapped):
@@ -208,6 +211,14 @@ def test_parameters_are_documented_ranged_and_validated(mapped):
     assert results[0].successful
     results = wait(params.set_parameters([Parameter("topics.rgb", value="/other")])).results
     assert not results[0].successful  # read-only: subscriptions are made at start-up
+    assert "read at start-up" in descriptors["compute.device"].description and descriptors["compute.device"].read_only
+    results = wait(params.set_parameters([Parameter("reconstruction.stages", value=["fuse", "mesh"])])).results
+    assert results[0].successful
+    results = wait(params.set_parameters([Parameter("reconstruction.stages", value="fuse")])).results
+    assert not results[0].successful  # a list, not a string
+    results = wait(params.set_parameters([Parameter("reconstruction.stages", value=[])])).results
+    assert results[0].successful
+    assert wait(params.get_parameters(["reconstruction.stages"])).values[0].string_array_value == []
 
 
 def test_restarted_node_resumes_its_keyframes(mapped):

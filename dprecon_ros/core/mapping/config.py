@@ -23,7 +23,9 @@ class KeyframeConfig:
 
 @dataclass
 class AssociationConfig:
-    voxel_size_m: float = config_field(0.025, "voxel size of the occupancy used for 3D overlap", (0.001, 1.0))
+    voxel_size_m: float = config_field(
+        0.025, "voxel size of the occupancy used for 3D overlap (objects store their voxels at it)", (0.001, 1.0), live=False
+    )
     min_overlap: float = config_field(0.25, "overlap (fraction of the smaller set) needed to join an object", (0.0, 1.0))
     require_label_match: bool = config_field(True, "only join objects of the same label")
     max_points_per_instance: int = config_field(4000, "back-projected points kept per instance", (100, 1000000))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +165,7 @@ class KeyframeBuffer:
                 continue
             try:
                 keyframes.append(load_keyframe(path))
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                 log.warning("skipping unreadable keyframe file %s: %s", path, exc)
         return keyframes
 

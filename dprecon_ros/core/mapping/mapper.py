@@ -11,7 +11,8 @@ import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,8 +61,9 @@ class Progress:
 class RunJob:
     """A reconstruction running in its own thread; cancel it, wait for it, read its progress."""
 
-    def __init__(self, mapper: Mapper, force: bool, stages: list[str] | None) -> None:
+    def __init__(self, mapper: Mapper, force: bool, stages: list[str] | None, on_done: Callable[[RunJob], None] | None = None) -> None:
         self.cancel_event = threading.Event()
+        self.on_done = on_done
         self.progress = Progress(stage="starting")
         self.report: RunReport | None = None
         self.error: BaseException | None = None
@@ -78,6 +80,11 @@ class RunJob:
             self.error = exc
             self.report = RunReport(FAILED, mapper.latest, message=f"{type(exc).__name__}: {exc}")
         finally:
+            if self.on_done is not None:  # before `done`: whoever waits sees the job fully handled
+                try:
+                    self.on_done(self)
+                except Exception:  # a publisher failing must not hide the report
+                    log.exception("handling the end of a reconstruction failed")
             self._done.set()
 
     def start(self) -> RunJob:
@@ -164,31 +171,42 @@ class Mapper:
                 with self._lock:
                     self.associator = associator
                     self.keyframes.replace(keyframes)
+                    self._apply_merges()
                 log.info("resumed %d keyframes and %d objects from %s", len(keyframes), len(associator.objects), directory)
                 return
         n = self.load_keyframes(directory)
         if n:
             log.info("resumed %d keyframes from %s (re-associated)", n, directory)
 
-    def save_map(self, directory: str | Path) -> int:
-        """Keyframes, association and scene model to `directory`; the number of keyframes written."""
+    def save_map(self, directory: str | Path, rewrite_keyframes: bool | None = None) -> int:
+        """Keyframes, association and scene model to `directory`; the number of keyframes written. Keyframe
+        files are rewritten except in the persist directory, which already mirrors them (unless asked)."""
         with self._lock:
             keyframes, associator, model = self.keyframes.snapshot(), copy.deepcopy(self.associator), self.model
-        rewrite = self.persist_dir is None or Path(directory).resolve() != self.persist_dir.resolve()
-        save_map(directory, keyframes, associator, model, rewrite_keyframes=rewrite)
+        if rewrite_keyframes is None:
+            rewrite_keyframes = self.persist_dir is None or Path(directory).resolve() != self.persist_dir.resolve()
+        save_map(directory, keyframes, associator, model, rewrite_keyframes=rewrite_keyframes)
         return len(keyframes)
 
     def load_map(self, directory: str | Path) -> int:
         """Replace everything with the map in `directory` (MapFormatError if it cannot be read); a running
         job is cancelled. Returns the number of keyframes."""
         saved = load_map(directory, self.config.association)
+        if saved.missing_keyframes:
+            self.counters.count(
+                "map_keyframes_missing",
+                f"{len(saved.missing_keyframes)} keyframes of the map in {directory} are gone; their objects will be refitted",
+            )
         self._cancel_running()
         with self._lock:
             self._epoch += 1
             self.associator = saved.associator
             self.keyframes.replace(saved.keyframes)
+            self._apply_merges()  # keyframe files keep the ids they were written with
             self.model = saved.model
             self.latest = reassemble(self.model, self.config) if self.model.states() else None
+        if self.persist_dir is not None and Path(directory).resolve() != self.persist_dir.resolve():
+            self._autosave(rewrite_keyframes=True)  # the persist directory mirrors the loaded map, not the old one
         return len(saved.keyframes)
 
     def load_keyframes(self, directory: str | Path) -> int:
@@ -232,8 +250,9 @@ class Mapper:
             t0 = time.perf_counter()
             with self.config_lock:
                 config = copy.deepcopy(self.config)
-            with self._lock:
-                keyframes, model, epoch = self.keyframes.snapshot(), self.model, self._epoch
+            with self._lock:  # copies of the keyframes: a merge rewrites their object ids while the run reads them
+                keyframes = [replace(kf, instance_to_object=dict(kf.instance_to_object)) for kf in self.keyframes.snapshot()]
+                model, epoch = self.model, self._epoch
             seeds = self.seeds()
             if len(keyframes) < config.reconstruction.min_keyframes:
                 message = f"{len(keyframes)} keyframes < {config.reconstruction.min_keyframes}; not reconstructing"
@@ -264,21 +283,22 @@ class Mapper:
             )
             return RunReport(RECONSTRUCTED, recon, outcome.refitted, duration, message)
 
-    def _autosave(self) -> None:
+    def _autosave(self, rewrite_keyframes: bool = False) -> None:
         if self.persist_dir is None:
             return
         try:
-            self.save_map(self.persist_dir)
+            self.save_map(self.persist_dir, rewrite_keyframes)
         except OSError as exc:
             self.counters.count("persist_error", f"cannot persist the map to {self.persist_dir}: {exc}")
 
     # ------------------------------------------------------------------ jobs
-    def start(self, force: bool = False, stages: list[str] | None = None) -> RunJob | None:
-        """Start a run in the background; None if one is running already."""
+    def start(self, force: bool = False, stages: list[str] | None = None, on_done: Callable[[RunJob], None] | None = None) -> RunJob | None:
+        """Start a run in the background; None if one is running already. `on_done(job)` runs in the job's
+        thread when it ends, whatever the outcome (the node publishes from there)."""
         with self._lock:
             if self._job is not None and self._job.running:
                 return None
-            self._job = RunJob(self, force, stages).start()
+            self._job = RunJob(self, force, stages, on_done).start()
             return self._job
 
     @property

@@ -7,15 +7,29 @@ appearance network), otherwise from its fused TSDF volume (observed voxels only,
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dprecon_ros.config_fields import config_field
+from dprecon_ros.core.fusion.fuse import fuse_background, fuse_object
 from dprecon_ros.core.meshing import drop_small_components, extract_mesh, sdf_grid_surface, simplify
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
 from dprecon_ros.core.types import TriangleMesh
+
+
+@dataclass
+class MeshConfig:
+    target_faces: int = config_field(20000, "object meshes are simplified to about this many faces", (100, 10_000_000))
+    background_target_faces: int = config_field(60000, "background mesh face budget", (100, 10_000_000))
+    min_component_fraction: float = config_field(
+        0.05, "drop object mesh components smaller than this fraction of the largest (1 = largest only)", (0.0, 1.0)
+    )
+    min_weight: float = config_field(0.5, "voxels observed with less total weight are treated as unknown", (0.0, 1000.0))
+
 
 log = logging.getLogger("dprecon_ros")
 LARGEST_COMPONENT_ONLY = 1.0  # a fitted field's stray blobs are optimisation noise, not object parts
@@ -24,7 +38,7 @@ LARGEST_COMPONENT_ONLY = 1.0  # a fitted field's stray blobs are optimisation no
 @register_stage
 class MeshStage(Stage):
     name = "mesh"
-    config_sections = ("mesh",)
+    config_sections = ("mesh", "tsdf")
 
     def run(self, model: SceneModel, ctx: RunContext) -> SceneModel:
         states = [s for s in model.states() if s.object_id in ctx.dirty]
@@ -42,12 +56,19 @@ class MeshStage(Stage):
         if state.field is not None and model.normalisation is not None:
             component = 0.0 if state.is_background else LARGEST_COMPONENT_ONLY
             return mesh_field(model, state, faces_budget, component)
-        if state.volume is not None:
-            component = 0.0 if state.is_background else cfg.min_component_fraction
-            tsdf, weight, color = state.volume.grids()
-            return TriangleMesh(*extract_mesh(tsdf, weight, color, state.volume.spec, cfg.min_weight, faces_budget, component))
-        log.warning("object %d has neither a field nor a volume to mesh; is `fuse` in the stage list?", state.object_id)
-        return TriangleMesh.empty()
+        volume = state.volume if state.volume is not None else self.fuse(state, ctx)  # after an out-of-memory retry
+        if volume is None:
+            return TriangleMesh.empty()
+        component = 0.0 if state.is_background else cfg.min_component_fraction
+        tsdf, weight, color = volume.grids()
+        return TriangleMesh(*extract_mesh(tsdf, weight, color, volume.spec, cfg.min_weight, faces_budget, component))
+
+    @staticmethod
+    def fuse(state: ObjectState, ctx: RunContext):
+        cfg, device, scale = ctx.config.tsdf, ctx.compute.device, ctx.compute.scale
+        if state.is_background:
+            return fuse_background(ctx.keyframes, cfg, device, size_scale=scale)
+        return fuse_object(state.seed, ctx.keyframes, cfg, device, scale)
 
 
 def mesh_field(model: SceneModel, state: ObjectState, target_faces: int, min_component_fraction: float) -> TriangleMesh:

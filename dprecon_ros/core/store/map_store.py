@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class SavedMap:
     keyframes: list[Keyframe]
     associator: ObjectAssociator
     model: SceneModel
+    missing_keyframes: list[str]  # listed by the manifest but gone (a persist directory evicts as it goes)
 
 
 def save_association(associator: ObjectAssociator, directory: Path) -> list[str]:
@@ -40,11 +42,13 @@ def save_association(associator: ObjectAssociator, directory: Path) -> list[str]
 
 
 def load_association(directory: Path, config: AssociationConfig) -> ObjectAssociator:
+    if not has_association(directory):
+        raise MapFormatError(f"{directory}: the association state ({ASSOCIATION_JSON}, {ASSOCIATION_ARRAYS}) is missing")
     try:
         meta = json.loads((directory / ASSOCIATION_JSON).read_text())
         with np.load(directory / ASSOCIATION_ARRAYS, allow_pickle=False) as data:
             return ObjectAssociator.from_state(config, meta, data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise MapFormatError(f"{directory}: association state unreadable ({type(exc).__name__}: {exc})") from None
 
 
@@ -55,26 +59,30 @@ def save_map(
     files already there (the persist directory, which mirrors the buffer as keyframes arrive)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    names = []
+    keyframe_files = []
     for kf in keyframes:
         name = f"{FILE_PREFIX}{kf.index:06d}.npz"
         if rewrite_keyframes or not (directory / name).exists():
             save_keyframe(directory / name, kf)
-        names.append(name)
-    for stale in set(p.name for p in directory.glob(f"{FILE_PREFIX}*.npz")) - set(names):
+        keyframe_files.append(name)
+    for stale in set(p.name for p in directory.glob(f"{FILE_PREFIX}*.npz")) - set(keyframe_files):
         (directory / stale).unlink(missing_ok=True)
-    names += save_association(associator, directory)
-    names += save_scene_model(model, directory)
-    write_manifest(directory, names, {"keyframes": len(keyframes), "objects": len(model.objects)})
-    return names
+    association = save_association(associator, directory)
+    names = save_scene_model(model, directory)
+    # Keyframes and association are listed, not checksummed: the persist directory rewrites them as keyframes
+    # arrive between saves (their own formats catch damage: zip CRCs, JSON). A keyframe that went missing
+    # only means its objects are refitted.
+    write_manifest(directory, names, {"keyframe_files": keyframe_files, "association_files": association, "objects": len(model.objects)})
+    return names + association + keyframe_files
 
 
 def load_map(directory: str | Path, association: AssociationConfig) -> SavedMap:
     """The map saved in `directory`; MapFormatError if it is foreign, newer or damaged."""
     directory = Path(directory)
-    read_manifest(directory)
+    manifest = read_manifest(directory)
     keyframes = KeyframeBuffer.read_directory(directory)
-    return SavedMap(keyframes, load_association(directory, association), load_scene_model(directory))
+    missing = [name for name in manifest.get("keyframe_files", []) if not (directory / name).is_file()]
+    return SavedMap(keyframes, load_association(directory, association), load_scene_model(directory), missing)
 
 
 def has_saved_map(directory: str | Path) -> bool:

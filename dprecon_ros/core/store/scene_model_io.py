@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,7 @@ def save_scene_model(model: SceneModel, directory: Path) -> list[str]:
     arrays: dict[str, np.ndarray] = {}
     meta = {
         "revision": model.revision,
+        "assembly_fingerprint": model.assembly_fingerprint,
         "stamp": model.stamp,
         "keyframe_ids": list(model.keyframe_ids),
         "normalisation": None,
@@ -121,6 +123,7 @@ def load_scene_model(directory: Path) -> SceneModel:
             background=_state_from(meta["background"], arrays) if meta["background"] is not None else None,
             log_beta=meta["log_beta"],
             revision=int(meta["revision"]),
+            assembly_fingerprint=str(meta["assembly_fingerprint"]),
             stamp=float(meta["stamp"]),
             keyframe_ids=tuple(meta["keyframe_ids"]),
             history=list(meta["history"]),
@@ -135,6 +138,6 @@ def load_scene_model(directory: Path) -> SceneModel:
             model.appearance = net
         if meta["visibility"] is not None:
             model.visibility = VoxelGrid(np.array(meta["visibility"]["origin"]), float(meta["visibility"]["voxel"]), arrays["visibility"])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
         raise MapFormatError(f"{directory}: scene model unreadable ({type(exc).__name__}: {exc})") from None
     return model

@@ -77,6 +77,7 @@ def test_a_restarted_mapper_resumes_its_persisted_map(coarse_config, small_frame
         (lambda d: (d / MANIFEST).write_text("{not json"), "unreadable manifest"),
         (lambda d: (d / "scene_model.npz").write_bytes((d / "scene_model.npz").read_bytes()[:-40]), "damaged"),
         (lambda d: (d / "association.json").unlink(), "missing"),
+        (lambda d: (d / "association.npz").write_bytes((d / "association.npz").read_bytes()[:100]), "association state unreadable"),
     ],
 )
 def test_foreign_newer_or_damaged_maps_are_refused_clearly(coarse_config, small_frames, tmp_path, damage, message):
@@ -87,3 +88,35 @@ def test_foreign_newer_or_damaged_maps_are_refused_clearly(coarse_config, small_
     with pytest.raises(MapFormatError, match=message):
         other.load_map(tmp_path / "map")
     assert len(other.keyframes) == 0 and other.latest is None  # nothing half-loaded
+
+
+def test_an_eviction_after_the_last_save_keeps_the_persisted_map(coarse_config, small_frames, tmp_path):
+    coarse_config.keyframes.persist_dir = str(tmp_path / "persist")
+    first = mapped(coarse_config, small_frames[0])
+    first.config.keyframes.max_keyframes = len(first.keyframes) - 1  # the next keyframe evicts one
+    first.add_frame(only_pose_moved(small_frames[0][0]))
+    restarted = Mapper(coarse_config)
+    assert restarted.latest is not None and len(restarted.model.objects) == len(first.model.objects)
+    assert restarted.counters.get("map_keyframes_missing") == 1
+    assert len(restarted.keyframes) == len(first.keyframes)
+
+
+def test_loading_a_map_replaces_what_the_persist_directory_mirrors(coarse_config, small_frames, tmp_path):
+    frames = small_frames[0]
+    other = mapped(coarse_config, frames[4:])
+    other.save_map(tmp_path / "other")
+    coarse_config.keyframes.persist_dir = str(tmp_path / "persist")
+    node = mapped(coarse_config, frames[:5])
+    node.load_map(tmp_path / "other")
+    restarted = Mapper(coarse_config)
+    assert [kf.frame.stamp for kf in restarted.keyframes.snapshot()] == [kf.frame.stamp for kf in other.keyframes.snapshot()]
+    same_objects(other.latest, restarted.latest)
+
+
+def only_pose_moved(frame):
+    """The frame seen from 30 cm further along x: a new keyframe with the same content."""
+    from dataclasses import replace
+
+    T = frame.T_world_camera.copy()
+    T[0, 3] += 0.3
+    return replace(frame, stamp=frame.stamp + 50.0, T_world_camera=T)

@@ -64,9 +64,12 @@ def sized(cfg: GeometryConfig, ctx: RunContext) -> GeometryConfig:
 @register_stage
 class GeometryStage(Stage):
     name = "geometry"
-    config_sections = ("geometry",)
+    # besides its own section it reads fusion (volumes it fuses itself), mesh.min_weight and frames.min_depth_m
+    config_sections = ("geometry", "tsdf", "mesh", "frames")
 
     def run(self, model: SceneModel, ctx: RunContext) -> SceneModel:
+        if not ctx.dirty:  # a run that only removed objects: the remaining fields are as they were
+            return model
         cfg = sized(ctx.config.geometry, ctx)
         device = ctx.compute.device
         if device.type == "cuda":

@@ -1,0 +1,52 @@
+"""Incremental markers: a viewer replaying the updates always shows exactly the current map."""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+from visualization_msgs.msg import Marker
+
+from dprecon_ros.core.boxes import oriented_box
+from dprecon_ros.core.types import ObjectReconstruction, Reconstruction, Relation, SceneGraph
+from dprecon_ros.ros.conversions import marker_update
+
+
+def obj(oid: int, x: float) -> ObjectReconstruction:
+    mesh = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
+    v = np.asarray(mesh.vertices) + [x, 0.0, 0.5]
+    return ObjectReconstruction(
+        oid, f"thing{oid}", v, np.asarray(mesh.faces), np.full((len(v), 4), 200, np.uint8), v.mean(0), oriented_box(v), 3
+    )
+
+
+def recon(objects, versions, relations=()) -> Reconstruction:
+    r = Reconstruction(objects, None, SceneGraph(objects, list(relations)), 1.0)
+    r.versions = versions
+    return r
+
+
+def replay(arrays) -> dict:
+    shown = {}
+    for a in arrays:
+        for m in a.markers:
+            if m.action == Marker.DELETEALL:
+                shown.clear()
+            elif m.action == Marker.DELETE:
+                shown.pop((m.ns, m.id), None)
+            else:
+                shown[(m.ns, m.id)] = m
+    return shown
+
+
+def test_updates_send_only_changed_objects_and_delete_what_is_gone():
+    a, b, c = obj(1, 0.0), obj(2, 1.0), obj(3, 2.0)
+    first, shown = marker_update(recon([a, b], {1: 1, 2: 1}, [Relation(1, "next_to", 2, 1.0)]), "map", None)
+    assert first.markers[0].action == Marker.DELETEALL
+    second, shown = marker_update(recon([a, c], {1: 1, 3: 1}), "map", shown)  # 2 removed, 3 new, 1 unchanged
+    sent = {(m.ns, m.id) for m in second.markers if m.action == Marker.ADD}
+    assert ("meshes", 1) not in sent and ("meshes", 3) in sent  # an unchanged mesh is not resent
+    assert {(m.ns, m.id) for m in second.markers if m.action == Marker.DELETE} >= {("meshes", 2), ("boxes", 2), ("labels", 2)}
+    third, shown = marker_update(recon([a, c], {1: 2, 3: 1}), "map", shown)  # 1 refitted
+    assert {m.id for m in third.markers if m.ns == "meshes" and m.action == Marker.ADD} == {1}
+    state = replay([first, second, third])
+    assert {i for ns, i in state if ns == "meshes"} == {1, 3} and not any(ns.startswith("relations/") for ns, _ in state)
