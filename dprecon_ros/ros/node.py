@@ -279,7 +279,7 @@ class DpreconNode(Node):
 
     def _publish_status(self) -> None:
         job = self.mapper.job
-        running = job is not None and job.running
+        running = job is not None and job.report is None  # a job handing over its result is finished
         p = job.progress if running else None
         self.pub_status.publish(
             conversions.status_message(

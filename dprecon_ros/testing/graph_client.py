@@ -18,6 +18,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from dprecon_ros.ros.qos import LATCHED, MARKERS
+from dprecon_ros.testing.markers import replay_markers
 
 
 class DpreconClient:
@@ -119,18 +120,7 @@ class DpreconClient:
 
     def marker_state(self) -> dict[tuple[str, int], object]:
         """What a viewer shows after replaying every marker message received: (ns, id) -> marker."""
-        from visualization_msgs.msg import Marker
-
-        shown: dict[tuple[str, int], object] = {}
-        for array in self.markers_received:
-            for m in array.markers:
-                if m.action == Marker.DELETEALL:
-                    shown.clear()
-                elif m.action == Marker.DELETE:
-                    shown.pop((m.ns, m.id), None)
-                else:
-                    shown[(m.ns, m.id)] = m
-        return shown
+        return replay_markers(self.markers_received)
 
     def reset(self, timeout_s: float = 30.0):
         return self.call(self.reset_client, Trigger.Request(), timeout_s)

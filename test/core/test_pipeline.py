@@ -184,16 +184,40 @@ def test_out_of_memory_on_the_device_moves_the_stage_to_the_cpu(coarse_config, s
     assert seen == [("cuda", 1.0), ("cpu", 0.5)] and mapper.counters.get("gpu_out_of_memory") == 1
 
 
-def test_a_second_out_of_memory_is_an_error_not_a_loop(coarse_config, small_frames, monkeypatch):
+def test_a_second_out_of_memory_is_an_error_not_a_loop(coarse_config, small_frames):
+    """Once a run has fallen back to the CPU, a later stage out of memory is an error, not another retry."""
     mapper = filled(coarse_config, small_frames[0])
-    monkeypatch.setattr(STAGES["mesh"], "run", lambda self, model, ctx: (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory")))
-    with pytest.raises(torch.OutOfMemoryError):
-        mapper.reconstruct()
+    calls = []
+
+    class First(Stage):
+        name = "first"
+
+        def run(self, model, ctx):
+            calls.append(("first", ctx.compute.scale))
+            if not ctx.compute.is_fallback:
+                raise torch.OutOfMemoryError("out of memory")
+            return model
+
+    class Second(Stage):
+        name = "second"
+
+        def run(self, model, ctx):
+            calls.append(("second", ctx.compute.scale))
+            raise torch.OutOfMemoryError("out of memory")
+
+    register_stage(First)
+    register_stage(Second)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            mapper.reconstruct(stages=["first", "second"])
+    finally:
+        STAGES.pop("first"), STAGES.pop("second")
+    assert calls == [("first", 1.0), ("first", 0.5), ("second", 0.5)]
     assert mapper.counters.get("gpu_out_of_memory") == 1 and mapper.latest is None
 
 
 def test_a_reset_discards_a_run_that_ignores_cancel(coarse_config, small_frames):
-    """A stage may not look at the cancel flag for a while: its result must still not become the map."""
+    """A stage may not look at the cancel flag at all: its run's result must still not become the map."""
     mapper = filled(coarse_config, small_frames[0])
     release, entered = threading.Event(), threading.Event()
 
@@ -203,18 +227,62 @@ def test_a_reset_discards_a_run_that_ignores_cancel(coarse_config, small_frames)
         def run(self, model, ctx):
             entered.set()
             release.wait(10)
-            return STAGES["fuse"]().run(model, ctx)
+            return model
 
     register_stage(Stubborn)
     try:
-        job = mapper.start(stages=["stubborn", "mesh"])
-        assert entered.wait(10)
+        job = mapper.start(stages=["fuse", "mesh", "stubborn"])
+        assert entered.wait(60)
         mapper.reset()
         release.set()
         assert job.wait(30) and job.report.status == CANCELLED
     finally:
         STAGES.pop("stubborn")
     assert mapper.latest is None and not mapper.model.objects
+
+
+def test_the_mesh_stage_fuses_what_an_out_of_memory_retry_dropped(coarse_config, small_frames, monkeypatch):
+    mapper = filled(coarse_config, small_frames[0])
+    original, calls = STAGES["mesh"].run, []
+
+    def once_hungry(self, model, ctx):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("out of memory")
+        return original(self, model, ctx)
+
+    monkeypatch.setattr(STAGES["mesh"], "run", once_hungry)
+    report = mapper.reconstruct()
+    assert report.status == RECONSTRUCTED and len(calls) == 2
+    assert all(s.mesh is not None and not s.mesh.is_empty for s in mapper.model.states())  # every object and the background
+
+
+def test_a_run_that_only_removes_an_object_keeps_the_other_fields(coarse_config, small_frames, monkeypatch):
+    cfg = tiny_geometry(coarse_config)
+    cfg.reconstruction.backend = "neural"
+    mapper = filled(cfg, small_frames[0])
+    mapper.reconstruct()
+    fields = {s.object_id: s.field.values.detach().clone() for s in mapper.model.states()}
+    appearance = {k: v.clone() for k, v in mapper.model.appearance.state_dict().items()}
+    gone = max(mapper.associator.objects)
+    mapper.config.association.min_observations = mapper.associator.objects[gone].observations + 1  # drops rarely seen objects
+    kept = {o.object_id for o in mapper.associator.objects.values() if o.observations >= mapper.config.association.min_observations}
+    report = mapper.reconstruct()
+    assert report.status == RECONSTRUCTED and report.refitted == [] and report.reconstruction.removed
+    for state in mapper.model.states():
+        assert state.object_id in kept | {BACKGROUND_ID}
+        assert torch.equal(state.field.values.detach(), fields[state.object_id])
+    assert all(torch.equal(v, appearance[k]) for k, v in mapper.model.appearance.state_dict().items())  # no optimisation ran
+
+
+def test_a_parameter_only_the_geometry_stage_reads_refits_the_neural_preset(coarse_config, small_frames):
+    cfg = tiny_geometry(coarse_config)
+    cfg.reconstruction.backend = "neural"
+    mapper = filled(cfg, small_frames[0])
+    mapper.reconstruct()
+    set_leaf(mapper.config, "frames.min_depth_m", 0.2)  # read by the geometry stage alone (where rays start)
+    report = mapper.reconstruct()
+    assert report.status == RECONSTRUCTED and set(report.refitted) == {s.object_id for s in mapper.model.states()}
 
 
 def test_a_scene_graph_parameter_change_reassembles_without_refitting(coarse_config, small_frames, monkeypatch):

@@ -9,6 +9,7 @@ from visualization_msgs.msg import Marker
 from dprecon_ros.core.boxes import oriented_box
 from dprecon_ros.core.types import ObjectReconstruction, Reconstruction, Relation, SceneGraph
 from dprecon_ros.ros.conversions import marker_update
+from dprecon_ros.testing.markers import replay_markers
 
 
 def obj(oid: int, x: float) -> ObjectReconstruction:
@@ -25,19 +26,6 @@ def recon(objects, versions, relations=()) -> Reconstruction:
     return r
 
 
-def replay(arrays) -> dict:
-    shown = {}
-    for a in arrays:
-        for m in a.markers:
-            if m.action == Marker.DELETEALL:
-                shown.clear()
-            elif m.action == Marker.DELETE:
-                shown.pop((m.ns, m.id), None)
-            else:
-                shown[(m.ns, m.id)] = m
-    return shown
-
-
 def test_updates_send_only_changed_objects_and_delete_what_is_gone():
     a, b, c = obj(1, 0.0), obj(2, 1.0), obj(3, 2.0)
     first, shown = marker_update(recon([a, b], {1: 1, 2: 1}, [Relation(1, "next_to", 2, 1.0)]), "map", None)
@@ -48,5 +36,5 @@ def test_updates_send_only_changed_objects_and_delete_what_is_gone():
     assert {(m.ns, m.id) for m in second.markers if m.action == Marker.DELETE} >= {("meshes", 2), ("boxes", 2), ("labels", 2)}
     third, shown = marker_update(recon([a, c], {1: 2, 3: 1}), "map", shown)  # 1 refitted
     assert {m.id for m in third.markers if m.ns == "meshes" and m.action == Marker.ADD} == {1}
-    state = replay([first, second, third])
+    state = replay_markers([first, second, third])
     assert {i for ns, i in state if ns == "meshes"} == {1, 3} and not any(ns.startswith("relations/") for ns, _ in state)

@@ -224,13 +224,14 @@ class Mapper:
         return len(keyframes)
 
     def reset(self) -> None:
-        """Forget everything; a running job is cancelled and its result discarded."""
+        """Forget everything, on disk too; a running job is cancelled and its result discarded."""
         self._cancel_running()
         with self._lock:
             self._epoch += 1
             self.keyframes.replace([])
             self.associator = ObjectAssociator(self.config.association)
             self.model, self.latest = SceneModel(), None
+        self._autosave(rewrite_keyframes=True)  # an empty map: a restart must not bring the old one back
 
     # -------------------------------------------------------- reconstruction
     def seeds(self) -> list[ObjectSeed]:

@@ -123,7 +123,7 @@ def load_scene_model(directory: Path) -> SceneModel:
             background=_state_from(meta["background"], arrays) if meta["background"] is not None else None,
             log_beta=meta["log_beta"],
             revision=int(meta["revision"]),
-            assembly_fingerprint=str(meta["assembly_fingerprint"]),
+            assembly_fingerprint=str(meta.get("assembly_fingerprint", "")),
             stamp=float(meta["stamp"]),
             keyframe_ids=tuple(meta["keyframe_ids"]),
             history=list(meta["history"]),

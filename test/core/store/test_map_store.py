@@ -120,3 +120,31 @@ def only_pose_moved(frame):
     T = frame.T_world_camera.copy()
     T[0, 3] += 0.3
     return replace(frame, stamp=frame.stamp + 50.0, T_world_camera=T)
+
+
+@pytest.mark.parametrize("after_a_run", [True, False])
+def test_resumed_keyframes_follow_merges_made_after_they_were_written(coarse_config, small_frames, tmp_path, after_a_run):
+    coarse_config.keyframes.persist_dir = str(tmp_path / "persist")
+    first = Mapper(coarse_config)
+    for frame in small_frames[0]:
+        first.add_frame(frame)
+    if after_a_run:
+        first.reconstruct()  # the map (with its manifest) is saved: a restart goes through load_map
+    keep, drop = sorted(first.associator.objects)[:2]
+    kept, dropped = first.associator.objects[keep], first.associator.objects.pop(drop)
+    kept.add_keys(dropped.keys)
+    first.associator.merged_into[drop] = keep
+    first._persist_association()  # the keyframe files on disk still name `drop`
+    restarted = Mapper(coarse_config)
+    ids = {oid for kf in restarted.keyframes.snapshot() for oid in kf.instance_to_object.values()}
+    assert drop not in ids and keep in ids
+
+
+def test_a_reset_empties_the_persist_directory(coarse_config, small_frames, tmp_path):
+    coarse_config.keyframes.persist_dir = str(tmp_path / "persist")
+    first = mapped(coarse_config, small_frames[0])
+    first.reset()
+    restarted = Mapper(coarse_config)
+    assert len(restarted.keyframes) == 0 and restarted.latest is None and not restarted.associator.objects
+    first.add_frame(small_frames[0][0])
+    assert len(Mapper(coarse_config).keyframes) == 1
