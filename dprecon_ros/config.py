@@ -18,7 +18,6 @@ from dprecon_ros.config_fields import (  # noqa: F401  (re-exported: the one pla
     ConfigError,
     apply_overrides,
     config_field,
-    get_leaf,
     is_live,
     iter_leaves,
     set_leaf,

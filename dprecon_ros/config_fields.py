@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
+from collections.abc import Sequence
 from dataclasses import field
 from typing import Any
 
@@ -84,8 +85,8 @@ def validate_leaf(path: str, f: dataclasses.Field, value: Any) -> Any:
     """The value converted to the field's type, or ConfigError."""
     kind, element = leaf_type(f)
     if kind is list:
-        if isinstance(value, tuple):
-            value = list(value)
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            value = list(value)  # tuples, and the array.array ROS array parameters arrive as
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
         value = [_check_scalar(f"{path}[{i}]", element, v) for i, v in enumerate(value)]
@@ -140,13 +141,6 @@ def set_leaf(config: Any, dotted: str, value: Any) -> None:
     for name in reversed(parents):
         nested = {name: nested}
     apply_overrides(config, nested)
-
-
-def get_leaf(config: Any, dotted: str) -> Any:
-    value = config
-    for name in dotted.split("."):
-        value = getattr(value, name)
-    return value
 
 
 def is_live(f: dataclasses.Field) -> bool:

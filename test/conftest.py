@@ -93,3 +93,13 @@ def tiny_geometry(cfg: DpreconConfig, iterations: int = 3) -> DpreconConfig:
     g.iterations, g.rays_per_batch, g.object_resolution, g.background_resolution, g.feature_resolution = iterations, 64, 16, 16, 8
     g.samples_init, g.samples_final, g.samples_extra, g.sampling_iters, g.progress_every = 16, 16, 8, 2, 1
     return cfg
+
+
+def filled(config: DpreconConfig, frames):
+    """A Mapper that was offered `frames` in order."""
+    from dprecon_ros.core.mapping.mapper import Mapper
+
+    mapper = Mapper(config)
+    for frame in frames:
+        mapper.add_frame(frame)
+    return mapper

@@ -46,16 +46,22 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def fingerprints(config: DpreconConfig, stages: list[Stage], keyframes: list[Keyframe], seeds: list[ObjectSeed]) -> dict[int, str]:
+def keyframes_seeing(keyframes: list[Keyframe], seeds: list[ObjectSeed]) -> dict[int, tuple[int, ...]]:
+    """Object id -> indices of the keyframes in which one of its masks was associated to it."""
+    return {s.object_id: tuple(kf.index for kf in keyframes if s.object_id in kf.instance_to_object.values()) for s in seeds}
+
+
+def fingerprints(
+    config: DpreconConfig, stages: list[Stage], keyframes: list[Keyframe], seeds: list[ObjectSeed], seen: dict[int, tuple[int, ...]]
+) -> dict[int, str]:
     """What each object's fit depends on: the stage list and its configuration, the object's box, label and
     observations, and the keyframes that saw it (all keyframes for the background)."""
     sections = sorted({s for stage in stages for s in stage.config_sections})
     shared = {"stages": [s.name for s in stages], "config": {s: dataclasses.asdict(getattr(config, s)) for s in sections}}
     out = {}
     for seed in seeds:
-        seen = [kf.index for kf in keyframes if seed.object_id in kf.instance_to_object.values()]
         box = np.round(np.concatenate([seed.lo, seed.hi]), BOUNDS_DECIMALS).tolist()
-        out[seed.object_id] = _digest([shared, seed.label, box, seed.observations, seen])
+        out[seed.object_id] = _digest([shared, seed.label, box, seed.observations, list(seen[seed.object_id])])
     masks = [[kf.index, sorted(kf.instance_to_object)] for kf in keyframes]
     out[BACKGROUND_ID] = _digest([shared, masks])
     return out
@@ -68,13 +74,15 @@ def usable_keyframes(keyframes: list[Keyframe]) -> list[Keyframe]:
     return usable
 
 
-def prepare_states(model: SceneModel, seeds: list[ObjectSeed], keyframes: list[Keyframe], dirty: set[int]) -> None:
+def prepare_states(
+    model: SceneModel, seeds: list[ObjectSeed], keyframes: list[Keyframe], seen: dict[int, tuple[int, ...]], dirty: set[int]
+) -> None:
     """Bring the fork's states in line with the seeds: new objects appear, refitted ones take their new box."""
     for seed in seeds:
         if seed.object_id in dirty:
             state = model.objects.get(seed.object_id) or ObjectState(seed.object_id, seed.label)
             state.label, state.seed, state.observation_count = seed.label, seed, seed.observations
-            state.keyframe_ids = tuple(kf.index for kf in keyframes if seed.object_id in kf.instance_to_object.values())
+            state.keyframe_ids = seen[seed.object_id]
             model.objects[seed.object_id] = state
     if model.background is None:
         model.background = ObjectState(BACKGROUND_ID, "background")
@@ -99,12 +107,13 @@ class Pipeline:
         cancel: threading.Event | None = None,
         progress: ProgressFn | None = None,
     ) -> RunOutcome | None:
-        """Run the stages over `model`; None when nothing needs refitting. `config` is snapshotted here."""
-        config = copy.deepcopy(config)
+        """Run the stages over `model`; None when nothing needs refitting. `config` must be the caller's
+        snapshot: stages read it for the whole run."""
         names = list(stage_names) if stage_names else config.reconstruction.stage_names()
         stages = make_stages(names)
         usable = usable_keyframes(keyframes)
-        prints = fingerprints(config, stages, usable, seeds)
+        seen = keyframes_seeing(usable, seeds)
+        prints = fingerprints(config, stages, usable, seeds, seen)
         current = {s.object_id: s.fingerprint for s in model.states()}
         dirty = {oid for oid, fp in prints.items() if force or current.get(oid) != fp}
         removed = set(model.objects) - {s.object_id for s in seeds}
@@ -118,7 +127,7 @@ class Pipeline:
         work = model.fork()
         for oid in removed:
             del work.objects[oid]
-        prepare_states(work, seeds, usable, dirty)
+        prepare_states(work, seeds, usable, seen, dirty)
         ctx = RunContext(config, compute, usable, seeds, dirty, names, self.counters, cancel or threading.Event(), progress)
         for index, stage in enumerate(stages):
             ctx.stage, ctx.stage_index = stage.name, index

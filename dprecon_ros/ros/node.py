@@ -236,7 +236,7 @@ class DpreconNode(Node):
         result = Reconstruct.Result(
             success=report.status in (RECONSTRUCTED, UNCHANGED),
             message=report.message,
-            refitted=len([oid for oid in report.refitted if oid != 0]),
+            refitted=len(report.refitted_objects),
             objects=len(recon.objects) if recon is not None else 0,
             relations=len(recon.scene_graph.relations) if recon is not None else 0,
             duration_s=float(report.duration_s),

@@ -15,18 +15,6 @@ from rclpy.parameter import Parameter
 
 from dprecon_ros.config import ConfigError, is_live, iter_leaves, set_leaf
 
-ARRAY_TYPES = {
-    str: Parameter.Type.STRING_ARRAY,
-    float: Parameter.Type.DOUBLE_ARRAY,
-    int: Parameter.Type.INTEGER_ARRAY,
-    bool: Parameter.Type.BOOL_ARRAY,
-}
-
-
-def plain(value: Any) -> Any:
-    """ROS array parameters arrive as array.array or tuples; the config takes lists."""
-    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "array" else value
-
 
 def _descriptor(f: dataclasses.Field, value: Any) -> ParameterDescriptor:
     text = f.metadata.get("help", "")
@@ -52,7 +40,7 @@ def declare_config(node: Node, config: Any) -> None:
     for name, f, value in iter_leaves(config):
         declared = node.declare_parameter(name, value, _descriptor(f, value)).value
         try:
-            set_leaf(config, name, plain(declared))
+            set_leaf(config, name, declared)
         except ConfigError as exc:
             node.get_logger().error(f"parameter {exc}; keeping default {value!r}")
 
@@ -69,12 +57,12 @@ def attach_validation(
         trial = copy.deepcopy(config)
         try:
             for p in changes:
-                set_leaf(trial, p.name, plain(p.value))
+                set_leaf(trial, p.name, p.value)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with lock:
             for p in changes:
-                set_leaf(config, p.name, plain(p.value))
+                set_leaf(config, p.name, p.value)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)

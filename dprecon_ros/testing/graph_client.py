@@ -112,12 +112,6 @@ class DpreconClient:
     def markers(self) -> MarkerArray | None:
         return self.markers_received[-1] if self.markers_received else None
 
-    @markers.setter
-    def markers(self, value) -> None:
-        self.markers_received.clear()
-        if value is not None:
-            self.markers_received.append(value)
-
     def marker_state(self) -> dict[tuple[str, int], object]:
         """What a viewer shows after replaying every marker message received: (ns, id) -> marker."""
         return replay_markers(self.markers_received)

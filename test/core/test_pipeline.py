@@ -9,20 +9,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_geometry
+from conftest import filled, tiny_geometry
 
 from dprecon_ros.config_fields import set_leaf
-from dprecon_ros.core.mapping.mapper import CANCELLED, RECONSTRUCTED, UNCHANGED, Mapper
+from dprecon_ros.core.mapping.mapper import CANCELLED, RECONSTRUCTED, UNCHANGED
 from dprecon_ros.core.stages.base import STAGES, Stage, register_stage
 from dprecon_ros.core.stages.geometry.stage import GeometryStage
 from dprecon_ros.core.types import BACKGROUND_ID, Frame
-
-
-def filled(config, frames) -> Mapper:
-    mapper = Mapper(config)
-    for frame in frames:
-        mapper.add_frame(frame)
-    return mapper
 
 
 def only_instance(frame: Frame, label: str) -> Frame:

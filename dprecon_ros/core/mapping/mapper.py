@@ -25,7 +25,7 @@ from dprecon_ros.core.scene_model import SceneModel
 from dprecon_ros.core.stages.base import RunCancelled
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.store.map_store import has_association, has_saved_map, load_association, load_map, save_association, save_map
-from dprecon_ros.core.types import Frame, Keyframe, ObjectSeed, Reconstruction
+from dprecon_ros.core.types import BACKGROUND_ID, Frame, Keyframe, ObjectSeed, Reconstruction
 
 if TYPE_CHECKING:
     from dprecon_ros.config import DpreconConfig
@@ -48,6 +48,11 @@ class RunReport:
     @property
     def changed(self) -> bool:
         return self.status == RECONSTRUCTED
+
+    @property
+    def refitted_objects(self) -> list[int]:
+        """The refitted ids without the background's."""
+        return [oid for oid in self.refitted if oid != BACKGROUND_ID]
 
 
 @dataclass
@@ -168,15 +173,12 @@ class Mapper:
             except MapFormatError as exc:
                 self.counters.count("map_unreadable", f"association state not resumed ({exc}); re-associating")
             else:
-                with self._lock:
-                    self.associator = associator
-                    self.keyframes.replace(keyframes)
-                    self._apply_merges()
+                self._replace_map(keyframes, associator, SceneModel())
                 log.info("resumed %d keyframes and %d objects from %s", len(keyframes), len(associator.objects), directory)
                 return
-        n = self.load_keyframes(directory)
-        if n:
-            log.info("resumed %d keyframes from %s (re-associated)", n, directory)
+        self._reassociate(keyframes)
+        if keyframes:
+            log.info("resumed %d keyframes from %s (re-associated)", len(keyframes), directory)
 
     def save_map(self, directory: str | Path, rewrite_keyframes: bool | None = None) -> int:
         """Keyframes, association and scene model to `directory`; the number of keyframes written. Keyframe
@@ -197,14 +199,7 @@ class Mapper:
                 "map_keyframes_missing",
                 f"{len(saved.missing_keyframes)} keyframes of the map in {directory} are gone; their objects will be refitted",
             )
-        self._cancel_running()
-        with self._lock:
-            self._epoch += 1
-            self.associator = saved.associator
-            self.keyframes.replace(saved.keyframes)
-            self._apply_merges()  # keyframe files keep the ids they were written with
-            self.model = saved.model
-            self.latest = reassemble(self.model, self.config) if self.model.states() else None
+        self._replace_map(saved.keyframes, saved.associator, saved.model)
         if self.persist_dir is not None and Path(directory).resolve() != self.persist_dir.resolve():
             self._autosave(rewrite_keyframes=True)  # the persist directory mirrors the loaded map, not the old one
         return len(saved.keyframes)
@@ -212,25 +207,31 @@ class Mapper:
     def load_keyframes(self, directory: str | Path) -> int:
         """Replace the buffer with the keyframe files in `directory`, re-associating them in order."""
         keyframes = KeyframeBuffer.read_directory(Path(directory))
+        self._reassociate(keyframes)
+        return len(keyframes)
+
+    def _reassociate(self, keyframes: list[Keyframe]) -> None:
+        """A new map of `keyframes`, their masks associated afresh in order."""
+        associator = ObjectAssociator(self.config.association)
+        for kf in keyframes:
+            kf.instance_to_object = associator.associate(kf.frame) if kf.frame.depth_m is not None else {}
+        self._replace_map(keyframes, associator, SceneModel())
+
+    def _replace_map(self, keyframes: list[Keyframe], associator: ObjectAssociator, model: SceneModel) -> None:
+        """The one way the whole map changes hands (load, resume, reset): a running job is cancelled and,
+        through the epoch, cannot commit over it."""
         self._cancel_running()
         with self._lock:
             self._epoch += 1
-            self.associator = ObjectAssociator(self.config.association)
-            for kf in keyframes:
-                kf.instance_to_object = self.associator.associate(kf.frame) if kf.frame.depth_m is not None else {}
+            self.associator = associator
             self.keyframes.replace(keyframes)
-            self._apply_merges()
-            self.model, self.latest = SceneModel(), None
-        return len(keyframes)
+            self._apply_merges()  # keyframe files keep the ids they were written with
+            self.model = model
+            self.latest = reassemble(model, self.config) if model.states() else None
 
     def reset(self) -> None:
         """Forget everything, on disk too; a running job is cancelled and its result discarded."""
-        self._cancel_running()
-        with self._lock:
-            self._epoch += 1
-            self.keyframes.replace([])
-            self.associator = ObjectAssociator(self.config.association)
-            self.model, self.latest = SceneModel(), None
+        self._replace_map([], ObjectAssociator(self.config.association), SceneModel())
         self._autosave(rewrite_keyframes=True)  # an empty map: a restart must not bring the old one back
 
     # -------------------------------------------------------- reconstruction
@@ -277,12 +278,13 @@ class Mapper:
                 self.model, self.latest = outcome.model, outcome.reconstruction
                 self.runs += 1
             self._autosave()
-            refitted = [oid for oid in outcome.refitted if oid != 0]
             recon = outcome.reconstruction
-            message = (
-                f"{len(recon.objects)} objects ({len(refitted)} refitted), {len(recon.scene_graph.relations)} relations in {duration:.2f} s"
+            report = RunReport(RECONSTRUCTED, recon, outcome.refitted, duration)
+            report.message = (
+                f"{len(recon.objects)} objects ({len(report.refitted_objects)} refitted), "
+                f"{len(recon.scene_graph.relations)} relations in {duration:.2f} s"
             )
-            return RunReport(RECONSTRUCTED, recon, outcome.refitted, duration, message)
+            return report
 
     def _autosave(self, rewrite_keyframes: bool = False) -> None:
         if self.persist_dir is None:

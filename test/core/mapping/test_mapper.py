@@ -1,13 +1,8 @@
 """Mapper: keyframes in, counted refusals, reset, and resuming a persist directory after a restart."""
 
+from conftest import filled
+
 from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, TOO_FEW_KEYFRAMES, Mapper
-
-
-def filled(config, frames) -> Mapper:
-    mapper = Mapper(config)
-    for frame in frames:
-        mapper.add_frame(frame)
-    return mapper
 
 
 def test_a_restart_before_any_run_resumes_keyframes_with_their_object_ids(coarse_config, small_frames, tmp_path):

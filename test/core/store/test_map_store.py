@@ -7,16 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_geometry
+from conftest import filled, tiny_geometry
 
 from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, UNCHANGED, Mapper
 from dprecon_ros.core.store.manifest import MANIFEST, MapFormatError
 
 
 def mapped(config, frames) -> Mapper:
-    mapper = Mapper(config)
-    for frame in frames:
-        mapper.add_frame(frame)
+    mapper = filled(config, frames)
     assert mapper.reconstruct().status == RECONSTRUCTED
     return mapper
 
