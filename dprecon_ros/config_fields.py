@@ -105,7 +105,8 @@ def validate_leaf(path: str, f: dataclasses.Field, value: Any) -> Any:
 
 
 def is_section(f: dataclasses.Field) -> bool:
-    return dataclasses.is_dataclass(f.default_factory) if f.default_factory is not dataclasses.MISSING else False
+    """A nested dataclass (its factory may be the class or a function building a preset instance)."""
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
 
 
 def apply_overrides(section: Any, values: dict[str, Any], prefix: str = "") -> None:

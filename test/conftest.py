@@ -90,8 +90,10 @@ def coarse_config() -> DpreconConfig:
 def tiny_geometry(cfg: DpreconConfig, iterations: int = 3) -> DpreconConfig:
     """The geometry stage at toy size (seconds on a CPU)."""
     g = cfg.geometry
+    g.cpu_preset = False
     g.iterations, g.rays_per_batch, g.object_resolution, g.background_resolution, g.feature_resolution = iterations, 64, 16, 16, 8
-    g.samples_init, g.samples_final, g.samples_extra, g.sampling_iters, g.progress_every = 16, 16, 8, 2, 1
+    g.samples_coarse, g.samples_fine, g.eikonal_points, g.overlap_points, g.background_patches = 8, 8, 32, 32, 1
+    g.patch_size, g.trace_steps, g.progress_every = 4, 8, 1
     return cfg
 
 

@@ -255,7 +255,7 @@ def test_a_run_that_only_removes_an_object_keeps_the_other_fields(coarse_config,
     cfg.reconstruction.backend = "neural"
     mapper = filled(cfg, small_frames[0])
     mapper.reconstruct()
-    fields = {s.object_id: s.field.values.detach().clone() for s in mapper.model.states()}
+    fields = {s.object_id: s.field.levels[0].detach().clone() for s in mapper.model.states()}
     appearance = {k: v.clone() for k, v in mapper.model.appearance.state_dict().items()}
     gone = max(mapper.associator.objects)
     mapper.config.association.min_observations = mapper.associator.objects[gone].observations + 1  # drops rarely seen objects
@@ -264,7 +264,7 @@ def test_a_run_that_only_removes_an_object_keeps_the_other_fields(coarse_config,
     assert report.status == RECONSTRUCTED and report.refitted == [] and report.reconstruction.removed
     for state in mapper.model.states():
         assert state.object_id in kept | {BACKGROUND_ID}
-        assert torch.equal(state.field.values.detach(), fields[state.object_id])
+        assert torch.equal(state.field.levels[0].detach(), fields[state.object_id])
     assert all(torch.equal(v, appearance[k]) for k, v in mapper.model.appearance.state_dict().items())  # no optimisation ran
 
 
@@ -322,4 +322,4 @@ def test_the_configured_device_reaches_every_stage(coarse_config, small_frames, 
         )
     report = mapper.reconstruct()
     assert report.status == RECONSTRUCTED and devices == ["cpu", "cpu", "cpu"]
-    assert all(s.field.values.device.type == "cpu" for s in mapper.model.states())
+    assert all(s.field.box.origin.device.type == "cpu" and s.field.levels[0].device.type == "cpu" for s in mapper.model.states())

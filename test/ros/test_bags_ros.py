@@ -104,10 +104,11 @@ def test_offline_reconstruct_with_the_neural_backend(sim_bag, tmp_path):
             "object_resolution": 16,
             "background_resolution": 16,
             "feature_resolution": 8,
-            "samples_init": 16,
-            "samples_final": 16,
-            "samples_extra": 8,
-            "sampling_iters": 1,
+            "cpu_preset": False,
+            "samples_coarse": 8,
+            "samples_fine": 8,
+            "background_patches": 1,
+            "patch_size": 4,
         },
     }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))

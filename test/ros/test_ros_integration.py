@@ -38,6 +38,7 @@ def mapped(tmp_path_factory):
         # toy-sized geometry stage, slow enough per step to be cancelled mid-run
         *params({"geometry.iterations": 100000, "geometry.rays_per_batch": 64, "geometry.object_resolution": 16}),
         *params({"geometry.background_resolution": 16, "geometry.feature_resolution": 8, "tsdf.object_voxel_m": 0.02}),
+        *params({"geometry.cpu_preset": False, "geometry.background_patches": 1, "geometry.patch_size": 4}),
         "-p",
         f"reconstruction.export_dir:={tmp / 'export'}",
         "-p",

@@ -1,68 +1,19 @@
-"""Compositional scene representation: one SDF grid per object plus the background, a colour network.
+"""Compositional scene representation: one SDF field per object plus the background, a colour network.
 
-Coordinates are normalised scene units (the scene inside a unit sphere). Each object's dense SDF grid covers
-its box with a margin; outside the grid an object reads its face value plus the distance to the grid, so it is
-positive and grows away from the object. The scene SDF is the minimum over all fields.
+Coordinates are normalised scene units (the scene inside a unit sphere). Objects live in canonical cubes
+packed into one tensor per pyramid level; the background is a pyramid over the scene's box, closed by the
+bounding sphere as DP-Recon does (its SDF is at most `closure_radius - |x|`), so every ray ends somewhere.
+The scene SDF is the minimum over all fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import torch
 from torch import nn
 
+from dprecon_ros.core.fields.box import BoxedModule, GridBox
 from dprecon_ros.core.fields.grid import trilinear
-
-
-@dataclass
-class GridBox:
-    """An axis-aligned grid: origin of cell (0,0,0) (scene units), cell size, cells per axis."""
-
-    origin: torch.Tensor
-    voxel: float
-    shape: tuple[int, int, int]
-
-    def to_voxel(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.origin) / self.voxel
-
-    def centers(self) -> torch.Tensor:
-        axes = [torch.arange(n, device=self.origin.device, dtype=torch.float32) for n in self.shape]
-        ijk = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-        return self.origin + ijk * self.voxel
-
-    @property
-    def upper(self) -> torch.Tensor:
-        return self.origin + (torch.tensor(self.shape, device=self.origin.device, dtype=torch.float32) - 1) * self.voxel
-
-
-class BoxedModule(nn.Module):
-    """A module on a GridBox: moving the module moves the box's origin with it."""
-
-    box: GridBox
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        self.box = replace(self.box, origin=fn(self.box.origin))
-        return self
-
-
-class SdfGrid(BoxedModule):
-    """One field: a dense SDF grid on a GridBox."""
-
-    def __init__(self, box: GridBox, init: torch.Tensor) -> None:
-        super().__init__()
-        self.box = box
-        self.values = nn.Parameter(init.reshape(1, *box.shape).float().clone())
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """SDF (N,) and its gradient (N, 3) at points x (N, 3)."""
-        u = self.box.to_voxel(x)
-        value, grad = trilinear(self.values, u)
-        outside = x - x.clamp(self.box.origin, self.box.upper)
-        dist = outside.norm(dim=-1)
-        away = torch.where(dist[:, None] > 0, outside / dist.clamp(min=1e-12)[:, None], torch.zeros_like(outside))
-        return value[:, 0] + dist, grad[:, 0] / self.box.voxel + away
+from dprecon_ros.core.fields.pyramid import PackedObjects, PyramidSdf
 
 
 class LaplaceDensity(nn.Module):
@@ -103,22 +54,42 @@ class CompositeScene(nn.Module):
     """Fields 0..K-1 are objects, field K is the background."""
 
     def __init__(
-        self, objects: list[SdfGrid], background: SdfGrid, color: ColorNetwork, beta_init: float, mixed_precision: bool = False
+        self,
+        objects: PackedObjects | None,
+        background: PyramidSdf,
+        color: ColorNetwork,
+        beta_init: float,
+        mixed_precision: bool = False,
+        closure_radius: float = 1.0,
     ) -> None:
         super().__init__()
-        self.fields = nn.ModuleList([*objects, background])
+        self.objects = objects
+        self.background = background
         self.color = color
         self.density = LaplaceDensity(beta_init)
         self.mixed_precision = mixed_precision  # bf16 autocast of the colour network (CUDA only)
+        self.closure_radius = closure_radius
 
     @property
     def num_objects(self) -> int:
-        return len(self.fields) - 1
+        return 0 if self.objects is None else len(self.objects)
+
+    def background_sdf(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The background field closed by the bounding sphere: (N,) and (N, 3)."""
+        value, grad = self.background(x)
+        r = x.norm(dim=-1)
+        sphere = self.closure_radius - r
+        sphere_grad = -x / r.clamp(min=1e-12)[:, None]
+        closer = sphere < value
+        return torch.where(closer, sphere, value), torch.where(closer[:, None], sphere_grad, grad)
 
     def sdfs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-field SDF (N, F) and gradients (N, F, 3)."""
-        values, grads = zip(*(field(x) for field in self.fields))
-        return torch.stack(values, dim=1), torch.stack(grads, dim=1)
+        bg, bg_grad = self.background_sdf(x)
+        if self.objects is None:
+            return bg[:, None], bg_grad[:, None]
+        values, grads = self.objects(x)
+        return torch.cat([values, bg[:, None]], dim=1), torch.cat([grads, bg_grad[:, None]], dim=1)
 
     def scene_sdf(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scene SDF = min over fields (N,), its gradient (N, 3), and the per-field SDFs (N, F)."""

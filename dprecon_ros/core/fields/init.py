@@ -2,8 +2,9 @@
 
 An object starts as its visual hull carved with depth: space some view saw behind the object's mask, that no
 view saw through and that is not another thing's surface; its far side, never seen, stays inside. The largest
-component of that hull, as a signed distance, with the fused TSDF substituted in the observed band, is a
-closed first shape that stage 1 then fits.
+component of that hull, as a signed distance, with the fused TSDF (read trilinearly) blended in smoothly
+where it observed the surface, is a closed first shape. Its zero level set is then redistanced, so stage 1
+starts from a true signed distance (|grad| = 1) rather than a staircase of truncated values.
 """
 
 from __future__ import annotations
@@ -11,21 +12,60 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage import measure
 
-from dprecon_ros.core.fields.composite import GridBox
+from dprecon_ros.core.fields.box import GridBox
 from dprecon_ros.core.fusion.tsdf import TsdfVolume
 from dprecon_ros.core.types import Keyframe
 
 BAND = 0.999  # |TSDF| below this is a real observation of the surface, not the truncation value
 
 
-def sample_volume(vol: TsdfVolume, points_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tsdf, weight, inside the volume) at map points, nearest voxel."""
+def observed_band(vol: TsdfVolume, points_map: np.ndarray, min_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tsdf, band weight in [0, 1], observed) at map points: the band weight is 1 where every neighbouring
+    voxel saw the surface closely (|tsdf| < BAND with enough weight) and falls smoothly to 0 off the band."""
     tsdf, weight, _ = vol.grids()
-    ijk = np.floor((points_map - vol.spec.origin) / vol.spec.voxel_size).astype(np.int64)
-    inside = np.all((ijk >= 0) & (ijk < np.array(vol.spec.shape)), axis=-1)
-    ijk = np.clip(ijk, 0, np.array(vol.spec.shape) - 1)
-    return tsdf[ijk[..., 0], ijk[..., 1], ijk[..., 2]], weight[ijk[..., 0], ijk[..., 1], ijk[..., 2]], inside
+    indicator = ((np.abs(tsdf) < BAND) & (weight >= min_weight)).astype(np.float32)
+    c = (points_map - vol.spec.origin) / vol.spec.voxel_size - 0.5
+    shape = np.array(vol.spec.shape)
+    inside = np.all((c >= -0.5) & (c <= shape - 0.5), axis=-1)
+    coords = c.reshape(-1, 3).T
+
+    def read(grid: np.ndarray) -> np.ndarray:
+        return ndimage.map_coordinates(grid.astype(np.float32), coords, order=1, mode="nearest").reshape(c.shape[:-1])
+
+    band = np.where(inside, read(indicator), 0.0)
+    observed = inside & (read((weight >= min_weight).astype(np.float32)) > 0.5)
+    return read(tsdf), smoothstep(band), observed
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def redistance(values: np.ndarray, voxel: float) -> np.ndarray:
+    """The signed distance (grid units scaled by `voxel`) to the zero level set of `values` (X, Y, Z), with the
+    signs of `values`: distances to a dense sampling of the marching-cubes surface (vertices and face
+    centres), point-to-plane near it so the level set does not move. Unchanged if there is no surface."""
+    if values.min() >= 0 or values.max() <= 0:
+        return values.astype(np.float32)
+    verts, faces, _, _ = measure.marching_cubes(values, level=0.0, allow_degenerate=False)
+    tri = verts[faces]
+    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vert_normals = np.zeros_like(verts)
+    for corner in range(3):
+        np.add.at(vert_normals, faces[:, corner], face_normals)
+    points = np.concatenate([verts, tri.mean(axis=1)])
+    normals = np.concatenate([vert_normals, face_normals])
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    spacing = float(np.linalg.norm(tri[:, 1] - tri[:, 0], axis=1).mean())
+    nodes = np.stack(np.meshgrid(*[np.arange(n) for n in values.shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    dist, nearest = cKDTree(points).query(nodes, workers=-1)
+    plane = np.abs(((nodes - points[nearest]) * normals[nearest]).sum(axis=1))
+    unsigned = np.maximum(plane, dist - spacing).reshape(values.shape)
+    return (np.where(values < 0, -unsigned, unsigned) * voxel).astype(np.float32)
 
 
 def signed_distance(occupied: np.ndarray, voxel: float) -> np.ndarray:
@@ -76,30 +116,37 @@ def carve_hull(points_map: torch.Tensor, keyframes: list[Keyframe], object_id: i
 
 
 def object_sdf_init(
-    vol: TsdfVolume, box: GridBox, to_map, scale: float, min_weight: float, keyframes: list[Keyframe], object_id: int, margin_m: float
+    vol: TsdfVolume,
+    box: GridBox,
+    to_map,
+    scale: float,
+    min_weight: float,
+    keyframes: list[Keyframe],
+    object_id: int,
+    margin_m: float,
+    extent: tuple[np.ndarray, np.ndarray],
 ) -> torch.Tensor:
-    """Initial SDF (scene units) on the object's grid: the fused TSDF in the observed band around the surface
-    (sub-voxel accurate), the signed distance to the object's carved hull elsewhere."""
+    """Initial SDF (scene units) at the object grid's nodes: the fused TSDF where it observed the surface
+    (sub-voxel accurate), the signed distance to the object's carved hull within `extent` (map-frame lo/hi;
+    the grid reaches beyond it) elsewhere, blended smoothly and redistanced."""
     centers = box.centers()
     points = to_map(centers.reshape(-1, 3).cpu().numpy())
     occupied = carve_hull(torch.as_tensor(points, dtype=torch.float32, device=centers.device), keyframes, object_id, margin_m)
-    occupied = largest_component(occupied.reshape(box.shape).cpu().numpy())
+    within = np.all((points >= extent[0]) & (points <= extent[1]), axis=-1)
+    occupied = largest_component((occupied.cpu().numpy() & within).reshape(box.shape))
     hull = signed_distance(occupied, box.voxel)
-    tsdf, weight, inside = sample_volume(vol, points.reshape(*box.shape, 3))
-    band = inside & (weight >= min_weight) & (np.abs(tsdf) < BAND) & (np.sign(tsdf) == np.sign(hull))
-    return torch.from_numpy(np.where(band, tsdf * vol.trunc / scale, hull).astype(np.float32))
+    tsdf, band, _ = observed_band(vol, points.reshape(*box.shape, 3), min_weight)
+    blended = band * tsdf * vol.trunc / scale + (1 - band) * hull
+    return torch.from_numpy(redistance(blended / box.voxel, box.voxel))
 
 
 def background_sdf_init(vol: TsdfVolume | None, box: GridBox, to_map, scale: float, min_weight: float) -> torch.Tensor:
-    """Background: a shell one truncation distance thick behind its observed surfaces (the TSDF inside the
-    band), true distances to it elsewhere. Unlike an object it gets no hull: walls and floor are open, and
-    space no camera covered (behind and above the cameras) must not turn solid."""
-    centers = box.centers().cpu().numpy()
+    """Background: a shell one truncation distance thick behind its observed surfaces (the TSDF where it saw
+    them), redistanced. Unlike an object it gets no hull: walls and floor are open, and space no camera
+    covered (behind and above the cameras) must not turn solid; the bounding sphere closes the scene."""
     if vol is None:
         return torch.full(box.shape, 3 * box.voxel, dtype=torch.float32)
-    tsdf, weight, inside = sample_volume(vol, to_map(centers))
-    observed = inside & (weight >= min_weight)
-    band = observed & (np.abs(tsdf) < BAND)
+    tsdf, band, observed = observed_band(vol, to_map(box.centers().cpu().numpy()), min_weight)
     shell = signed_distance(observed & (tsdf < 0), box.voxel)
-    keep = band & (np.sign(tsdf) == np.sign(shell))
-    return torch.from_numpy(np.where(keep, tsdf * vol.trunc / scale, shell).astype(np.float32))
+    blended = band * tsdf * vol.trunc / scale + (1 - band) * shell
+    return torch.from_numpy(redistance(blended / box.voxel, box.voxel))

@@ -35,6 +35,31 @@ def normals_from_depth(depth: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np
 
 
 @dataclass
+class CameraSet:
+    """Pinhole cameras in scene units: centres (I, 3), camera-to-world rotations (I, 3, 3), fx fy cx cy (I, 4)
+    and image sizes (I, 2) as (height, width)."""
+
+    origins: torch.Tensor
+    rotations: torch.Tensor
+    intrinsics: torch.Tensor
+    sizes: torch.Tensor
+
+    def patch_rays(self, image: torch.Tensor, corner: torch.Tensor, size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Origins and unit directions (P, size*size, 3) of square pixel patches: `corner` (P, 2) is the top-left
+        (row, col) of each patch in camera `image` (P,), pixels `stride` apart."""
+        offsets = torch.arange(size, device=corner.device) * stride
+        rows = corner[:, 0, None, None] + offsets[None, :, None]
+        cols = corner[:, 1, None, None] + offsets[None, None, :]
+        k = self.intrinsics[image]
+        x = (cols - k[:, 2, None, None]) / k[:, 0, None, None]
+        y = (rows - k[:, 3, None, None]) / k[:, 1, None, None]
+        x, y = torch.broadcast_tensors(x, y)
+        cam = torch.stack([x, y, torch.ones_like(x)], dim=-1).reshape(len(image), -1, 3)
+        dirs = torch.nn.functional.normalize(cam @ self.rotations[image].transpose(1, 2), dim=-1)
+        return self.origins[image][:, None].expand_as(dirs), dirs
+
+
+@dataclass
 class RayPool:
     """Every usable pixel of the keyframes: ray, colour, distance along the ray, normal, field index."""
 
@@ -47,6 +72,13 @@ class RayPool:
     field: torch.Tensor  # object index 0..K-1, or K for the background
     object_pixels: torch.Tensor  # indices of pixels on objects
     near: float  # no reading is nearer than this (scene units): where rendering starts
+    image: torch.Tensor  # keyframe index of each pixel (per-image depth alignment)
+    cameras: CameraSet  # the keyframes' cameras (virtual views near them)
+    missing_depth: bool = False  # some pixels have no depth reading (they need a traced sampling guide)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.cameras.origins)
 
     def __len__(self) -> int:
         return len(self.origins)
@@ -63,8 +95,9 @@ def build_ray_pool(
     """Rays of every `stride`-th pixel of every keyframe; pixels of unreconstructed instances are skipped."""
     index_of = {oid: k for k, oid in enumerate(object_ids)}
     background = len(object_ids)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("o", "d", "rgb", "dist", "n", "nv", "field")}
-    for kf in keyframes:
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("o", "d", "rgb", "dist", "n", "nv", "field", "image")}
+    cams: dict[str, list[np.ndarray]] = {k: [] for k in ("o", "R", "K", "size")}
+    for image, kf in enumerate(keyframes):
         f = kf.frame
         K = f.intrinsics.K
         h, w = f.instance.shape
@@ -104,19 +137,34 @@ def build_ray_pool(
         parts["n"].append(n_world[known])
         parts["nv"].append(n_valid[known])
         parts["field"].append(field[known])
+        parts["image"].append(np.full(int(known.sum()), image))
+        cams["o"].append(origin)
+        cams["R"].append(R)
+        cams["K"].append(np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]))
+        cams["size"].append(np.array([h, w]))
 
     def cat(key: str, dtype) -> torch.Tensor:
         return torch.as_tensor(np.concatenate(parts[key]), dtype=dtype, device=device)
 
     field = cat("field", torch.long)
+    distance = cat("dist", torch.float32)
+
+    def stacked(key: str, dtype) -> torch.Tensor:
+        return torch.as_tensor(np.stack(cams[key]), dtype=dtype, device=device)
+
     return RayPool(
         origins=cat("o", torch.float32),
         directions=cat("d", torch.float32),
         rgb=cat("rgb", torch.float32),
-        distance=cat("dist", torch.float32),
+        distance=distance,
         normal=cat("n", torch.float32),
         normal_valid=cat("nv", torch.bool),
         field=field,
         object_pixels=torch.nonzero(field < background).squeeze(1),
         near=min_depth_m / norm.scale,
+        image=cat("image", torch.long),
+        cameras=CameraSet(
+            stacked("o", torch.float32), stacked("R", torch.float32), stacked("K", torch.float32), stacked("size", torch.long)
+        ),
+        missing_depth=bool((~torch.isfinite(distance)).any()),
     )

@@ -14,6 +14,7 @@ import torch
 from dprecon_ros.core.fields.composite import laplace_cdf_density
 
 BISECTION_STEPS = 10
+OPEN_INTERVAL = 1e10  # length of the last interval of a ray: it ends on the scene's closure
 BETA_PLUS_MAX_FACTOR = 1e3  # upper end of the beta+ bisection, relative to beta
 
 
@@ -62,23 +63,22 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, count: int, determinis
     idx = torch.searchsorted(cdf, u, right=True).clamp(1, cdf.shape[1] - 1)
     c0, c1 = cdf.gather(1, idx - 1), cdf.gather(1, idx)
     b0, b1 = bins.gather(1, idx - 1), bins.gather(1, idx)
-    frac = (u - c0) / (c1 - c0).clamp(min=1e-10)
+    frac = ((u - c0) / (c1 - c0).clamp(min=1e-10)).clamp(0.0, 1.0)
     return b0 + frac * (b1 - b0)
 
 
-def error_bounded_samples(
+def refine_until_bounded(
     sdf_of: Callable[[torch.Tensor], torch.Tensor],
     near: torch.Tensor,
     far: torch.Tensor,
     beta: torch.Tensor,
     n_init: int,
-    n_final: int,
-    n_extra: int,
     eps: float,
     rounds: int,
     deterministic: bool = False,
-) -> torch.Tensor:
-    """Sorted distances (R, n_final + n_extra) along rays; `sdf_of(t)` gives the scene SDF at (R, S) distances."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VolSDF's refinement: samples t (R, S), the SDF there, and per ray a beta+ >= beta for which the opacity
+    error bound on those samples is at most `eps` (beta itself where the rounds got there)."""
     with torch.no_grad():
         steps = torch.linspace(0.0, 1.0, n_init, device=near.device)
         t = near[:, None] + (far - near)[:, None] * steps[None]
@@ -101,16 +101,65 @@ def error_bounded_samples(
             ok = opacity_error_bound(t, sdf, mid)[0] <= eps
             hi = torch.where(ok, mid, hi)
             lo = torch.where(ok, lo, mid)
-        beta_plus = torch.where(ok_lo, beta.expand(len(t)), hi)
+        return t, sdf, torch.where(ok_lo, beta.expand(len(t)), hi)
+
+
+def error_bounded_samples(
+    sdf_of: Callable[[torch.Tensor], torch.Tensor],
+    near: torch.Tensor,
+    far: torch.Tensor,
+    beta: torch.Tensor,
+    n_init: int,
+    n_final: int,
+    n_extra: int,
+    eps: float,
+    rounds: int,
+    deterministic: bool = False,
+) -> torch.Tensor:
+    """Sorted distances (R, n_final + n_extra + 1) along rays, the last one at `far` (where the scene is
+    closed); `sdf_of(t)` gives the scene SDF at (R, S) distances."""
+    t, sdf, beta_plus = refine_until_bounded(sdf_of, near, far, beta, n_init, eps, rounds, deterministic)
+    with torch.no_grad():
         sigma = laplace_cdf_density(sdf, beta_plus[:, None])
-        delta = torch.cat([t[:, 1:] - t[:, :-1], torch.full_like(t[:, :1], 1e10)], dim=1)
+        delta = torch.cat([t[:, 1:] - t[:, :-1], torch.full_like(t[:, :1], OPEN_INTERVAL)], dim=1)
         weights = composite_weights(sigma, delta)[0][:, :-1]
-        final = sample_pdf(t, weights, n_final, deterministic)
+        final = [sample_pdf(t, weights, n_final, deterministic), far[:, None]]
         if n_extra:
             pick = (
                 torch.randint(0, t.shape[1], (len(t), n_extra), device=t.device)
                 if not deterministic
                 else torch.linspace(0, t.shape[1] - 1, n_extra, device=t.device).long().expand(len(t), n_extra)
             )
-            final = torch.cat([final, t.gather(1, pick)], dim=1)
-        return torch.sort(final, dim=1).values
+            final.append(t.gather(1, pick))
+        return torch.sort(torch.cat(final, dim=1), dim=1).values
+
+
+def guided_samples(
+    near: torch.Tensor, far: torch.Tensor, guide: torch.Tensor, n_coarse: int, n_fine: int, half_width: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Sorted training samples (R, n_coarse + n_fine): stratified over [near, far] (the last at `far`, where the
+    scene is closed), and densely within `half_width` of `guide` (a measured depth along the ray, or where
+    sphere tracing met the surface). With a measured depth the surface is known to be there: no refinement
+    rounds are needed to find it."""
+    R, device = len(near), near.device
+    jitter = torch.rand((R, n_coarse - 1), generator=generator, device=device)
+    coarse = (torch.arange(n_coarse - 1, device=device) + jitter) / (n_coarse - 1)
+    coarse = torch.cat([near[:, None] + (far - near)[:, None] * coarse, far[:, None]], dim=1)
+    lo = torch.maximum(guide - half_width, near)
+    hi = torch.minimum(torch.maximum(guide + half_width, lo + 1e-4), far)
+    fine = (torch.arange(n_fine, device=device) + torch.rand((R, n_fine), generator=generator, device=device)) / n_fine
+    fine = lo[:, None] + (hi - lo)[:, None] * fine
+    return torch.sort(torch.cat([coarse, fine], dim=1), dim=1).values
+
+
+@torch.no_grad()
+def sphere_trace(
+    sdf_of: Callable[[torch.Tensor], torch.Tensor], near: torch.Tensor, far: torch.Tensor, steps: int, step_scale: float = 0.9
+) -> torch.Tensor:
+    """Distance (R,) at which each ray meets the zero level set of `sdf_of(t)` (points at distances (R, 1)),
+    or `far` where it does not within `steps`; steps are shortened since fields are only near-distances."""
+    t = near.clone()
+    for _ in range(steps):
+        d = sdf_of(t[:, None])[:, 0]
+        t = torch.minimum(t + step_scale * d.clamp(min=0), far)
+    return t

@@ -2,7 +2,9 @@
 
 Scene weights follow VolSDF (density of the minimum SDF). Field k's opacity along a ray accumulates
 T_scene(t) * (1 - exp(-sigma_k(t) * delta)): an object hidden behind another one gets no opacity there,
-which is what its mask says (ObjectSDF++'s occlusion-aware object opacity).
+which is what its mask says (ObjectSDF++'s occlusion-aware object opacity). The last sample's interval is
+open: the bounding sphere closes the scene there, so whatever light is left ends on it instead of
+compositing to black.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dprecon_ros.core.fields.composite import CompositeScene, laplace_cdf_density, nearest_field
-from dprecon_ros.core.render.sampling import composite_weights, error_bounded_samples
+from dprecon_ros.core.render.sampling import OPEN_INTERVAL, composite_weights, error_bounded_samples
 
 
 @dataclass
@@ -23,6 +25,10 @@ class RayBatch:
     near: torch.Tensor  # (R,)
     far: torch.Tensor  # (R,)
 
+    def at(self, t: torch.Tensor) -> torch.Tensor:
+        """Points (R, S, 3) at distances t (R, S)."""
+        return self.origins[:, None] + self.directions[:, None] * t[..., None]
+
 
 @dataclass
 class Rendered:
@@ -31,6 +37,7 @@ class Rendered:
     normal: torch.Tensor  # (R, 3) world, weighted sum of unit normals
     opacity: torch.Tensor  # (R,)
     field_opacity: torch.Tensor  # (R, F) occlusion-aware, objects then background
+    t: torch.Tensor  # (R, S) sample distances
     points: torch.Tensor  # (R*S, 3) sample points
     field_sdf: torch.Tensor  # (R*S, F)
     field_grad: torch.Tensor  # (R*S, F, 3)
@@ -48,23 +55,19 @@ def sphere_bounds(
     return near, far
 
 
-def render_rays(
-    scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int, n_extra: int, eps: float, rounds: int, deterministic: bool = False
-) -> Rendered:
-    R = len(rays.origins)
-
-    def scene_sdf_at(t: torch.Tensor) -> torch.Tensor:
-        x = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
-        return scene.scene_sdf(x.reshape(-1, 3))[0].reshape(t.shape)
-
-    t = error_bounded_samples(scene_sdf_at, rays.near, rays.far, scene.density.beta, n_init, n_final, n_extra, eps, rounds, deterministic)
-    S = t.shape[1]
-    points = (rays.origins[:, None] + rays.directions[:, None] * t[..., None]).reshape(-1, 3)
-    field_sdf, field_grad = scene.sdfs(points)
+def render_samples(scene: CompositeScene, rays: RayBatch, t: torch.Tensor, background_only: bool = False) -> Rendered:
+    """Composite the scene (or the background field alone) at sorted sample distances t (R, S)."""
+    R, S = t.shape
+    points = rays.at(t).reshape(-1, 3)
+    if background_only:
+        bg, bg_grad = scene.background_sdf(points)
+        field_sdf, field_grad = bg[:, None], bg_grad[:, None]
+    else:
+        field_sdf, field_grad = scene.sdfs(points)
     sdf, grad = nearest_field(field_sdf, field_grad)
     normal = F.normalize(grad, dim=-1)
     beta = scene.density.beta
-    delta = torch.cat([t[:, 1:] - t[:, :-1], (rays.far - t[:, -1]).clamp(min=1e-4)[:, None]], dim=1)
+    delta = torch.cat([t[:, 1:] - t[:, :-1], torch.full_like(t[:, :1], OPEN_INTERVAL)], dim=1)
     sigma = laplace_cdf_density(sdf, beta).reshape(R, S)
     weights, trans = composite_weights(sigma, delta)
     view = rays.directions[:, None].expand(R, S, 3).reshape(-1, 3)
@@ -78,7 +81,20 @@ def render_rays(
         normal=(weights[..., None] * normal.reshape(R, S, 3)).sum(1),
         opacity=weights.sum(1),
         field_opacity=field_weights.sum(1).clamp(max=1.0),
+        t=t,
         points=points,
         field_sdf=field_sdf,
         field_grad=field_grad,
     )
+
+
+def render_rays(
+    scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int, n_extra: int, eps: float, rounds: int, deterministic: bool = False
+) -> Rendered:
+    """Render with VolSDF's error-bounded sampling (rays with no measured depth to guide them)."""
+
+    def scene_sdf_at(t: torch.Tensor) -> torch.Tensor:
+        return scene.scene_sdf(rays.at(t).reshape(-1, 3))[0].reshape(t.shape)
+
+    t = error_bounded_samples(scene_sdf_at, rays.near, rays.far, scene.density.beta, n_init, n_final, n_extra, eps, rounds, deterministic)
+    return render_samples(scene, rays, t)

@@ -73,7 +73,7 @@ class MeshStage(Stage):
 
 def mesh_field(model: SceneModel, state: ObjectState, target_faces: int, min_component_fraction: float) -> TriangleMesh:
     field, norm = state.field, model.normalisation
-    values = field.values.detach()[0].float().cpu().numpy()
+    values = field.node_values().float().cpu().numpy()
     verts, faces = sdf_grid_surface(values, field.box.origin.cpu().numpy(), field.box.voxel)
     if len(faces) == 0:
         return TriangleMesh.empty()
@@ -87,7 +87,7 @@ def field_vertex_colors(model: SceneModel, state: ObjectState, scene_pts: np.nda
     """Colours the appearance network gives each vertex, seen head-on along its normal."""
     if len(scene_pts) == 0 or model.appearance is None:
         return np.full((len(scene_pts), 4), 255, np.uint8)
-    device = state.field.values.device
+    device = state.field.box.origin.device
     x = torch.as_tensor(scene_pts, dtype=torch.float32, device=device)
     _, grad = state.field(x)
     n = F.normalize(grad, dim=-1)

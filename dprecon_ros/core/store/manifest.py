@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 FORMAT = "dprecon_ros.map"
-VERSION = 1
+VERSION = 2  # 2: SDF fields are pyramids of levels
 MANIFEST = "map.json"
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dprecon_ros.core.fields.composite import ColorNetwork, GridBox, SdfGrid
+from dprecon_ros.core.fields.box import GridBox
+from dprecon_ros.core.fields.composite import ColorNetwork
+from dprecon_ros.core.fields.pyramid import PyramidSdf
 from dprecon_ros.core.scene_model import ObjectState, SceneModel, VoxelGrid
 from dprecon_ros.core.store.manifest import MapFormatError, atomic_write_bytes
 from dprecon_ros.core.types import ObjectSeed, SceneNormalisation, TriangleMesh
@@ -52,8 +54,9 @@ def _state_meta(state: ObjectState, arrays: dict[str, np.ndarray]) -> dict:
             state.mesh.vertex_colors,
         )
     if state.field is not None:
-        meta["field"] = _box_meta(state.field.box)
-        arrays[f"{key}.field"] = state.field.values.detach()[0].float().cpu().numpy()
+        meta["field"] = {**_box_meta(state.field.box), "levels": len(state.field.levels)}
+        for level, values in enumerate(state.field.levels):
+            arrays[f"{key}.field.{level}"] = values.detach().float().cpu().numpy()
     return meta
 
 
@@ -66,7 +69,11 @@ def _state_from(meta: dict, arrays) -> ObjectState:
     mesh = TriangleMesh(arrays[f"{key}.vertices"], arrays[f"{key}.faces"], arrays[f"{key}.colors"]) if meta["mesh"] else None
     field = None
     if meta["field"] is not None:
-        field = SdfGrid(_box_from(meta["field"]), torch.from_numpy(arrays[f"{key}.field"]))
+        if "levels" in meta["field"]:
+            levels = [torch.from_numpy(arrays[f"{key}.field.{level}"]) for level in range(int(meta["field"]["levels"]))]
+        else:  # format 1: one dense grid; it reads as a one-level pyramid and is refitted at the next change
+            levels = [torch.from_numpy(arrays[f"{key}.field"])]
+        field = PyramidSdf(_box_from(meta["field"]), levels)
     return ObjectState(
         int(meta["id"]),
         meta["label"],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from dprecon_ros.config import ConfigError, DpreconConfig, load_config, set_leaf
+from dprecon_ros.config_fields import config_field
 from dprecon_ros.core.pipeline_config import PRESETS
 from dprecon_ros.core.stages.base import STAGES
 from dprecon_ros.core.stages.catalog import make_stages
@@ -51,13 +54,26 @@ def test_list_leaves_are_typed_and_schedules_shaped():
         set_leaf(cfg, "reconstruction.stages", ["fuse", 3])
     with pytest.raises(ConfigError, match="expected a list"):
         set_leaf(cfg, "reconstruction.stages", "fuse")
-    set_leaf(cfg, "geometry.lr_schedule", [0, 1.0, 0.1, 500])
-    assert cfg.geometry.lr_schedule == [0.0, 1.0, 0.1, 500.0]
+    scheduled = Scheduled()
+    set_leaf(scheduled, "rate", [0, 1.0, 0.1, 500])
+    assert scheduled.rate == [0.0, 1.0, 0.1, 500.0]
     with pytest.raises(ConfigError, match="schedule"):
-        set_leaf(cfg, "geometry.lr_schedule", [0.0, 1.0, 0.1])
+        set_leaf(scheduled, "rate", [0.0, 1.0, 0.1])
     with pytest.raises(ConfigError, match="schedule"):
-        set_leaf(cfg, "geometry.lr_schedule", [500.0, 1.0, 0.1, 0.0])
+        set_leaf(scheduled, "rate", [500.0, 1.0, 0.1, 0.0])
     with pytest.raises(ConfigError, match="outside"):
-        set_leaf(cfg, "geometry.lr_schedule", [0.0, -1.0, 0.1, 10.0])
-    fresh = DpreconConfig()
-    assert fresh.reconstruction.stages == [] and fresh.geometry.lr_schedule == [0.0, 1.0, 1.0, 1.0]  # defaults not shared
+        set_leaf(scheduled, "rate", [0.0, -1.0, 0.1, 10.0])
+    assert DpreconConfig().reconstruction.stages == [] and Scheduled().rate == [0.0, 1.0, 1.0, 1.0]  # defaults not shared
+
+
+@dataclass
+class Scheduled:
+    rate: list[float] = config_field([0.0, 1.0, 1.0, 1.0], "a value over the steps", (0.0, 100.0), schedule=True)
+
+
+def test_nested_presets_are_sections():
+    cfg = DpreconConfig()
+    set_leaf(cfg, "geometry.cpu.iterations", 12)
+    assert cfg.geometry.cpu.iterations == 12 and cfg.geometry.iterations == 1500
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        set_leaf(cfg, "geometry.cpu", 3)
