@@ -93,7 +93,7 @@ def tiny_geometry(cfg: DpreconConfig, iterations: int = 3) -> DpreconConfig:
     g.cpu_preset = False
     g.iterations, g.rays_per_batch, g.object_resolution, g.background_resolution, g.feature_resolution = iterations, 64, 16, 16, 8
     g.samples_coarse, g.samples_fine, g.eikonal_points, g.overlap_points, g.background_patches = 8, 8, 32, 32, 1
-    g.patch_size, g.trace_steps, g.progress_every = 4, 8, 1
+    g.patch_size, g.guide_samples, g.progress_every = 4, 16, 1
     return cfg
 
 

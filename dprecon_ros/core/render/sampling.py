@@ -153,13 +153,17 @@ def guided_samples(
 
 
 @torch.no_grad()
-def sphere_trace(
-    sdf_of: Callable[[torch.Tensor], torch.Tensor], near: torch.Tensor, far: torch.Tensor, steps: int, step_scale: float = 0.9
-) -> torch.Tensor:
-    """Distance (R,) at which each ray meets the zero level set of `sdf_of(t)` (points at distances (R, 1)),
-    or `far` where it does not within `steps`; steps are shortened since fields are only near-distances."""
-    t = near.clone()
-    for _ in range(steps):
-        d = sdf_of(t[:, None])[:, 0]
-        t = torch.minimum(t + step_scale * d.clamp(min=0), far)
-    return t
+def first_surface(sdf_of: Callable[[torch.Tensor], torch.Tensor], near: torch.Tensor, far: torch.Tensor, count: int) -> torch.Tensor:
+    """Distance (R,) of each ray's first zero crossing among `count` uniform samples of `sdf_of(t)` (linear
+    between the samples that bracket it), or `far` where the ray never enters a surface (the scene's closure
+    is there). One batched evaluation instead of many sequential sphere-tracing steps."""
+    steps = torch.linspace(0.0, 1.0, count, device=near.device)
+    t = near[:, None] + (far - near)[:, None] * steps[None]
+    sdf = sdf_of(t)
+    inside = sdf <= 0
+    first = torch.where(inside.any(dim=1), inside.float().argmax(dim=1), torch.full_like(near, count - 1, dtype=torch.long))
+    before = (first - 1).clamp(min=0)
+    d0, d1 = sdf.gather(1, before[:, None])[:, 0], sdf.gather(1, first[:, None])[:, 0]
+    t0, t1 = t.gather(1, before[:, None])[:, 0], t.gather(1, first[:, None])[:, 0]
+    frac = (d0 / (d0 - d1).clamp(min=1e-12)).clamp(0.0, 1.0)
+    return torch.where(first > 0, t0 + frac * (t1 - t0), t1)

@@ -20,7 +20,7 @@ class GeometrySizes:
     background_resolution: int = config_field(128, "finest SDF grid nodes along the scene's longest side", (8, 1024))
     feature_resolution: int = config_field(64, "colour feature grid cells along the scene's longest side", (4, 512))
     samples_coarse: int = config_field(32, "training samples per ray spread over the whole ray", (2, 1024))
-    samples_fine: int = config_field(48, "training samples per ray around its measured depth (or traced surface)", (2, 1024))
+    samples_fine: int = config_field(48, "training samples per ray around its measured depth (or the field's first surface)", (2, 1024))
     eikonal_points: int = config_field(
         512, "eikonal points per refitted field and step (half uniform, half near the surface)", (2, 100_000)
     )
@@ -69,7 +69,7 @@ class GeometryConfig(GeometrySizes):
         0.004, "initial VolSDF beta (m); the paper starts at 0.1 scene units from scratch, fields here start at the TSDF", (1e-5, 1.0)
     )
     sample_band_m: float = config_field(0.04, "half width of the fine training samples around the measured depth (m)", (1e-4, 1.0))
-    trace_steps: int = config_field(32, "sphere-tracing steps for rays with no measured depth", (1, 1000))
+    guide_samples: int = config_field(64, "uniform samples that locate the surface on rays with no measured depth", (2, 4096))
     samples_init: int = config_field(64, "error-bounded sampling (evaluation renders): initial uniform samples per ray", (4, 1024))
     samples_final: int = config_field(64, "error-bounded sampling: samples drawn from the opacity bound", (4, 1024))
     samples_extra: int = config_field(32, "error-bounded sampling: extra samples kept from the refined set", (0, 1024))

@@ -2,7 +2,7 @@
 
 Only the fields being refitted (and the shared density and colour network) are optimised; fields kept from
 an earlier run take part in rendering, frozen. Training rays are sampled around their measured depth (or
-where sphere tracing meets the surface), so no refinement rounds are spent finding a surface the sensor
+where the current field first has a surface), so no refinement rounds are spent finding a surface the sensor
 already located.
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from dprecon_ros.core.fields.composite import CompositeScene
 from dprecon_ros.core.render.rays import RayPool
-from dprecon_ros.core.render.sampling import guided_samples, sphere_trace
+from dprecon_ros.core.render.sampling import first_surface, guided_samples
 from dprecon_ros.core.render.volume import RayBatch, render_samples, sphere_bounds
 from dprecon_ros.core.stages.base import RunContext
 from dprecon_ros.core.stages.geometry import losses
@@ -61,7 +61,7 @@ def training_samples(
 ) -> torch.Tensor:
     guide = torch.nan_to_num(distance)
     if fit.pool.missing_depth:
-        traced = sphere_trace(scene_sdf_along(scene, rays), rays.near, rays.far, cfg.trace_steps)
+        traced = first_surface(scene_sdf_along(scene, rays), rays.near, rays.far, cfg.guide_samples)
         guide = torch.where(torch.isfinite(distance), guide, traced)
     return guided_samples(rays.near, rays.far, guide, cfg.samples_coarse, cfg.samples_fine, fit.units(cfg.sample_band_m), generator)
 
@@ -168,7 +168,7 @@ def background_term(cfg: GeometryConfig, scene: CompositeScene, fit: FitProblem,
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
     near, far = sphere_bounds(o, d, min_near=fit.pool.near)
     rays = RayBatch(o, d, near, far)
-    guide = sphere_trace(scene_sdf_along(scene, rays, background_only=True), near, far, cfg.trace_steps)
+    guide = first_surface(scene_sdf_along(scene, rays, background_only=True), near, far, cfg.guide_samples)
     t = guided_samples(near, far, guide, cfg.samples_coarse, cfg.samples_fine, fit.units(cfg.sample_band_m), generator)
     out = render_samples(scene, rays, t, background_only=True)
     return losses.patch_smoothness_loss(out.distance.reshape(-1, size, size), out.normal.reshape(-1, size, size, 3))

@@ -168,7 +168,10 @@ class GeometryStage(Stage):
                 state.volume if state.volume is not None else fuse_object(seed, ctx.keyframes, ctx.config.tsdf, device, ctx.compute.scale)
             )
             margin = max(cfg.carve_margin_m, cube.voxel * norm.scale)
-            init = object_sdf_init(volume, cube, norm.to_map, norm.scale, min_weight, ctx.keyframes, seed.object_id, margin, (lo, hi))
+            # the hull may fill unseen space but not reach below the object's lowest observed point: what it
+            # stands on was seen around it
+            floor = np.array([lo[0], lo[1], seed.lo[2]])
+            init = object_sdf_init(volume, cube, norm.to_map, norm.scale, min_weight, ctx.keyframes, seed.object_id, margin, (floor, hi))
             fields.append(PyramidSdf.from_values(cube, init.to(device), cfg.pyramid_levels))
             trainable.append(k)
         background = model.background
