@@ -77,17 +77,22 @@ def signed_distance(occupied: np.ndarray, voxel: float) -> np.ndarray:
     return ((outside - inside + np.where(occupied, 0.5, -0.5)) * voxel).astype(np.float32)
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
+def main_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
+    """The components of `mask` at least `min_fraction` of the largest one's size (a table's legs stay with
+    its top; specks of mis-carved space go)."""
     labels, n = ndimage.label(mask)
     if n <= 1:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    return np.isin(labels, np.nonzero(sizes >= min_fraction * sizes.max())[0])
 
 
-def carve_hull(points_map: torch.Tensor, keyframes: list[Keyframe], object_id: int, margin_m: float) -> torch.Tensor:
-    """Visual hull with depth: points some view saw behind the object's own mask, that no view saw through
+def carve_hull(
+    points_map: torch.Tensor, keyframes: list[Keyframe], object_id: int, margin_m: float, max_depth_m: float = float("inf")
+) -> torch.Tensor:
+    """Visual hull with depth: points some view saw behind the object's own mask (at most `max_depth_m` behind
+    the measured surface: a table top seen from above does not make the floor under it solid), that no view saw through
     (in front of a measured surface) and that do not lie on another thing's measured surface."""
     device = points_map.device
     free = torch.zeros(len(points_map), dtype=torch.bool, device=device)
@@ -111,7 +116,7 @@ def carve_hull(points_map: torch.Tensor, keyframes: list[Keyframe], object_id: i
         zz = z[sel]
         free[sel] |= measured & (zz < depth - margin_m)
         foreign[sel] |= measured & ~mask & ((zz - depth).abs() <= margin_m)
-        behind_object[sel] |= mask & measured & (zz >= depth - margin_m)
+        behind_object[sel] |= mask & measured & (zz >= depth - margin_m) & (zz <= depth + max_depth_m)
     return behind_object & ~free & ~foreign
 
 
@@ -125,15 +130,17 @@ def object_sdf_init(
     object_id: int,
     margin_m: float,
     extent: tuple[np.ndarray, np.ndarray],
+    max_depth_m: float = float("inf"),
+    min_component_fraction: float = 1.0,
 ) -> torch.Tensor:
     """Initial SDF (scene units) at the object grid's nodes: the fused TSDF where it observed the surface
     (sub-voxel accurate), the signed distance to the object's carved hull within `extent` (map-frame lo/hi;
     the grid reaches beyond it) elsewhere, blended smoothly and redistanced."""
     centers = box.centers()
     points = to_map(centers.reshape(-1, 3).cpu().numpy())
-    occupied = carve_hull(torch.as_tensor(points, dtype=torch.float32, device=centers.device), keyframes, object_id, margin_m)
+    occupied = carve_hull(torch.as_tensor(points, dtype=torch.float32, device=centers.device), keyframes, object_id, margin_m, max_depth_m)
     within = np.all((points >= extent[0]) & (points <= extent[1]), axis=-1)
-    occupied = largest_component((occupied.cpu().numpy() & within).reshape(box.shape))
+    occupied = main_components((occupied.cpu().numpy() & within).reshape(box.shape), min_component_fraction)
     hull = signed_distance(occupied, box.voxel)
     tsdf, band, _ = observed_band(vol, points.reshape(*box.shape, 3), min_weight)
     blended = band * tsdf * vol.trunc / scale + (1 - band) * hull

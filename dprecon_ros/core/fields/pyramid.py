@@ -3,8 +3,8 @@
 Why a pyramid: an update at one point moves the coarse levels too, so sparse gradients (the prior's normal
 maps of unseen sides, a few rays a step) change the shape smoothly instead of cell by cell, while the finest
 level keeps the detail the TSDF measured. With B-spline reads the normals are continuous across cells.
-Level l has cells 2^l times the finest cell over the same origin (and one node more, so that it covers the
-finest level's extent); the finest level is level 0.
+Level l has cells 2^l times the finest cell, one coarse node beyond the finest level's origin and extent on
+every side (so it covers the finest level's whole domain); the finest level is level 0.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def level_shapes(shape: tuple[int, int, int], levels: int) -> list[tuple[int, in
     """Node counts of each level, finest first; stops early where a level would be smaller than useful."""
     shapes = [tuple(shape)]
     for level in range(1, levels):
-        coarse = tuple(int(math.ceil((n - 1) / 2**level)) + 2 for n in shape)
+        coarse = tuple(int(math.ceil((n - 1) / 2**level)) + 3 for n in shape)
         if min(coarse) < MIN_LEVEL_NODES:
             break
         shapes.append(coarse)
@@ -39,7 +39,7 @@ def pyramid_read(levels: list[torch.Tensor], which: torch.Tensor | None, u: torc
     for level, grid in enumerate(levels):
         factor = 2.0**level
         lo, hi = domain(tuple(grid.shape[1:]), u.device)
-        ul = u / factor
+        ul = u / factor + (1.0 if level else 0.0)  # coarse nodes start one coarse cell before the finest origin
         clamped = torch.minimum(torch.maximum(ul, lo), hi)
         v, g = bspline(grid, which, clamped)
         value = value + v
@@ -108,6 +108,7 @@ class PackedObjects(nn.Module):
         self.register_buffer("origins", torch.stack([f.box.origin for f in fields]))
         self.register_buffer("voxels", torch.tensor([f.box.voxel for f in fields], device=fields[0].box.origin.device))
         self.register_buffer("trainable", torch.tensor(trainable, dtype=torch.float32, device=fields[0].box.origin.device))
+        self.register_buffer("nodes", torch.tensor(self.shape, dtype=torch.float32, device=fields[0].box.origin.device))
         for p in self.levels:
             p.register_hook(lambda g: g * self.trainable.view(-1, 1, 1, 1))
 
@@ -116,7 +117,7 @@ class PackedObjects(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-object SDF (N, K) and gradients (N, K, 3)."""
-        n = torch.tensor(self.shape, dtype=x.dtype, device=x.device)
+        n = self.nodes
         voxels = self.voxels[None, :, None]
         u = (x[:, None] - self.origins[None]) / voxels  # (N, K, 3)
         in_cube = u.clamp(torch.zeros_like(n), n - 1)
@@ -125,7 +126,7 @@ class PackedObjects(nn.Module):
         values = cube_dist.reshape(u.shape[:2]) + clearance
         grads = cube_away.reshape(u.shape)
         point, obj = torch.nonzero(cube_dist.reshape(u.shape[:2]) == 0, as_tuple=True)
-        if len(point):
+        if len(point):  # on CUDA the compaction above is this evaluation's one host sync
             ui = u[point, obj]
             lo, hi = domain(self.shape, x.device)
             clamped = torch.minimum(torch.maximum(ui, lo), hi)

@@ -145,8 +145,8 @@ def guided_samples(
     jitter = torch.rand((R, n_coarse - 1), generator=generator, device=device)
     coarse = (torch.arange(n_coarse - 1, device=device) + jitter) / (n_coarse - 1)
     coarse = torch.cat([near[:, None] + (far - near)[:, None] * coarse, far[:, None]], dim=1)
-    lo = torch.maximum(guide - half_width, near)
-    hi = torch.minimum(torch.maximum(guide + half_width, lo + 1e-4), far)
+    lo = torch.minimum(torch.maximum(guide - half_width, near), far)
+    hi = torch.minimum(torch.maximum(guide + half_width, lo), far)
     fine = (torch.arange(n_fine, device=device) + torch.rand((R, n_fine), generator=generator, device=device)) / n_fine
     fine = lo[:, None] + (hi - lo)[:, None] * fine
     return torch.sort(torch.cat([coarse, fine], dim=1), dim=1).values

@@ -36,6 +36,7 @@ class Rendered:
     distance: torch.Tensor  # (R,) expected distance along the ray
     normal: torch.Tensor  # (R, 3) world, weighted sum of unit normals
     opacity: torch.Tensor  # (R,)
+    surface_opacity: torch.Tensor  # (R,) opacity before the last sample: surfaces met before the scene's closure
     field_opacity: torch.Tensor  # (R, F) occlusion-aware, objects then background
     t: torch.Tensor  # (R, S) sample distances
     points: torch.Tensor  # (R*S, 3) sample points
@@ -80,6 +81,7 @@ def render_samples(scene: CompositeScene, rays: RayBatch, t: torch.Tensor, backg
         distance=(weights * t).sum(1),
         normal=(weights[..., None] * normal.reshape(R, S, 3)).sum(1),
         opacity=weights.sum(1),
+        surface_opacity=weights[:, :-1].sum(1),
         field_opacity=field_weights.sum(1).clamp(max=1.0),
         t=t,
         points=points,

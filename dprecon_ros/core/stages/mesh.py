@@ -32,7 +32,6 @@ class MeshConfig:
 
 
 log = logging.getLogger("dprecon_ros")
-LARGEST_COMPONENT_ONLY = 1.0  # a fitted field's stray blobs are optimisation noise, not object parts
 
 
 @register_stage
@@ -54,7 +53,7 @@ class MeshStage(Stage):
         cfg = ctx.config.mesh
         faces_budget = cfg.background_target_faces if state.is_background else cfg.target_faces
         if state.field is not None and model.normalisation is not None:
-            component = 0.0 if state.is_background else LARGEST_COMPONENT_ONLY
+            component = 0.0 if state.is_background else cfg.min_component_fraction
             return mesh_field(model, state, faces_budget, component)
         volume = state.volume if state.volume is not None else self.fuse(state, ctx)  # after an out-of-memory retry
         if volume is None:

@@ -112,7 +112,7 @@ def context() -> RunContext:
 def fit(iterations: int = 120) -> tuple[tuple[float, float], tuple[float, float], list[dict]]:
     torch.manual_seed(0)
     pool, scene = sphere_views(), perturbed_scene()
-    problem = FitProblem(pool, True, [0], False, torch.zeros(0, 2, 3), metres_per_unit=1.0)
+    problem = FitProblem(pool, True, [0], False, torch.zeros(0, 2, 3), torch.tensor([[[-0.4] * 3, [0.4] * 3]]), metres_per_unit=1.0)
     before = errors(scene, pool)
     history = optimise(fit_config(iterations), scene, problem, context())
     return before, errors(scene, pool), history

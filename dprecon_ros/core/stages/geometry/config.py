@@ -25,21 +25,25 @@ class GeometrySizes:
         512, "eikonal points per refitted field and step (half uniform, half near the surface)", (2, 100_000)
     )
     overlap_points: int = config_field(1024, "points per step in the intersections of object boxes (overlap term)", (0, 100_000))
-    background_patches: int = config_field(4, "background-only patches rendered per step (background term)", (0, 1000))
+    background_patches: int = config_field(1, "background-only patches rendered per step (background term)", (0, 1000))
+    patch_size: int = config_field(32, "side of a background-only patch (pixels)", (2, 64))
+    guide_samples: int = config_field(64, "uniform samples that locate the surface on rays with no measured depth", (2, 4096))
 
 
 def _cpu_sizes() -> GeometrySizes:
     return GeometrySizes(
         iterations=400,
         rays_per_batch=384,
-        object_resolution=40,
+        object_resolution=48,
         background_resolution=56,
         feature_resolution=32,
-        samples_coarse=16,
-        samples_fine=24,
+        samples_coarse=12,
+        samples_fine=16,
         eikonal_points=128,
         overlap_points=256,
         background_patches=1,
+        patch_size=6,
+        guide_samples=24,
     )
 
 
@@ -57,6 +61,9 @@ class GeometryConfig(GeometrySizes):
         0.5, "an object's box grows by this fraction of its size on the side facing away from the cameras (unseen backs)", (0.0, 5.0)
     )
     unseen_growth_max_m: float = config_field(0.1, "an object's box grows away from the cameras by at most this much (m)", (0.0, 10.0))
+    hull_max_depth_m: float = config_field(
+        0.2, "the initial hull fills unseen space at most this far behind an observed surface of the object (m)", (0.0, 100.0)
+    )
     carve_margin_m: float = config_field(0.015, "depth tolerance of the initial hull carving (m); at least one grid cell", (0.0, 1.0))
     lr_sdf_voxels: float = config_field(0.05, "learning rate of every SDF pyramid level, in finest cells of that field", (1e-5, 10.0))
     lr_beta: float = config_field(0.005, "learning rate of log(beta)", (0.0, 1.0))
@@ -69,7 +76,6 @@ class GeometryConfig(GeometrySizes):
         0.004, "initial VolSDF beta (m); the paper starts at 0.1 scene units from scratch, fields here start at the TSDF", (1e-5, 1.0)
     )
     sample_band_m: float = config_field(0.04, "half width of the fine training samples around the measured depth (m)", (1e-4, 1.0))
-    guide_samples: int = config_field(64, "uniform samples that locate the surface on rays with no measured depth", (2, 4096))
     samples_init: int = config_field(64, "error-bounded sampling (evaluation renders): initial uniform samples per ray", (4, 1024))
     samples_final: int = config_field(64, "error-bounded sampling: samples drawn from the opacity bound", (4, 1024))
     samples_extra: int = config_field(32, "error-bounded sampling: extra samples kept from the refined set", (0, 1024))
@@ -89,10 +95,10 @@ class GeometryConfig(GeometrySizes):
         0.1, "weight of the background depth and normal smoothness on background-only patches", (0.0, 1000.0)
     )
     w_free_space: float = config_field(0.1, "weight of the free-space term: nothing where a depth ray passed", (0.0, 1000.0))
+    w_outside_box: float = config_field(0.1, "weight of the term that keeps each object empty outside its (grown) box", (0.0, 1000.0))
     free_space_margin_m: float = config_field(0.03, "free space ends this far before a measured depth (noise tolerance, m)", (0.0, 1.0))
     smooth_offset_m: float = config_field(0.005, "offset between the points compared by the smoothness loss (m)", (1e-5, 1.0))
     near_surface_sigma_m: float = config_field(0.01, "spread of the near-surface eikonal points around measured surfaces (m)", (1e-5, 1.0))
-    patch_size: int = config_field(8, "side of a background-only patch (pixels)", (2, 64))
     patch_camera_jitter_m: float = config_field(
         0.1, "virtual cameras of the background term move this far from a keyframe's (m)", (0.0, 5.0)
     )

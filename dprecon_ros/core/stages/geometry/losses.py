@@ -107,3 +107,9 @@ def free_space_loss(field_sdf: torch.Tensor, free: torch.Tensor) -> torch.Tensor
     """Where a depth ray passed before its measured surface nothing is there: every field's SDF at those
     samples (M, F) must be positive; `free` (M,) marks them."""
     return masked_mean(F.relu(-field_sdf).sum(dim=1), free)
+
+
+def outside_box_loss(object_sdf: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """An object is empty outside its box (its cube reaches beyond it): penalise its negative SDF at points
+    (M,) of its cube that lie outside the box (`outside` (M,))."""
+    return masked_mean(F.relu(-object_sdf), outside)

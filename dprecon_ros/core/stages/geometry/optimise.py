@@ -22,7 +22,7 @@ from dprecon_ros.core.stages.geometry.config import GeometryConfig
 
 OBJECT_RAY_SHARE = 0.5  # half of each batch comes from object pixels: objects are small in the images
 PATCH_SPAN = 8  # a background patch spans about 1/PATCH_SPAN of the image width
-LOSS_NAMES = ("rgb", "depth", "normal_l1", "normal_cos", "mask", "eikonal", "smooth", "overlap", "background", "free_space")
+LOSS_NAMES = ("rgb", "depth", "normal_l1", "normal_cos", "mask", "eikonal", "smooth", "overlap", "background", "free_space", "outside_box")
 
 
 @dataclass
@@ -34,7 +34,12 @@ class FitProblem:
     trainable_objects: list[int]
     background_trainable: bool
     overlap_boxes: torch.Tensor  # (P, 2, 3) lo/hi of intersections of object boxes (scene units)
+    object_boxes: torch.Tensor  # (K, 2, 3) lo/hi of each object's (grown) box, inside its cube (scene units)
     metres_per_unit: float
+
+    def __post_init__(self) -> None:
+        device = self.pool.field.device
+        self.trainable_index = torch.as_tensor(self.trainable_objects, dtype=torch.long, device=device)  # once, not per step
 
     def units(self, metres: float) -> float:
         return metres / self.metres_per_unit
@@ -80,7 +85,7 @@ def observation_terms(cfg: GeometryConfig, scene: CompositeScene, fit: FitProble
         depth = losses.metric_depth_loss(out.distance, dist, has_depth)
     else:
         depth = losses.scale_shift_invariant_depth_loss(out.distance, dist, has_depth, pool.image[idx], pool.num_images)
-    crossing = pool.normal_valid[idx] & has_depth & (out.opacity.detach() > 0.5)
+    crossing = pool.normal_valid[idx] & has_depth & (out.surface_opacity.detach() > 0.5)
     normal_l1, normal_cos = losses.normal_losses(out.normal, pool.normal[idx], crossing)
     free = (out.t < (dist - fit.units(cfg.free_space_margin_m))[:, None]) & has_depth[:, None]
     terms = {
@@ -95,7 +100,7 @@ def observation_terms(cfg: GeometryConfig, scene: CompositeScene, fit: FitProble
     return terms, surface, field, has_depth
 
 
-def eikonal_term(
+def field_regularisers(
     cfg: GeometryConfig,
     scene: CompositeScene,
     fit: FitProblem,
@@ -103,16 +108,17 @@ def eikonal_term(
     owner: torch.Tensor,
     has_depth: torch.Tensor,
     generator,
-) -> torch.Tensor:
-    """Eikonal residual of each refitted field inside its own grid: uniform points in the grid plus points
-    near the batch's measured surfaces, averaged per field."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eikonal residual of each refitted field inside its own grid (uniform points in the grid plus points near
+    the batch's measured surfaces, averaged per field), and the outside-box term on the same uniform points
+    (an object's cube reaches beyond its box; beyond the box the object must be empty)."""
     device, K = surface.device, scene.num_objects
     n_uniform = max(1, cfg.eikonal_points // 2)
     points, owners = [], []
     if fit.trainable_objects:
-        which = torch.as_tensor(fit.trainable_objects, device=device).repeat_interleave(n_uniform)
+        which = fit.trainable_index.repeat_interleave(n_uniform)
         objects = scene.objects
-        extent = (torch.tensor(objects.shape, device=device, dtype=torch.float32) - 1) * objects.voxels[which][:, None]
+        extent = (objects.nodes - 1) * objects.voxels[which][:, None]
         points.append(objects.origins[which] + torch.rand((len(which), 3), generator=generator, device=device) * extent)
         owners.append(which)
     if fit.background_trainable:
@@ -124,14 +130,23 @@ def eikonal_term(
     owners.append(owner)
     x, who = torch.cat(points), torch.cat(owners)
     trainable = torch.zeros(K + 1, dtype=torch.bool, device=device)
-    trainable[fit.trainable_objects] = True
+    trainable[fit.trainable_index] = True
     trainable[K] = fit.background_trainable
-    keep = trainable[who] & torch.cat([torch.ones(len(x) - len(surface), dtype=torch.bool, device=device), has_depth])
-    grads = scene.background(x)[1][:, None]
+    uniform = torch.cat([torch.ones(len(x) - len(surface), dtype=torch.bool, device=device), torch.zeros_like(has_depth)])
+    keep = trainable[who] & (uniform | torch.cat([torch.zeros(len(x) - len(surface), dtype=torch.bool, device=device), has_depth]))
+    bg_values, bg_grads = scene.background(x)
+    values, grads = bg_values[:, None], bg_grads[:, None]
     if K:
-        grads = torch.cat([scene.objects(x)[1], grads], dim=1)
+        obj_values, obj_grads = scene.objects(x)
+        values, grads = torch.cat([obj_values, values], dim=1), torch.cat([obj_grads, grads], dim=1)
     own = grads.gather(1, who[:, None, None].expand(-1, 1, 3))[:, 0]
-    return losses.eikonal_loss(own, who, K + 1, keep)
+    eikonal = losses.eikonal_loss(own, who, K + 1, keep)
+    if not K:
+        return eikonal, eikonal * 0.0
+    boxes = fit.object_boxes[who.clamp(max=K - 1)]
+    outside = ((x < boxes[:, 0]) | (x > boxes[:, 1])).any(dim=1) & uniform & (who < K) & trainable[who]
+    own_value = values.gather(1, who[:, None])[:, 0]
+    return eikonal, losses.outside_box_loss(own_value, outside)
 
 
 def smoothness_term(cfg: GeometryConfig, scene: CompositeScene, fit: FitProblem, surface: torch.Tensor, has_depth: torch.Tensor, generator):
@@ -178,7 +193,7 @@ def loss_terms(
     cfg: GeometryConfig, scene: CompositeScene, fit: FitProblem, idx: torch.Tensor, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
     terms, surface, field, has_depth = observation_terms(cfg, scene, fit, idx, generator)
-    terms["eikonal"] = eikonal_term(cfg, scene, fit, surface, field, has_depth, generator)
+    terms["eikonal"], terms["outside_box"] = field_regularisers(cfg, scene, fit, surface, field, has_depth, generator)
     terms["smooth"] = smoothness_term(cfg, scene, fit, surface, has_depth, generator)
     terms["overlap"] = overlap_term(cfg, scene, fit, generator)
     terms["background"] = background_term(cfg, scene, fit, generator)

@@ -72,6 +72,11 @@ def sized(cfg: GeometryConfig, ctx: RunContext) -> GeometryConfig:
     """The configuration at the run's size: the CPU preset on a CPU; grids shrink on a CPU retry after the
     device ran out of memory."""
     if ctx.compute.device.type == "cpu" and cfg.cpu_preset:
+        log.info(
+            "geometry stage on the CPU: sizes from geometry.cpu (%d steps of %d rays); geometry.cpu_preset:=false uses geometry.*",
+            cfg.cpu.iterations,
+            cfg.cpu.rays_per_batch,
+        )
         cfg = dataclasses.replace(cfg, **{f.name: getattr(cfg.cpu, f.name) for f in dataclasses.fields(GeometrySizes)})
     if not ctx.compute.is_fallback:
         return cfg
@@ -171,7 +176,19 @@ class GeometryStage(Stage):
             # the hull may fill unseen space but not reach below the object's lowest observed point: what it
             # stands on was seen around it
             floor = np.array([lo[0], lo[1], seed.lo[2]])
-            init = object_sdf_init(volume, cube, norm.to_map, norm.scale, min_weight, ctx.keyframes, seed.object_id, margin, (floor, hi))
+            init = object_sdf_init(
+                volume,
+                cube,
+                norm.to_map,
+                norm.scale,
+                min_weight,
+                ctx.keyframes,
+                seed.object_id,
+                margin,
+                (floor, hi),
+                cfg.hull_max_depth_m,
+                ctx.config.mesh.min_component_fraction,
+            )
             fields.append(PyramidSdf.from_values(cube, init.to(device), cfg.pyramid_levels))
             trainable.append(k)
         background = model.background
@@ -211,6 +228,7 @@ class GeometryStage(Stage):
             trainable_objects=trainable,
             background_trainable=not keep_background,
             overlap_boxes=intersections(boxes, device),
+            object_boxes=torch.as_tensor(np.array(boxes, dtype=np.float32).reshape(-1, 2, 3), device=device),
             metres_per_unit=norm.scale,
         )
         return scene, fit
