@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 
 from dprecon_ros.config import DpreconConfig
@@ -138,3 +139,64 @@ def test_negating_the_loss_makes_the_fit_worse(monkeypatch):
     monkeypatch.setattr(fitting, "weighted_loss", lambda cfg, terms: -weighted(cfg, terms))
     (depth_before, sdf_before), (depth_after, sdf_after), _ = fit(40)
     assert depth_after > depth_before * 0.9 or sdf_after > sdf_before * 0.9
+
+
+# ------------------------------------------------------------------ every term does its job
+# how far each term must fall in 30 steps alone (the mask's BCE and the smoothness of curved normals move slowest)
+FALLS_TO = {"mask": 0.9, "smooth": 0.95}
+TERMS = ("rgb", "depth", "normal_l1", "normal_cos", "mask", "eikonal", "smooth", "overlap", "background", "free_space", "outside_box")
+
+
+def term_scene() -> tuple[CompositeScene, FitProblem]:
+    """A scene in which every term starts above zero: the perturbed sphere, 1.5x a distance and reaching out of
+    its box; a second object intruding into it; a bumpy floor for the background patches."""
+    n = 24
+    box = GridBox(torch.full((3,), -0.4), 0.8 / (n - 1), (n, n, n))
+    wrong = 1.5 * ((box.centers() - torch.tensor([0.04, -0.03, 0.02])).norm(dim=-1) - 0.30)
+    intruder_box = GridBox(torch.tensor([-0.1, -0.3, -0.3]), 0.6 / (n - 1), (n, n, n))
+    intruder = (intruder_box.centers() - torch.tensor([0.2, 0.0, 0.0])).norm(dim=-1) - 0.15
+    objects = PackedObjects([PyramidSdf.from_values(box, wrong, 2), PyramidSdf.from_values(intruder_box, intruder, 2)], [True, True])
+    bg_box = GridBox(torch.full((3,), -1.0), 2 / 23, (24, 24, 24))
+    c = bg_box.centers()
+    floor = c[..., 2] + 0.3 + 0.04 * torch.sin(25 * c[..., 0]) * torch.sin(25 * c[..., 1])
+    background = PyramidSdf.from_values(bg_box, floor, 2)
+    color = ColorNetwork(GridBox(torch.full((3,), -1.0), 0.25, (9, 9, 9)), 4, 16)
+    scene = CompositeScene(objects, background, color, beta_init=0.01, closure_radius=1.0)
+    overlap = torch.tensor([[[-0.1, -0.3, -0.3], [0.4, 0.3, 0.3]]])
+    boxes = torch.tensor([[[-0.27] * 3, [0.27] * 3], [[-0.1, -0.3, -0.3], [0.5, 0.3, 0.3]]])
+    return scene, FitProblem(sphere_views(), True, [0, 1], True, overlap, boxes, metres_per_unit=1.0)
+
+
+def term_value(cfg: GeometryConfig, scene: CompositeScene, problem: FitProblem, name: str) -> float:
+    generator = torch.Generator().manual_seed(123)
+    values = [
+        fitting.loss_terms(cfg, scene, problem, fitting.sample_batch(problem.pool, 256, generator), generator)[name].item()
+        for _ in range(4)
+    ]
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("name", TERMS)
+def test_each_term_alone_decreases_itself(name):
+    """Optimising one term alone lowers it: fails if a term is negated, zeroed or not wired to the fields."""
+    torch.manual_seed(0)
+    scene, problem = term_scene()
+    weights = {f"w_{term}": 1.0 if term == name else 0.0 for term in TERMS}
+    cfg = dataclasses.replace(fit_config(30), background_patches=2, patch_size=6, overlap_points=256, lr_color=0.02, **weights)
+    before = term_value(cfg, scene, problem, name)
+    optimise(cfg, scene, problem, context())
+    after = term_value(cfg, scene, problem, name)
+    assert before > 1e-4, before
+    assert after < FALLS_TO.get(name, 0.8) * before, (before, after)
+
+
+def test_adam_is_set_up_as_dp_recon_and_decays_to_a_tenth(monkeypatch):
+    scene, problem = term_scene()
+    cfg = fit_config(5)
+    optimizer = fitting.make_optimizer(cfg, scene, problem)
+    assert all(g["betas"] == (0.9, 0.99) and g["eps"] == 1e-15 for g in optimizer.param_groups)
+    seen = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, closure=None: (seen.append(self.param_groups[0]["lr"]), step(self))[1])
+    optimise(cfg, scene, problem, context())
+    assert seen[-1] == pytest.approx(0.1 * seen[0]) and seen[0] == pytest.approx(cfg.lr_sdf_voxels)
