@@ -33,13 +33,20 @@ def _footprint_overlap(upper: ObjectReconstruction, lower: ObjectReconstruction,
     return float(inside.mean())
 
 
-def _support_top(lower: ObjectReconstruction, upper: ObjectReconstruction) -> float:
-    """Height of `lower`'s surface under `upper`'s footprint (robust top of the vertices below it)."""
+SUPPORT_RING_M = 0.05  # the support's top is read this far around an object's footprint too
+
+
+def _support_top(lower: ObjectReconstruction, upper: ObjectReconstruction, max_gap_m: float) -> float:
+    """Height of `lower`'s surface under `upper`'s footprint and a ring around it (robust top of the vertices
+    below it): the support right beneath an object is never seen, and a closed support mesh may show only
+    its underside there. Surfaces up to `max_gap_m` above the object's bottom count (a reconstructed object
+    may sink into its support by as much as the relation tolerates)."""
     local = upper.box.to_local(lower.vertices)
-    under = (np.abs(local[:, 0]) <= upper.box.extent[0] / 2) & (np.abs(local[:, 1]) <= upper.box.extent[1] / 2)
+    reach = upper.box.extent[:2] / 2 + SUPPORT_RING_M
+    under = (np.abs(local[:, 0]) <= reach[0]) & (np.abs(local[:, 1]) <= reach[1])
     z = lower.vertices[under, 2] if under.sum() >= 3 else lower.vertices[:, 2]
     bottom = upper.vertices[:, 2].min()
-    below = z[z <= bottom + 0.02]
+    below = z[z <= bottom + max_gap_m]
     return float(np.percentile(below, 95)) if below.size else float(np.percentile(z, 95))
 
 
@@ -84,7 +91,7 @@ def compute_relations(objects: list[ObjectReconstruction], floor_z: float | None
         for b in objs:
             if b.object_id == a.object_id or b.box.center[2] >= a.box.center[2]:
                 continue
-            gap = a_bottom - _support_top(b, a)
+            gap = a_bottom - _support_top(b, a, config.on_max_gap_m)
             if -config.on_max_gap_m <= gap <= config.on_max_gap_m:
                 overlap = _footprint_overlap(a, b)
                 if overlap >= config.on_min_footprint_overlap:

@@ -107,3 +107,13 @@ def test_floor_label_names_the_background_support():
     assert ("table", "on", "ground") in named(graph)
     as_json = scene_graph_to_dict(graph, _floor(), "map", 0.0)
     assert any(r["text"] == "table on ground" for r in as_json["relations"]) and as_json["background_label"] == "ground"
+
+
+def test_an_object_sunk_into_its_support_is_still_on_it_but_not_one_hovering_beyond_the_tolerance():
+    """A closed support mesh (a table top slab with an underside) and an object whose fitted bottom sinks
+    4 cm into it: the support's top is read around the footprint, up to the tolerated gap above the bottom."""
+    slab = box_object(1, "table", (0, 0, 0.6), (1.2, 0.8, 0.2))  # top at 0.7, underside at 0.5
+    sunk = box_object(2, "mug", (0.3, 0.1, 0.71), (0.08, 0.08, 0.1))  # bottom at 0.66
+    assert ("mug", "on", "table") in relations([slab, sunk])
+    hovering = box_object(2, "mug", (0.3, 0.1, 0.82), (0.08, 0.08, 0.1))  # bottom at 0.77: 7 cm above
+    assert ("mug", "on", "table") not in relations([slab, hovering])

@@ -19,6 +19,7 @@ from dprecon_ros.core.fields.box import GridBox
 from dprecon_ros.core.fusion.tsdf import TsdfVolume
 from dprecon_ros.core.types import Keyframe
 
+LOWEST_SURFACE_PERCENTILE = 5.0  # robust lowest observed surface point of an object (noisy depth)
 BAND = 0.999  # |TSDF| below this is a real observation of the surface, not the truncation value
 
 
@@ -140,9 +141,12 @@ def object_sdf_init(
     points = to_map(centers.reshape(-1, 3).cpu().numpy())
     occupied = carve_hull(torch.as_tensor(points, dtype=torch.float32, device=centers.device), keyframes, object_id, margin_m, max_depth_m)
     within = np.all((points >= extent[0]) & (points <= extent[1]), axis=-1)
+    tsdf, band, _ = observed_band(vol, points.reshape(*box.shape, 3), min_weight)
+    surface = ((band > 0.5) & (np.abs(tsdf) < 0.5)).reshape(-1)
+    if surface.any():  # nothing below the object's lowest observed surface: what it stands on bounds it
+        within &= points[:, 2] >= np.percentile(points[surface, 2], LOWEST_SURFACE_PERCENTILE)
     occupied = main_components((occupied.cpu().numpy() & within).reshape(box.shape), min_component_fraction)
     hull = signed_distance(occupied, box.voxel)
-    tsdf, band, _ = observed_band(vol, points.reshape(*box.shape, 3), min_weight)
     blended = band * tsdf * vol.trunc / scale + (1 - band) * hull
     return torch.from_numpy(redistance(blended / box.voxel, box.voxel))
 

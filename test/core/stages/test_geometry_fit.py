@@ -90,7 +90,7 @@ def fit_config(iterations: int) -> GeometryConfig:
         eikonal_points=128,
         overlap_points=0,
         background_patches=0,
-        lr_sdf_voxels=0.1,
+        lr_sdf_voxels=0.2,
         progress_every=10,
     )
 
@@ -182,7 +182,17 @@ def test_each_term_alone_decreases_itself(name):
     torch.manual_seed(0)
     scene, problem = term_scene()
     weights = {f"w_{term}": 1.0 if term == name else 0.0 for term in TERMS}
-    cfg = dataclasses.replace(fit_config(30), background_patches=2, patch_size=6, overlap_points=256, lr_color=0.02, **weights)
+    cfg = dataclasses.replace(
+        fit_config(30),
+        background_patches=2,
+        patch_size=6,
+        overlap_points=256,
+        lr_color=0.02,
+        lr_sdf_voxels=0.1,
+        lr_coarse_factor=1.0,
+        lr_background_factor=1.0,
+        **weights,
+    )
     before = term_value(cfg, scene, problem, name)
     optimise(cfg, scene, problem, context())
     after = term_value(cfg, scene, problem, name)
@@ -195,6 +205,12 @@ def test_adam_is_set_up_as_dp_recon_and_decays_to_a_tenth(monkeypatch):
     cfg = fit_config(5)
     optimizer = fitting.make_optimizer(cfg, scene, problem)
     assert all(g["betas"] == (0.9, 0.99) and g["eps"] == 1e-15 for g in optimizer.param_groups)
+    # coarse levels learn slower (no random walk of whole walls), the background slower than objects
+    objects, background = optimizer.param_groups[0:2], optimizer.param_groups[2:4]
+    assert [g["lr"] for g in objects] == pytest.approx([cfg.lr_sdf_voxels, cfg.lr_sdf_voxels * cfg.lr_coarse_factor])
+    voxel = scene.background.box.voxel
+    assert background[0]["lr"] == pytest.approx(cfg.lr_sdf_voxels * cfg.lr_background_factor * voxel)
+    assert background[1]["lr"] == pytest.approx(background[0]["lr"] * cfg.lr_coarse_factor)
     seen = []
     step = torch.optim.Adam.step
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, closure=None: (seen.append(self.param_groups[0]["lr"]), step(self))[1])

@@ -66,6 +66,10 @@ class GeometryConfig(GeometrySizes):
     )
     carve_margin_m: float = config_field(0.015, "depth tolerance of the initial hull carving (m); at least one grid cell", (0.0, 1.0))
     lr_sdf_voxels: float = config_field(0.05, "learning rate of every SDF pyramid level, in finest cells of that field", (1e-5, 10.0))
+    lr_coarse_factor: float = config_field(0.25, "each coarser pyramid level learns this factor slower than the next finer one", (0.0, 1.0))
+    lr_background_factor: float = config_field(
+        0.25, "the background's SDF learns this factor slower (its cells are many times an object's)", (0.0, 10.0)
+    )
     lr_beta: float = config_field(0.005, "learning rate of log(beta)", (0.0, 1.0))
     lr_color: float = config_field(0.01, "learning rate of the colour feature grid and network", (1e-6, 1.0))
     lr_final_factor: float = config_field(0.1, "learning rates decay exponentially to this factor at the last step", (1e-4, 1.0))

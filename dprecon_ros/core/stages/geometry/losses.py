@@ -93,12 +93,15 @@ def overlap_loss(object_sdf: torch.Tensor) -> torch.Tensor:
 
 
 def patch_smoothness_loss(depth: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
-    """Depth and normal smoothness of rendered patches (P, S, S) and (P, S, S, 3): squared differences of
-    neighbouring depths plus distances of neighbouring unit normals (DP-Recon's background term)."""
+    """Depth and normal smoothness of rendered patches (P, S, S) and (P, S, S, 3) (DP-Recon's background term):
+    squared second differences of depth (zero on a plane seen at any slant: first differences would tilt a
+    floor seen at a grazing angle towards the camera) plus distances of neighbouring unit normals."""
     if depth.numel() == 0:
         return depth.sum() * 0.0
     n = F.normalize(normal, dim=-1)
-    depth_term = ((depth[:, 1:] - depth[:, :-1]) ** 2).mean() + ((depth[:, :, 1:] - depth[:, :, :-1]) ** 2).mean()
+    depth_term = ((depth[:, 2:] - 2 * depth[:, 1:-1] + depth[:, :-2]) ** 2).mean() + (
+        (depth[:, :, 2:] - 2 * depth[:, :, 1:-1] + depth[:, :, :-2]) ** 2
+    ).mean()
     normal_term = (n[:, 1:] - n[:, :-1]).norm(dim=-1).mean() + (n[:, :, 1:] - n[:, :, :-1]).norm(dim=-1).mean()
     return depth_term + normal_term
 

@@ -206,13 +206,19 @@ def weighted_loss(cfg: GeometryConfig, terms: dict[str, torch.Tensor]) -> torch.
 
 def make_optimizer(cfg: GeometryConfig, scene: CompositeScene, fit: FitProblem) -> torch.optim.Adam:
     """Adam as DP-Recon sets it up (betas (0.9, 0.99), eps 1e-15: per-cell gradients are far below the usual
-    1e-8). Each SDF level moves about `lr_sdf_voxels` finest cells a step: object grids store values in
-    cells of their own cube, so one rate suits a mug and a table alike."""
+    1e-8). The finest SDF level moves about `lr_sdf_voxels` finest cells a step (object grids store values in
+    cells of their own cube, so one rate suits a mug and a table alike); each coarser level `lr_coarse_factor`
+    times less: Adam moves every node about its learning rate whatever its gradient's size, and a coarse node
+    that only sparse, noisy gradients reach would otherwise random-walk whole walls and floors."""
     groups = []
     if fit.trainable_objects:
-        groups.append({"params": list(scene.objects.levels), "lr": cfg.lr_sdf_voxels})
+        groups += [{"params": [p], "lr": cfg.lr_sdf_voxels * cfg.lr_coarse_factor**level} for level, p in enumerate(scene.objects.levels)]
     if fit.background_trainable:
-        groups.append({"params": list(scene.background.levels), "lr": cfg.lr_sdf_voxels * scene.background.box.voxel})
+        voxel = scene.background.box.voxel
+        groups += [
+            {"params": [p], "lr": cfg.lr_sdf_voxels * cfg.lr_background_factor * voxel * cfg.lr_coarse_factor**level}
+            for level, p in enumerate(scene.background.levels)
+        ]
     groups += [{"params": [scene.density.log_beta], "lr": cfg.lr_beta}, {"params": list(scene.color.parameters()), "lr": cfg.lr_color}]
     for group in groups:
         group["base_lr"] = group["lr"]
