@@ -303,13 +303,46 @@ def compare_geometry(baseline_tree: Path, rev: str, commit: str, frames, args) -
         save_frames(frames, frames_path)
         base = measure_tree(baseline_tree, tree_config(baseline_tree, args.config), overrides, frames_path, args.repeats)
         cur = measure_tree(ROOT, args.config, current, frames_path, args.repeats)
+        # the loop alone: the same run with a third of the steps, the difference is steps only
+        short = max(1, int(overrides["geometry.iterations"]) // 3)
+        base_short = measure_tree(
+            baseline_tree, tree_config(baseline_tree, args.config), {**overrides, "geometry.iterations": short}, frames_path, args.repeats
+        )
+        cur_short = measure_tree(ROOT, args.config, {**current, "geometry.iterations": short}, frames_path, args.repeats)
     b, c = base.get("steps_per_s"), cur.get("steps_per_s")
-    return {"rev": rev, "commit": commit, "baseline": base, "current": cur, "speedup": c / b if b and c else None}
+    b_loop, c_loop = loop_rate(base, base_short), loop_rate(cur, cur_short)
+    return {
+        "rev": rev,
+        "commit": commit,
+        "baseline": {**base, "loop_steps_per_s": b_loop},
+        "current": {**cur, "loop_steps_per_s": c_loop},
+        "speedup": c / b if b and c else None,
+        "loop_speedup": c_loop / b_loop if b_loop and c_loop else None,
+    }
+
+
+def loop_rate(full: dict, short: dict) -> float | None:
+    """Optimisation steps per second without the stage's set-up: (steps difference) / (time difference)."""
+    if "error" in full or "error" in short or full["geometry_s"] <= short["geometry_s"]:
+        return None
+    return (full["iterations"] - short["iterations"]) / (full["geometry_s"] - short["geometry_s"])
 
 
 def comparison_table(rows: list[dict]) -> str:
     return format_table(
-        ["scene", "views", "ids", "rev", "iterations", "steps/s baseline", "steps/s current (same sizes)", "speed-up"],
+        [
+            "scene",
+            "views",
+            "ids",
+            "rev",
+            "iterations",
+            "steps/s baseline",
+            "steps/s current (same sizes)",
+            "speed-up",
+            "loop steps/s baseline",
+            "loop steps/s current",
+            "loop speed-up",
+        ],
         [
             [
                 r["scene"]["scene"],
@@ -320,6 +353,9 @@ def comparison_table(rows: list[dict]) -> str:
                 "failed" if "error" in r["baseline"] else fmt(r["baseline"]["steps_per_s"]),
                 "failed" if "error" in r["current"] else fmt(r["current"]["steps_per_s"]),
                 "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+                fmt(r["baseline"].get("loop_steps_per_s")) if r["baseline"].get("loop_steps_per_s") else "-",
+                fmt(r["current"].get("loop_steps_per_s")) if r["current"].get("loop_steps_per_s") else "-",
+                "-" if r.get("loop_speedup") is None else f"{r['loop_speedup']:.2f}x",
             ]
             for r in rows
         ],

@@ -33,17 +33,29 @@ def _constants(shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tens
     return _OFFSETS.to(device), torch.tensor([n - 1 for n in shape], device=device)[None, :, None]
 
 
-def _axis_weights(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per axis: the middle node (N, 3, 1), weights (N, 3, 3) and their derivatives (N, 3, 3) [point, axis, node]."""
+# which factor (0: weight, 1: its derivative) each axis contributes to [value, d/dx, d/dy, d/dz]
+_KINDS = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def _stencil_weights(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The middle node per axis (N, 3, 1) and the weights (N, 4, 27) of the 27 nodes for the value and the
+    three derivatives, built as one outer product (few, large kernels rather than many small ones)."""
     center = torch.floor(u + 0.5)
-    t = (u - center)[..., None]  # in [-0.5, 0.5]
-    w = torch.cat([0.5 * (0.5 - t) ** 2, 0.75 - t**2, 0.5 * (0.5 + t) ** 2], dim=-1)
-    dw = torch.cat([t - 0.5, -2 * t, t + 0.5], dim=-1)
-    return center.long()[..., None], w, dw
+    t = (u - center)[..., None]  # (N, 3, 1), in [-0.5, 0.5]
+    factors = torch.stack(
+        [torch.cat([0.5 * (0.5 - t) ** 2, 0.75 - t**2, 0.5 * (0.5 + t) ** 2], dim=-1), torch.cat([t - 0.5, -2 * t, t + 0.5], dim=-1)],
+        dim=1,
+    )  # (N, kind, axis, node)
+    kinds = _KINDS.to(u.device)
+    x = factors[:, kinds[:, 0], 0]  # (N, 4, 3)
+    y = factors[:, kinds[:, 1], 1]
+    z = factors[:, kinds[:, 2], 2]
+    weights = (x[..., :, None, None] * y[..., None, :, None] * z[..., None, None, :]).reshape(len(u), 4, 27)
+    return center.long()[..., None], weights
 
 
 class _StencilRead(torch.autograd.Function):
-    """nodes (N, 27) read from a flat grid, contracted with per-node weights (N, 27, C). Backward scatters
+    """nodes (N, 27) read from a flat grid, contracted with per-node weights (N, C, 27). Backward scatters
     into the grid only: read positions are constants (samples are drawn without gradient), so autograd
     keeps no per-node temporaries and the backward is one index_add."""
 
@@ -51,12 +63,12 @@ class _StencilRead(torch.autograd.Function):
     def forward(ctx, flat_grid: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index, weights)
         ctx.size = flat_grid.numel()
-        return torch.bmm(flat_grid[index][:, None, :], weights)[:, 0]
+        return torch.bmm(weights, flat_grid[index][:, :, None])[..., 0]  # (N, 4)
 
     @staticmethod
     def backward(ctx, upstream: torch.Tensor):
         index, weights = ctx.saved_tensors
-        contributions = torch.bmm(weights, upstream[:, :, None])[..., 0]
+        contributions = torch.bmm(upstream[:, None, :], weights)[:, 0]  # (N, 27)
         grid = torch.zeros(ctx.size, dtype=contributions.dtype, device=contributions.device)
         return grid.index_add_(0, index.reshape(-1), contributions.reshape(-1)), None, None
 
@@ -67,15 +79,11 @@ def bspline(grids: torch.Tensor, which: torch.Tensor | None, u: torch.Tensor) ->
     to the grid values, not to `u`."""
     G, X, Y, Z = grids.shape
     with torch.no_grad():
-        center, w, dw = _axis_weights(u.detach())
+        center, weights = _stencil_weights(u.detach())
         offsets, last = _constants((X, Y, Z), u.device)
         # on the domain's upper edge the third node has weight zero: keep its index in the grid
         idx = torch.minimum(center + offsets, last)
         base = 0 if which is None else which[:, None, None, None] * (X * Y * Z)
         flat = base + (idx[:, 0, :, None, None] * Y + idx[:, 1, None, :, None]) * Z + idx[:, 2, None, None, :]  # (N, 3, 3, 3)
-        wx, wy, wz = w[:, 0, :, None, None], w[:, 1, None, :, None], w[:, 2, None, None, :]
-        dx, dy, dz = dw[:, 0, :, None, None], dw[:, 1, None, :, None], dw[:, 2, None, None, :]
-        wyz = wy * wz
-        weights = torch.stack([wx * wyz, dx * wyz, wx * dy * wz, wx * wy * dz], dim=-1).reshape(len(u), 27, 4)
     out = _StencilRead.apply(grids.reshape(-1), flat.reshape(len(u), 27), weights.to(grids.dtype))
     return out[:, 0], out[:, 1:]
