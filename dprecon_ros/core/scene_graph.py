@@ -34,20 +34,30 @@ def _footprint_overlap(upper: ObjectReconstruction, lower: ObjectReconstruction,
 
 
 SUPPORT_RING_M = 0.05  # the support's top is read this far around an object's footprint too
+UP_FACING = 0.7  # a support's top faces up: its faces' normals have at least this z component
 
 
-def _support_top(lower: ObjectReconstruction, upper: ObjectReconstruction, max_gap_m: float) -> float:
-    """Height of `lower`'s surface under `upper`'s footprint and a ring around it (robust top of the vertices
-    below it): the support right beneath an object is never seen, and a closed support mesh may show only
-    its underside there. Surfaces up to `max_gap_m` above the object's bottom count (a reconstructed object
-    may sink into its support by as much as the relation tolerates)."""
-    local = upper.box.to_local(lower.vertices)
+def _support_top(lower: ObjectReconstruction, upper: ObjectReconstruction, max_gap_m: float) -> float | None:
+    """Height of `lower`'s up-facing surface under `upper`'s footprint and a ring around it (robust top of
+    those faces), counting surfaces up to `max_gap_m` above `upper`'s bottom; None if it has none there.
+
+    The ring: the support right beneath an object is never seen, and a closed support mesh may show a dent
+    or its underside there. The allowance above the bottom: a reconstructed object may sink into its
+    support by as much as the relation tolerates. Only up-facing faces: a leg's foot or an underside is not
+    a top (meshes are wound outwards)."""
+    faces = lower.faces
+    tri = lower.vertices[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area = np.linalg.norm(normal, axis=1)
+    up = np.unique(faces[normal[:, 2] >= UP_FACING * np.maximum(area, 1e-12)])
+    if up.size == 0:
+        return None
+    local = upper.box.to_local(lower.vertices[up])
     reach = upper.box.extent[:2] / 2 + SUPPORT_RING_M
-    under = (np.abs(local[:, 0]) <= reach[0]) & (np.abs(local[:, 1]) <= reach[1])
-    z = lower.vertices[under, 2] if under.sum() >= 3 else lower.vertices[:, 2]
-    bottom = upper.vertices[:, 2].min()
-    below = z[z <= bottom + max_gap_m]
-    return float(np.percentile(below, 95)) if below.size else float(np.percentile(z, 95))
+    near = (np.abs(local[:, 0]) <= reach[0]) & (np.abs(local[:, 1]) <= reach[1])
+    z = lower.vertices[up[near], 2] if near.sum() >= 3 else lower.vertices[up, 2]
+    below = z[z <= upper.vertices[:, 2].min() + max_gap_m]
+    return float(np.percentile(below, 95)) if below.size else None
 
 
 def _inside_fraction(a: ObjectReconstruction, b: ObjectReconstruction) -> float:
@@ -91,7 +101,8 @@ def compute_relations(objects: list[ObjectReconstruction], floor_z: float | None
         for b in objs:
             if b.object_id == a.object_id or b.box.center[2] >= a.box.center[2]:
                 continue
-            gap = a_bottom - _support_top(b, a, config.on_max_gap_m)
+            top = _support_top(b, a, config.on_max_gap_m)
+            gap = np.inf if top is None else a_bottom - top
             if -config.on_max_gap_m <= gap <= config.on_max_gap_m:
                 overlap = _footprint_overlap(a, b)
                 if overlap >= config.on_min_footprint_overlap:

@@ -109,11 +109,51 @@ def test_floor_label_names_the_background_support():
     assert any(r["text"] == "table on ground" for r in as_json["relations"]) and as_json["background_label"] == "ground"
 
 
-def test_an_object_sunk_into_its_support_is_still_on_it_but_not_one_hovering_beyond_the_tolerance():
-    """A closed support mesh (a table top slab with an underside) and an object whose fitted bottom sinks
-    4 cm into it: the support's top is read around the footprint, up to the tolerated gap above the bottom."""
-    slab = box_object(1, "table", (0, 0, 0.6), (1.2, 0.8, 0.2))  # top at 0.7, underside at 0.5
-    sunk = box_object(2, "mug", (0.3, 0.1, 0.71), (0.08, 0.08, 0.1))  # bottom at 0.66
+def dense(obj: ObjectReconstruction) -> ObjectReconstruction:
+    """The same object meshed finely (fitted meshes have vertices everywhere, not 8 corners)."""
+    v, f = trimesh.remesh.subdivide_to_size(obj.vertices, obj.faces, max_edge=0.03)
+    return ObjectReconstruction(obj.object_id, obj.label, v, f, np.full((len(v), 4), 255, np.uint8), v.mean(axis=0), obj.box, 5)
+
+
+def test_an_object_sunk_into_a_closed_support_is_still_on_it_but_not_one_hovering_beyond_the_tolerance():
+    """A closed table top (a slab with an underside) and a mug whose fitted bottom sank 4 cm into it: the
+    support's top is read around the footprint, up to the tolerated gap above the object's bottom."""
+    slab = dense(box_object(1, "table", (0, 0, 0.6), (1.2, 0.8, 0.2)))  # top at 0.7, underside at 0.5
+    sunk = dense(box_object(2, "mug", (0.3, 0.1, 0.71), (0.08, 0.08, 0.1)))  # bottom at 0.66
     assert ("mug", "on", "table") in relations([slab, sunk])
-    hovering = box_object(2, "mug", (0.3, 0.1, 0.82), (0.08, 0.08, 0.1))  # bottom at 0.77: 7 cm above
+    hovering = dense(box_object(2, "mug", (0.3, 0.1, 0.82), (0.08, 0.08, 0.1)))  # bottom at 0.77: 7 cm above
     assert ("mug", "on", "table") not in relations([slab, hovering])
+
+
+def test_a_chair_under_a_legged_table_stands_on_the_floor_not_on_the_table():
+    """Legs reach the floor next to the chair: their feet face down and are no top to stand on."""
+    parts = [trimesh.creation.box(extents=(1.2, 0.8, 0.05))]
+    parts[0].apply_translation((0, 0, 0.675))
+    for x in (-0.55, 0.55):
+        for y in (-0.35, 0.35):
+            leg = trimesh.creation.box(extents=(0.05, 0.05, 0.65))
+            leg.apply_translation((x, y, 0.325))
+            parts.append(leg)
+    mesh = trimesh.util.concatenate(parts)
+    v, f = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=0.03)
+    table = ObjectReconstruction(1, "table", v, f, np.full((len(v), 4), 255, np.uint8), v.mean(axis=0), oriented_box(v), 5)
+    chair = dense(box_object(2, "chair", (0.3, 0.1, 0.45), (0.4, 0.4, 0.9)))  # through the top, 5 cm from a leg
+    rel = relations([table, chair])
+    assert ("chair", "on", "floor") in rel and ("chair", "on", "table") not in rel
+
+
+def test_the_support_is_read_around_a_dent_beneath_the_object():
+    """Right under an object its support is never seen: a fitted table top may be dented there. The top
+    around the footprint still counts."""
+    parts = []
+    for x0, x1, y0, y1 in ((-0.6, 0.25, -0.4, 0.4), (0.35, 0.6, -0.4, 0.4), (0.25, 0.35, -0.4, 0.05), (0.25, 0.35, 0.15, 0.4)):
+        block = trimesh.creation.box(extents=(x1 - x0, y1 - y0, 0.2))
+        block.apply_translation(((x0 + x1) / 2, (y0 + y1) / 2, 0.6))  # top at 0.7 around a 10 cm hole at (0.3, 0.1)
+        parts.append(block)
+    dent = trimesh.creation.box(extents=(0.1, 0.1, 0.05))
+    dent.apply_translation((0.3, 0.1, 0.525))  # the dent's floor at 0.55
+    mesh = trimesh.util.concatenate([*parts, dent])
+    v, f = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=0.03)
+    table = ObjectReconstruction(1, "table", v, f, np.full((len(v), 4), 255, np.uint8), v.mean(axis=0), oriented_box(v), 5)
+    mug = dense(box_object(2, "mug", (0.3, 0.1, 0.72), (0.08, 0.08, 0.1)))  # bottom at 0.67, sunk 3 cm
+    assert ("mug", "on", "table") in relations([table, mug])

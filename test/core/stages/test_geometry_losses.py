@@ -93,7 +93,8 @@ def test_patch_smoothness_is_zero_on_a_flat_patch_and_positive_on_a_bump():
     bump = depth.clone()
     bump[0, 1, 1] = 1.5
     assert losses.patch_smoothness_loss(bump, normal) > 0
-    slant = torch.linspace(1.0, 2.5, 4, dtype=torch.float64)[None, :, None].expand(1, 4, 4)  # a plane at a slant
+    rows, cols = torch.meshgrid(torch.arange(4.0, dtype=torch.float64), torch.arange(4.0, dtype=torch.float64), indexing="ij")
+    slant = (1.0 + 0.3 * rows + 0.2 * cols)[None]  # a plane at a slant along both image axes
     assert losses.patch_smoothness_loss(slant, normal).item() == pytest.approx(0.0)
     assert gradcheck(lambda d, n: losses.patch_smoothness_loss(d, n), (dbl(2, 3, 3), dbl(2, 3, 3, 3)))
 

@@ -26,7 +26,7 @@ class GeometrySizes:
     )
     overlap_points: int = config_field(1024, "points per step in the intersections of object boxes (overlap term)", (0, 100_000))
     background_patches: int = config_field(1, "background-only patches rendered per step (background term)", (0, 1000))
-    patch_size: int = config_field(32, "side of a background-only patch (pixels)", (2, 64))
+    patch_size: int = config_field(32, "side of a background-only patch (pixels; second differences need 3)", (3, 64))
     guide_samples: int = config_field(64, "uniform samples that locate the surface on rays with no measured depth", (2, 4096))
 
 
