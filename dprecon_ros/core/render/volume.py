@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from dprecon_ros.core.fields.composite import CompositeScene, laplace_cdf_density, nearest_field
 from dprecon_ros.core.render.sampling import OPEN_INTERVAL, composite_weights, error_bounded_samples
 
+SHADING_MIN_WEIGHT = 1e-4  # samples with less compositing weight get no colour evaluation (they add < 1e-4 each)
+
 
 @dataclass
 class RayBatch:
@@ -72,8 +74,11 @@ def render_samples(scene: CompositeScene, rays: RayBatch, t: torch.Tensor, backg
     sigma = laplace_cdf_density(sdf, beta).reshape(R, S)
     weights, trans = composite_weights(sigma, delta)
     view = rays.directions[:, None].expand(R, S, 3).reshape(-1, 3)
+    # colour only where a sample contributes: most samples lie in empty space or behind the surface
+    shaded = torch.nonzero(weights.detach().reshape(-1) > SHADING_MIN_WEIGHT).squeeze(1)
     with torch.autocast(device_type=points.device.type, dtype=torch.bfloat16, enabled=scene.mixed_precision and points.is_cuda):
-        color = scene.color(points, normal, view).reshape(R, S, 3)
+        shades = scene.color(points[shaded], normal[shaded], view[shaded]).float()
+    color = torch.zeros(R * S, 3, dtype=shades.dtype, device=points.device).index_put((shaded,), shades).reshape(R, S, 3)
     sigma_fields = laplace_cdf_density(field_sdf, beta).reshape(R, S, -1)
     field_weights = trans[..., None] * (1 - torch.exp(-sigma_fields * delta[..., None]))
     return Rendered(

@@ -37,7 +37,7 @@ def _cpu_sizes() -> GeometrySizes:
         object_resolution=48,
         background_resolution=56,
         feature_resolution=32,
-        samples_coarse=12,
+        samples_coarse=8,
         samples_fine=16,
         eikonal_points=128,
         overlap_points=256,

@@ -134,19 +134,27 @@ def field_regularisers(
     trainable[K] = fit.background_trainable
     uniform = torch.cat([torch.ones(len(x) - len(surface), dtype=torch.bool, device=device), torch.zeros_like(has_depth)])
     keep = trainable[who] & (uniform | torch.cat([torch.zeros(len(x) - len(surface), dtype=torch.bool, device=device), has_depth]))
-    bg_values, bg_grads = scene.background(x)
-    values, grads = bg_values[:, None], bg_grads[:, None]
-    if K:
-        obj_values, obj_grads = scene.objects(x)
-        values, grads = torch.cat([obj_values, values], dim=1), torch.cat([obj_grads, grads], dim=1)
-    own = grads.gather(1, who[:, None, None].expand(-1, 1, 3))[:, 0]
+    own_value, own = read_own(scene, x, who)
     eikonal = losses.eikonal_loss(own, who, K + 1, keep)
     if not K:
         return eikonal, eikonal * 0.0
     boxes = fit.object_boxes[who.clamp(max=K - 1)]
     outside = ((x < boxes[:, 0]) | (x > boxes[:, 1])).any(dim=1) & uniform & (who < K) & trainable[who]
-    own_value = values.gather(1, who[:, None])[:, 0]
     return eikonal, losses.outside_box_loss(own_value, outside)
+
+
+def read_own(scene: CompositeScene, x: torch.Tensor, who: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each point's SDF and gradient in its own field only (objects 0..K-1, background K)."""
+    K = scene.num_objects
+    on_background = torch.nonzero(who == K).squeeze(1)
+    value, grad = scene.background(x[on_background])
+    values = torch.zeros(len(x), dtype=x.dtype, device=x.device).index_put((on_background,), value)
+    grads = torch.zeros_like(x).index_put((on_background,), grad)
+    if K:
+        on_object = torch.nonzero(who < K).squeeze(1)
+        value, grad = scene.objects.read_own(x[on_object], who[on_object])
+        values, grads = values.index_put((on_object,), value), grads.index_put((on_object,), grad)
+    return values, grads
 
 
 def smoothness_term(cfg: GeometryConfig, scene: CompositeScene, fit: FitProblem, surface: torch.Tensor, has_depth: torch.Tensor, generator):
