@@ -47,6 +47,18 @@ def pyramid_read(levels: list[torch.Tensor], which: torch.Tensor | None, u: torc
     return value, grad
 
 
+def read_in_domain(
+    levels: list[torch.Tensor], which: torch.Tensor | None, u: torch.Tensor, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pyramid at finest-level voxel coordinates `u` clamped to the readable domain of a grid of `shape`:
+    values (N,), d value / d u (N, 3) with no slope along clamped axes, and how far each point lies outside
+    the domain (N, 3, voxel units), for the caller's distance extension."""
+    lo, hi = domain(shape, u.device)
+    clamped = torch.minimum(torch.maximum(u, lo), hi)
+    value, grad = pyramid_read(levels, which, clamped)
+    return value, grad * (clamped == u), u - clamped
+
+
 def away_from(offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Length of offset vectors (N, 3) and their direction (zero where the offset is zero)."""
     dist = offset.norm(dim=-1)
@@ -74,12 +86,9 @@ class PyramidSdf(BoxedModule):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """SDF (N,) and its gradient (N, 3) at points x (N, 3)."""
-        u = self.box.to_voxel(x)
-        lo, hi = domain(self.box.shape, x.device)
-        clamped = torch.minimum(torch.maximum(u, lo), hi)
-        value, grad = pyramid_read([p[None] for p in self.levels], None, clamped)
-        dist, away = away_from((u - clamped) * self.box.voxel)
-        return value + dist, grad * (clamped == u) / self.box.voxel + away
+        value, grad, outside = read_in_domain([p[None] for p in self.levels], None, self.box.to_voxel(x), self.box.shape)
+        dist, away = away_from(outside * self.box.voxel)
+        return value + dist, grad / self.box.voxel + away
 
     @torch.no_grad()
     def node_values(self) -> torch.Tensor:
@@ -127,26 +136,17 @@ class PackedObjects(nn.Module):
         grads = cube_away.reshape(u.shape)
         point, obj = torch.nonzero(cube_dist.reshape(u.shape[:2]) == 0, as_tuple=True)
         if len(point):  # on CUDA the compaction above is this evaluation's one host sync
-            ui = u[point, obj]
-            lo, hi = domain(self.shape, x.device)
-            clamped = torch.minimum(torch.maximum(ui, lo), hi)
-            v, g = pyramid_read(list(self.levels), obj, clamped)
-            voxel = self.voxels[obj][:, None]
-            dist, away = away_from((ui - clamped) * voxel)
-            values = values.index_put((point, obj), v * voxel[:, 0] + dist)
-            grads = grads.index_put((point, obj), g * (clamped == ui) + away)
+            v, g = self.read_own(x[point], obj)
+            values, grads = values.index_put((point, obj), v), grads.index_put((point, obj), g)
         return values, grads
 
     def read_own(self, x: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Object `which[n]`'s SDF (N,) and gradient (N, 3) at x[n]: one read per point, for points that
         belong to one object (its eikonal points), instead of every cube's test."""
         voxel = self.voxels[which][:, None]
-        u = (x - self.origins[which]) / voxel
-        lo, hi = domain(self.shape, x.device)
-        clamped = torch.minimum(torch.maximum(u, lo), hi)
-        v, g = pyramid_read(list(self.levels), which, clamped)
-        dist, away = away_from((u - clamped) * voxel)
-        return v * voxel[:, 0] + dist, g * (clamped == u) + away
+        value, grad, outside = read_in_domain(list(self.levels), which, (x - self.origins[which]) / voxel, self.shape)
+        dist, away = away_from(outside * voxel)
+        return value * voxel[:, 0] + dist, grad + away
 
     def unpack(self, k: int) -> PyramidSdf:
         box = GridBox(self.origins[k].clone(), float(self.voxels[k]), self.shape)

@@ -58,6 +58,16 @@ def sphere_bounds(
     return near, far
 
 
+def sdf_along(scene: CompositeScene, rays: RayBatch, background_only: bool = False):
+    """`sdf_of(t)`: the scene's SDF (or the closed background's alone) at distances t (R, S) along the rays."""
+
+    def sdf_of(t: torch.Tensor) -> torch.Tensor:
+        x = rays.at(t).reshape(-1, 3)
+        return (scene.background_sdf(x)[0] if background_only else scene.scene_sdf(x)[0]).reshape(t.shape)
+
+    return sdf_of
+
+
 def render_samples(scene: CompositeScene, rays: RayBatch, t: torch.Tensor, background_only: bool = False) -> Rendered:
     """Composite the scene (or the background field alone) at sorted sample distances t (R, S)."""
     R, S = t.shape
@@ -99,9 +109,7 @@ def render_rays(
     scene: CompositeScene, rays: RayBatch, n_init: int, n_final: int, n_extra: int, eps: float, rounds: int, deterministic: bool = False
 ) -> Rendered:
     """Render with VolSDF's error-bounded sampling (rays with no measured depth to guide them)."""
-
-    def scene_sdf_at(t: torch.Tensor) -> torch.Tensor:
-        return scene.scene_sdf(rays.at(t).reshape(-1, 3))[0].reshape(t.shape)
-
-    t = error_bounded_samples(scene_sdf_at, rays.near, rays.far, scene.density.beta, n_init, n_final, n_extra, eps, rounds, deterministic)
+    t = error_bounded_samples(
+        sdf_along(scene, rays), rays.near, rays.far, scene.density.beta, n_init, n_final, n_extra, eps, rounds, deterministic
+    )
     return render_samples(scene, rays, t)

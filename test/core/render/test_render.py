@@ -9,7 +9,7 @@ from dprecon_ros.core.fields.box import GridBox
 from dprecon_ros.core.fields.composite import ColorNetwork, CompositeScene
 from dprecon_ros.core.fields.pyramid import PackedObjects, PyramidSdf
 from dprecon_ros.core.render.sampling import error_bounded_samples, guided_samples, opacity_error_bound, refine_until_bounded
-from dprecon_ros.core.render.volume import RayBatch, render_rays, render_samples, sphere_bounds
+from dprecon_ros.core.render.volume import RayBatch, render_rays, render_samples, sdf_along, sphere_bounds
 
 
 def sphere_field(center, radius: float, n: int = 24) -> PyramidSdf:
@@ -36,13 +36,9 @@ def rays_at_spheres(n: int = 16) -> RayBatch:
     return RayBatch(origins, dirs, near, far)
 
 
-def scene_sdf_of(scene, rays):
-    return lambda t: scene.scene_sdf(rays.at(t).reshape(-1, 3))[0].reshape(t.shape)
-
-
 def test_error_bounded_sampling_meets_its_bound_after_refinement_and_concentrates_at_the_surface():
     scene, rays = two_sphere_scene(), rays_at_spheres()
-    sdf_of = scene_sdf_of(scene, rays)
+    sdf_of = sdf_along(scene, rays)
     beta = scene.density.beta.detach()
     uniform = torch.linspace(0, 1, 32)[None] * (rays.far - rays.near)[:, None] + rays.near[:, None]
     assert (opacity_error_bound(uniform, sdf_of(uniform), beta)[0] > 0.1).all()  # uniform samples alone miss it

@@ -144,7 +144,7 @@ def test_negating_the_loss_makes_the_fit_worse(monkeypatch):
 # ------------------------------------------------------------------ every term does its job
 # how far each term must fall in 30 steps alone (the mask's BCE and the smoothness of curved normals move slowest)
 FALLS_TO = {"mask": 0.9, "smooth": 0.95}
-TERMS = ("rgb", "depth", "normal_l1", "normal_cos", "mask", "eikonal", "smooth", "overlap", "background", "free_space", "outside_box")
+TERMS = fitting.LOSS_NAMES
 
 
 def term_scene() -> tuple[CompositeScene, FitProblem]:

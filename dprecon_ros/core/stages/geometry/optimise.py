@@ -15,7 +15,7 @@ import torch
 from dprecon_ros.core.fields.composite import CompositeScene
 from dprecon_ros.core.render.rays import RayPool
 from dprecon_ros.core.render.sampling import first_surface, guided_samples
-from dprecon_ros.core.render.volume import RayBatch, render_samples, sphere_bounds
+from dprecon_ros.core.render.volume import RayBatch, render_samples, sdf_along, sphere_bounds
 from dprecon_ros.core.stages.base import RunContext
 from dprecon_ros.core.stages.geometry import losses
 from dprecon_ros.core.stages.geometry.config import GeometryConfig
@@ -53,20 +53,12 @@ def sample_batch(pool: RayPool, n: int, generator: torch.Generator) -> torch.Ten
     return torch.cat([pick_obj, pick_all])
 
 
-def scene_sdf_along(scene: CompositeScene, rays: RayBatch, background_only: bool = False):
-    def sdf_of(t: torch.Tensor) -> torch.Tensor:
-        x = rays.at(t).reshape(-1, 3)
-        return (scene.background_sdf(x)[0] if background_only else scene.scene_sdf(x)[0]).reshape(t.shape)
-
-    return sdf_of
-
-
 def training_samples(
     cfg: GeometryConfig, scene: CompositeScene, rays: RayBatch, distance: torch.Tensor, fit: FitProblem, generator: torch.Generator
 ) -> torch.Tensor:
     guide = torch.nan_to_num(distance)
     if fit.pool.missing_depth:
-        traced = first_surface(scene_sdf_along(scene, rays), rays.near, rays.far, cfg.guide_samples)
+        traced = first_surface(sdf_along(scene, rays), rays.near, rays.far, cfg.guide_samples)
         guide = torch.where(torch.isfinite(distance), guide, traced)
     return guided_samples(rays.near, rays.far, guide, cfg.samples_coarse, cfg.samples_fine, fit.units(cfg.sample_band_m), generator)
 
@@ -132,8 +124,9 @@ def field_regularisers(
     trainable = torch.zeros(K + 1, dtype=torch.bool, device=device)
     trainable[fit.trainable_index] = True
     trainable[K] = fit.background_trainable
-    uniform = torch.cat([torch.ones(len(x) - len(surface), dtype=torch.bool, device=device), torch.zeros_like(has_depth)])
-    keep = trainable[who] & (uniform | torch.cat([torch.zeros(len(x) - len(surface), dtype=torch.bool, device=device), has_depth]))
+    in_grid = torch.ones(len(x) - len(surface), dtype=torch.bool, device=device)
+    uniform = torch.cat([in_grid, torch.zeros_like(has_depth)])
+    keep = trainable[who] & torch.cat([in_grid, has_depth])  # uniform points, and surface points with a reading
     own_value, own = read_own(scene, x, who)
     eikonal = losses.eikonal_loss(own, who, K + 1, keep)
     if not K:
@@ -191,7 +184,7 @@ def background_term(cfg: GeometryConfig, scene: CompositeScene, fit: FitProblem,
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
     near, far = sphere_bounds(o, d, min_near=fit.pool.near)
     rays = RayBatch(o, d, near, far)
-    guide = first_surface(scene_sdf_along(scene, rays, background_only=True), near, far, cfg.guide_samples)
+    guide = first_surface(sdf_along(scene, rays, background_only=True), near, far, cfg.guide_samples)
     t = guided_samples(near, far, guide, cfg.samples_coarse, cfg.samples_fine, fit.units(cfg.sample_band_m), generator)
     out = render_samples(scene, rays, t, background_only=True)
     return losses.patch_smoothness_loss(out.distance.reshape(-1, size, size), out.normal.reshape(-1, size, size, 3))
