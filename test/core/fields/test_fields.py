@@ -21,6 +21,8 @@ def sphere_field(center=(0.0, 0.0, 0.0), radius=0.2, lo=-0.5, hi=0.5, n=24, leve
 def test_bspline_gradient_is_the_derivative_of_the_values_and_grid_gradients_are_exact():
     g = torch.randn(2, 5, 6, 7, dtype=torch.float64)
     u = torch.rand(40, 3, dtype=torch.float64) * torch.tensor([3.0, 4.0, 5.0], dtype=torch.float64) + 0.5
+    u[:4] = torch.tensor([3.5, 4.5, 5.5], dtype=torch.float64)  # the domain's upper corner: the last node is read
+    u[4:8] = 0.5  # and its lower one
     which = torch.randint(0, 2, (40,))
     value, grad = bspline(g, which, u)
     h = 1e-6
