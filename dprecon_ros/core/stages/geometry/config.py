@@ -62,7 +62,10 @@ class GeometryConfig(GeometrySizes):
     )
     unseen_growth_max_m: float = config_field(0.1, "an object's box grows away from the cameras by at most this much (m)", (0.0, 10.0))
     hull_max_depth_m: float = config_field(
-        0.2, "the initial hull fills unseen space at most this far behind an observed surface of the object (m)", (0.0, 100.0)
+        0.1,
+        "the initial hull fills unseen space at most this far behind an observed surface of the object (m): thicker than"
+        " furniture panels, so a table top seen from above does not start as a slab; deeper unseen parts are the prior's",
+        (0.0, 100.0),
     )
     carve_margin_m: float = config_field(0.015, "depth tolerance of the initial hull carving (m); at least one grid cell", (0.0, 1.0))
     lr_sdf_voxels: float = config_field(0.05, "learning rate of every SDF pyramid level, in finest cells of that field", (1e-5, 10.0))
