@@ -14,7 +14,8 @@ surface lying in observed space), the fraction of the object no view saw and the
 the unseen parts). Per backend and scene: the means, the number of scene-graph relations, the wall time of each
 stage and, where the geometry stage ran, its steps/s (iterations that ran / geometry seconds); medians over
 --repeats. `--set KEY=VALUE` (repeatable, YAML values) adds a config override to every run, e.g.
-`--set geometry.iterations=3` for a smoke run.
+`--set geometry.cpu.iterations=3` for a smoke run on a CPU (there geometry.cpu_preset replaces the geometry.*
+sizes by geometry.cpu.*; the JSON records the sizes each run used).
 
 `--baseline-rev REV` checks REV out into a temporary git worktree and measures the geometry steps/s of that
 revision and of this tree on the same frames at exactly the same sizes (the --size values of
@@ -54,6 +55,7 @@ sys.path.insert(0, str(BENCH))
 from _baseline_geometry import iterations_run, save_frames  # noqa: E402
 
 from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
+from dprecon_ros.core.compute import resolve_device  # noqa: E402
 from dprecon_ros.core.mapping.mapper import Mapper  # noqa: E402
 from dprecon_ros.eval.evaluation import evaluate, format_table, load_ground_truth, unseen_completeness  # noqa: E402
 from dprecon_ros.io.export import to_trimesh  # noqa: E402
@@ -139,6 +141,21 @@ def relations(recon) -> list[dict]:
     ]
 
 
+def effective_geometry_sizes(config) -> dict:
+    """The geometry sizes a run really used: on a CPU with geometry.cpu_preset, geometry.cpu.* replace the
+    geometry.* sizes (and any override of them)."""
+    g = config.geometry
+    sizes = g.cpu if resolve_device(config.compute.device).type == "cpu" and g.cpu_preset else g
+    return {f.name: getattr(sizes, f.name) for f in dataclasses.fields(g.cpu)}
+
+
+def source_revision() -> dict:
+    """The commit the bench ran on and whether the tree had uncommitted changes (results name their code)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return {"commit": head, "dirty": bool(dirty.stdout.strip())}
+
+
 def run_backend(backend: str, frames, gt, args) -> dict:
     overrides = run_overrides(backend, args)
     timings, steps, recon, mapper, config = [], [], None, None, None
@@ -180,6 +197,7 @@ def run_backend(backend: str, frames, gt, args) -> dict:
     return {
         "backend": backend,
         "overrides": overrides,
+        "geometry_sizes": effective_geometry_sizes(config) if backend != "tsdf" else None,
         "keyframes": len(mapper.keyframes),
         "objects": objects,
         "scene": mean,
@@ -293,11 +311,13 @@ def compare_geometry(baseline_tree: Path, rev: str, commit: str, frames, args) -
     geometry = DpreconConfig().geometry
     if hasattr(geometry, "cpu_preset"):  # the CPU preset would change this tree's sizes
         current["geometry.cpu_preset"] = False
-        # rays and grids as the baseline's; per-ray samples and auxiliary point counts as the CPU preset's
+        # rays and grids as the baseline's; per-ray samples and auxiliary point counts as this tree runs them
+        # on the device: the CPU preset's on a CPU, the configured (GPU) ones elsewhere
+        sizes = geometry.cpu if resolve_device(args.device).type == "cpu" else geometry
         for f in dataclasses.fields(geometry.cpu):
             key = f"geometry.{f.name}"
             if key not in current:
-                current[key] = getattr(geometry.cpu, f.name)
+                current[key] = getattr(sizes, f.name)
     with tempfile.TemporaryDirectory(prefix="dprecon_frames_") as tmp:
         frames_path = Path(tmp) / "frames.npz"
         save_frames(frames, frames_path)
@@ -404,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(object_table(results))
                     for r in results:
                         print(f"{r['backend']} median s: " + ", ".join(f"{k} {v:.3g}" for k, v in r["median"].items()))
+                        if r.get("geometry_sizes"):
+                            print(f"{r['backend']} geometry sizes: " + ", ".join(f"{k} {v}" for k, v in r["geometry_sizes"].items()))
                         print(f"{r['backend']} relations ({len(r['relations'])}): " + "; ".join(x["text"] for x in r["relations"]))
                     if baseline_tree is not None and (args.baseline_scenes == "all" or not comparisons):
                         c = compare_geometry(baseline_tree, args.baseline_rev, commit, frames, args)
@@ -465,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "size": args.size,
+                "source": source_revision(),
                 "set": args.set,
                 "scene_settings": {name: SCENES[name] for name in args.scene} if args.frames is None else {"frames": str(args.frames)},
                 "device": str(device),

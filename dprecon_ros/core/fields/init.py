@@ -133,10 +133,11 @@ def object_sdf_init(
     extent: tuple[np.ndarray, np.ndarray],
     max_depth_m: float = float("inf"),
     min_component_fraction: float = 1.0,
+    up: int = 2,
 ) -> torch.Tensor:
     """Initial SDF (scene units) at the object grid's nodes: the fused TSDF where it observed the surface
     (sub-voxel accurate), the signed distance to the object's carved hull within `extent` (map-frame lo/hi;
-    the grid reaches beyond it) elsewhere, blended smoothly and redistanced."""
+    the grid reaches beyond it) elsewhere, blended smoothly and redistanced. Axis `up` of the map is up."""
     centers = box.centers()
     points = to_map(centers.reshape(-1, 3).cpu().numpy())
     occupied = carve_hull(torch.as_tensor(points, dtype=torch.float32, device=centers.device), keyframes, object_id, margin_m, max_depth_m)
@@ -144,7 +145,7 @@ def object_sdf_init(
     tsdf, band, _ = observed_band(vol, points.reshape(*box.shape, 3), min_weight)
     surface = ((band > 0.5) & (np.abs(tsdf) < 0.5)).reshape(-1)
     if surface.any():  # nothing below the object's lowest observed surface: what it stands on bounds it
-        within &= points[:, 2] >= np.percentile(points[surface, 2], LOWEST_SURFACE_PERCENTILE)
+        within &= points[:, up] >= np.percentile(points[surface, up], LOWEST_SURFACE_PERCENTILE)
     occupied = main_components((occupied.cpu().numpy() & within).reshape(box.shape), min_component_fraction)
     hull = signed_distance(occupied, box.voxel)
     blended = band * tsdf * vol.trunc / scale + (1 - band) * hull

@@ -216,3 +216,36 @@ def test_adam_is_set_up_as_dp_recon_and_decays_to_a_tenth(monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, closure=None: (seen.append(self.param_groups[0]["lr"]), step(self))[1])
     optimise(cfg, scene, problem, context())
     assert seen[-1] == pytest.approx(0.1 * seen[0]) and seen[0] == pytest.approx(cfg.lr_sdf_voxels)
+
+
+# ------------------------------------------------------------------ terms that must be exactly quiet on the truth
+def sphere_scene(extra_ball: tuple[float, float, float, float] | None = None) -> CompositeScene:
+    """The true sphere (plus, optionally, a ball (x, y, z, r) floating in front of it) as one object."""
+    scene = perturbed_scene()
+    box = GridBox(torch.full((3,), -0.6), 1.2 / 35, (36, 36, 36))
+    sdf = box.centers().norm(dim=-1) - RADIUS
+    if extra_ball is not None:
+        sdf = torch.minimum(sdf, (box.centers() - torch.tensor(extra_ball[:3])).norm(dim=-1) - extra_ball[3])
+    scene.objects = PackedObjects([PyramidSdf.from_values(box, sdf, 1)], [True])
+    return scene
+
+
+def terms_of(scene: CompositeScene, object_box: list[list[float]]) -> dict[str, float]:
+    problem = FitProblem(sphere_views(), True, [0], False, torch.zeros(0, 2, 3), torch.tensor([object_box]), metres_per_unit=1.0)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        cfg = dataclasses.replace(fit_config(1), eikonal_points=8192)  # enough uniform points to meet a thin slice
+        terms = fitting.loss_terms(cfg, scene, problem, fitting.sample_batch(problem.pool, 1024, generator), generator)
+    return {k: float(v) for k, v in terms.items()}
+
+
+def test_free_space_is_quiet_on_the_truth_and_catches_matter_in_front_of_measured_surfaces():
+    truth = terms_of(sphere_scene(), [[-0.3] * 3, [0.3] * 3])["free_space"]
+    floater = terms_of(sphere_scene((0.5, 0.0, 0.15, 0.08)), [[-0.3] * 3, [0.6, 0.3, 0.3]])["free_space"]
+    assert truth == 0.0 and floater > 1e-5, (truth, floater)
+
+
+def test_outside_box_is_quiet_within_the_box_and_catches_matter_beyond_it():
+    inside = terms_of(sphere_scene(), [[-0.3] * 3, [0.3] * 3])["outside_box"]
+    beyond = terms_of(sphere_scene(), [[-0.3, -0.3, -0.3], [0.1, 0.3, 0.3]])["outside_box"]  # the box cuts the sphere at x = 0.1
+    assert inside == 0.0 and beyond > 1e-4, (inside, beyond)

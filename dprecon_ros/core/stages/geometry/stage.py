@@ -51,20 +51,22 @@ def canonical_cube(lo: np.ndarray, hi: np.ndarray, resolution: int, device: torc
 
 
 def grown_box(
-    seed: ObjectSeed, keyframes: list[Keyframe], margin: float, growth: float, growth_max_m: float
+    seed: ObjectSeed, keyframes: list[Keyframe], margin: float, growth: float, growth_max_m: float, up: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The object's observed box with a margin, grown by `growth` of its size on the sides facing away from
-    the cameras that saw it: its back, never observed, may reach further than the points say. Growth is
-    horizontal (map z is up): what an object stands on was seen around it and bounds it below."""
+    """The object's observed box with a margin, grown on the side facing away from the cameras that saw it:
+    its back, never observed, may reach further than the points say. The growth is `growth` of its size
+    (at most `growth_max_m`) times how one-sided the views were, the length of the mean unit direction
+    from the cameras to the object: views from all round leave no back to grow. Growth is horizontal (axis
+    `up` is up): what an object stands on was seen around it and bounds it below."""
     size = seed.hi - seed.lo
     lo, hi = seed.lo - margin * size, seed.hi + margin * size
-    centres = [kf.frame.T_world_camera[:3, 3] for kf in keyframes if seed.object_id in kf.instance_to_object.values()]
-    if not centres or growth <= 0:
+    centres = np.array([kf.frame.T_world_camera[:3, 3] for kf in keyframes if seed.object_id in kf.instance_to_object.values()])
+    if not len(centres) or growth <= 0:
         return lo, hi
-    away = (seed.lo + seed.hi) / 2 - np.mean(centres, axis=0)
-    away[2] = 0.0
-    away = away / max(float(np.linalg.norm(away)), 1e-9)
-    extend = min(growth * float(np.max(size)), growth_max_m) * away
+    directions = (seed.lo + seed.hi) / 2 - centres
+    directions[:, up] = 0.0
+    directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-9)
+    extend = min(growth * float(np.max(size)), growth_max_m) * directions.mean(axis=0)
     return np.minimum(lo, lo + extend), np.maximum(hi, hi + extend)
 
 
@@ -114,8 +116,9 @@ def still_holds(norm: SceneNormalisation | None, lo: np.ndarray, hi: np.ndarray)
 @register_stage
 class GeometryStage(Stage):
     name = "geometry"
-    # besides its own section it reads fusion (volumes it fuses itself), mesh.min_weight and frames.min_depth_m
-    config_sections = ("geometry", "tsdf", "mesh", "frames")
+    # besides its own section it reads fusion (volumes it fuses itself), mesh.min_weight, frames.min_depth_m and
+    # scene_graph.up_axis
+    config_sections = ("geometry", "tsdf", "mesh", "frames", "scene_graph")
 
     def run(self, model: SceneModel, ctx: RunContext) -> SceneModel:
         if not ctx.dirty:  # a run that only removed objects: the remaining fields are as they were
@@ -156,12 +159,13 @@ class GeometryStage(Stage):
     ) -> tuple[CompositeScene, FitProblem]:
         """The composite scene of every object's field and the background's, and what the fit may move."""
         device, min_weight = ctx.compute.device, ctx.config.mesh.min_weight
+        up = "xyz".index(ctx.config.scene_graph.up_axis)
         shapes = level_shapes((cfg.object_resolution,) * 3, cfg.pyramid_levels)
         fields, trainable, boxes = [], [], []
         for k, seed in enumerate(ctx.seeds):
             ctx.check_cancelled()
             state = model.objects[seed.object_id]
-            lo, hi = grown_box(seed, ctx.keyframes, cfg.object_margin, cfg.unseen_growth, cfg.unseen_growth_max_m)
+            lo, hi = grown_box(seed, ctx.keyframes, cfg.object_margin, cfg.unseen_growth, cfg.unseen_growth_max_m, up)
             boxes.append((norm.to_scene(lo), norm.to_scene(hi)))
             if seed.object_id not in ctx.dirty:
                 if [tuple(p.shape) for p in state.field.levels] == shapes:
@@ -170,12 +174,15 @@ class GeometryStage(Stage):
                 ctx.dirty.add(seed.object_id)  # a field of another layout (an older map): refit it
             cube = canonical_cube(boxes[-1][0], boxes[-1][1], cfg.object_resolution, device)
             volume = (
-                state.volume if state.volume is not None else fuse_object(seed, ctx.keyframes, ctx.config.tsdf, device, ctx.compute.scale)
+                state.volume
+                if state.volume is not None
+                else fuse_object(seed, ctx.keyframes, ctx.config.tsdf, device, ctx.compute.scale, ctx.check_cancelled)
             )
             margin = max(cfg.carve_margin_m, cube.voxel * norm.scale)
             # the hull may fill unseen space but not reach below the object's lowest observed point: what it
             # stands on was seen around it
-            floor = np.array([lo[0], lo[1], seed.lo[2]])
+            floor = lo.copy()
+            floor[up] = seed.lo[up]
             init = object_sdf_init(
                 volume,
                 cube,
@@ -188,6 +195,7 @@ class GeometryStage(Stage):
                 (floor, hi),
                 cfg.hull_max_depth_m,
                 ctx.config.mesh.min_component_fraction,
+                up,
             )
             fields.append(PyramidSdf.from_values(cube, init.to(device), cfg.pyramid_levels))
             trainable.append(k)
@@ -205,7 +213,7 @@ class GeometryStage(Stage):
                 ctx.dirty.add(BACKGROUND_ID)
             volume = background.volume if background is not None and background.volume is not None else None
             if volume is None:
-                volume = fuse_background(ctx.keyframes, ctx.config.tsdf, device, bounds, ctx.compute.scale)
+                volume = fuse_background(ctx.keyframes, ctx.config.tsdf, device, bounds, ctx.compute.scale, ctx.check_cancelled)
             bg_box = self.background_box(cfg, norm, bounds, volume.trunc if volume is not None else 0.0, device)
             init = background_sdf_init(volume, bg_box, norm.to_map, norm.scale, min_weight)
             bg_field = PyramidSdf.from_values(bg_box, init.to(device), cfg.pyramid_levels)
@@ -257,8 +265,9 @@ def composite_of(model: SceneModel, object_ids: list[int], device: torch.device)
 
 @contextlib.contextmanager
 def flushed_denormals(device: torch.device):
-    """Denormal gradients slow CPU steps many times over: flush them while the fit runs, and only then (the
-    flag is process-wide and other libraries' native code does not expect it)."""
+    """Denormal gradients slow CPU steps many times over: flush them while the fit runs, and only then (other
+    libraries' native code does not expect it). The flag holds for the calling thread only, not for torch's
+    worker threads, so the density also keeps its values out of the denormal range at the source."""
     flush = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         yield
