@@ -1,7 +1,8 @@
 """dprecon_node on a real RGB-D camera.
 
 Remap the camera driver's topics onto the node's inputs with the launch arguments, e.g.
-`ros2 launch dprecon_ros camera.launch.py rgb:=/camera/camera/color/image_raw pose:=/odom pose_source:=odometry`.
+`ros2 launch dprecon_ros camera.launch.py rgb:=/camera/camera/color/image_raw pose:=/odom pose_source:=odometry`;
+`namespace:=robot1` puts the node and its (relative) inputs under /robot1.
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -11,14 +12,15 @@ from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
-# node input topic (the config default) -> launch argument that remaps it
+# node input topic (the config default, relative: it follows the node's namespace) -> launch argument that
+# remaps it; the argument's default is the same relative name, so an unset argument remaps nothing
 INPUT_REMAPS = {
-    "/camera/color/image_raw": ("rgb", "colour image (rgb8, bgr8, rgba8, bgra8, mono8)"),
-    "/camera/color/camera_info": ("camera_info", "CameraInfo of the colour camera"),
-    "/camera/depth/image_raw": ("depth", "depth registered to the colour camera (16UC1 mm or 32FC1 m)"),
-    "/camera/instance/image_raw": ("instance", "instance-id image (16UC1, 32SC1 or mono8)"),
-    "/camera/instance/labels": ("labels", "JSON labels of the instance ids (std_msgs/String)"),
-    "/camera/pose": ("pose", "camera pose (PoseStamped or Odometry, see pose_source)"),
+    "camera/color/image_raw": ("rgb", "colour image (rgb8, bgr8, rgba8, bgra8, mono8)"),
+    "camera/color/camera_info": ("camera_info", "CameraInfo of the colour camera"),
+    "camera/depth/image_raw": ("depth", "depth registered to the colour camera (16UC1 mm or 32FC1 m)"),
+    "camera/instance/image_raw": ("instance", "instance-id image (16UC1, 32SC1 or mono8)"),
+    "camera/instance/labels": ("labels", "JSON labels of the instance ids (std_msgs/String)"),
+    "camera/pose": ("pose", "camera pose (PoseStamped or Odometry, see pose_source)"),
 }
 
 
@@ -34,12 +36,14 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),
         DeclareLaunchArgument("persist_dir", default_value="", description="persist keyframes here (resumed on restart)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node, its inputs and outputs (e.g. robot1)"),
     ]
     args += [DeclareLaunchArgument(name, default_value=topic, description=text) for topic, (name, text) in INPUT_REMAPS.items()]
     node = Node(
         package="dprecon_ros",
         executable="dprecon_node",
         name="dprecon_node",
+        namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[
             LaunchConfiguration("config"),

@@ -14,7 +14,10 @@ def test_every_leaf_is_documented():
 
 def test_repo_yaml_loads_and_unwraps_ros_parameters():
     cfg = load_config(REPO / "config" / "dprecon.yaml")
-    assert cfg.topics.rgb == "/camera/color/image_raw"
+    assert cfg.topics.rgb == "camera/color/image_raw"
+    # inputs are relative in the defaults and the shipped file, so a namespace applies to them (ROS convention)
+    for name in ("rgb", "camera_info", "depth", "instance", "labels", "pose"):
+        assert not getattr(cfg.topics, name).startswith("/") and not getattr(DpreconConfig().topics, name).startswith("/"), name
     assert cfg.reconstruction.backend == "tsdf"
 
 

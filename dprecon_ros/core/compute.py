@@ -17,6 +17,13 @@ class ComputeConfig:
     cpu_fallback_scale: float = config_field(
         0.5, "sizes (rays per step, grid resolutions, voxel budgets) of a CPU retry, as a fraction", (0.05, 1.0)
     )
+    malloc_arenas: int = config_field(
+        2,
+        "glibc malloc arenas of the node process (0 = the C library's default, 8 per core): fewer arenas keep"
+        " memory freed by runs and decoders reusable instead of stranded per thread",
+        (0, 1024),
+        live=False,
+    )
 
 
 @dataclass(frozen=True)

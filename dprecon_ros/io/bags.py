@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Qos
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from dprecon_ros.config import DpreconConfig
 from dprecon_ros.core.ingest.assembler import FrameAssembler
 from dprecon_ros.core.types import Frame
 from dprecon_ros.io.frame_messages import TYPESTORE, frame_messages, serialize
+from dprecon_ros.io.offered_qos import LATCHED, STREAM
 
 log = logging.getLogger("dprecon_ros")
 
+GLOBAL_TOPICS = ("/tf", "/tf_static")
+
+
+def absolute(topic: str) -> str:
+    """A topic name as a bag stores it: relative config names resolve in the root namespace, as ros2 bag
+    records a node's inputs when neither is namespaced."""
+    return topic if topic.startswith("/") else f"/{topic}"
+
 
 class BagWriter:
-    """rosbag2 writer that adds a connection the first time a topic is written."""
+    """rosbag2 writer that adds a connection the first time a topic is written, with the QoS profiles its
+    publishers offered (what `ros2 bag play` publishes with)."""
 
     def __init__(self, path: str | Path, storage: str = "mcap") -> None:
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -26,9 +37,14 @@ class BagWriter:
         self._writer.open()
         self._connections: dict[str, object] = {}
 
-    def write_cdr(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+    def has_topic(self, topic: str) -> bool:
+        return absolute(topic) in self._connections
+
+    def write_cdr(self, topic: str, msgtype: str, stamp_ns: int, data: bytes, offered: Sequence[Qos] = (STREAM,)) -> None:
+        """`offered` is recorded with the topic's first message; later values are ignored."""
+        topic = absolute(topic)
         if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=list(offered))
         self._writer.write(self._connections[topic], stamp_ns, data)
 
     def close(self) -> None:
@@ -48,12 +64,14 @@ def write_frames(path: str | Path, frames: Iterable[Frame], config: DpreconConfi
         for frame in frames:
             stamp_ns = int(round(frame.stamp * 1e9))
             for topic, msgtype, msg in frame_messages(frame, config.topics):
-                writer.write_cdr(topic, msgtype, stamp_ns, serialize(msg, msgtype))
+                offered = LATCHED if topic == config.topics.labels else STREAM
+                writer.write_cdr(topic, msgtype, stamp_ns, serialize(msg, msgtype), (offered,))
                 n += 1
     return n
 
 
 def topic_handlers(config: DpreconConfig, assembler: FrameAssembler) -> dict[str, Callable[[object], None]]:
+    """Topic (as configured) -> assembler input."""
     t = config.topics
     table: dict[str, Callable[[object], None]] = {
         t.rgb: assembler.add_rgb,
@@ -76,10 +94,10 @@ def topic_handlers(config: DpreconConfig, assembler: FrameAssembler) -> dict[str
 def read_frames(path: str | Path, config: DpreconConfig, assembler: FrameAssembler | None = None) -> Iterator[Frame]:
     """Synchronised frames from a bag, in recording order, through the same assembler the node uses."""
     assembler = assembler or FrameAssembler(config)
-    handlers = topic_handlers(config, assembler)
+    handlers = {absolute(topic): handler for topic, handler in topic_handlers(config, assembler).items()}  # as bags name them
     with AnyReader([Path(path)], default_typestore=TYPESTORE) as reader:
         connections = [c for c in reader.connections if c.topic in handlers]
-        missing = sorted(set(handlers) - {c.topic for c in reader.connections} - {"/tf", "/tf_static"})
+        missing = sorted(set(handlers) - {c.topic for c in reader.connections} - set(GLOBAL_TOPICS))
         if missing:
             log.warning("bag %s has no messages on %s", path, ", ".join(missing))
         for connection, _, raw in reader.messages(connections=connections):

@@ -1,4 +1,9 @@
-"""Write reconstructions to disk: a GLB per object, the whole scene as one GLB, and the scene graph JSON."""
+"""Write reconstructions to disk: a GLB per object, the whole scene as one GLB, and the scene graph JSON.
+
+glTF is y-up (+Y up, +Z forward, right-handed) while the map frame is z-up (REP-103), so meshes are rotated
+on the way out: a map point (x, y, z) is written as (x, z, -y). Viewers (Blender, three.js, Foxglove) then
+show the floor as a floor. `to_trimesh` stays in the map frame for evaluation against map-frame ground truth.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,60 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import trimesh
 
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
 from dprecon_ros.core.types import ObjectReconstruction, Reconstruction
 
+# rows: glTF axes in map coordinates; a rotation (det +1), so face winding and normals stay outward
+GLTF_FROM_MAP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+GLTF_AXES = "glTF y-up: a map point (x, y, z) is stored as (x, z, -y)"
+BACKGROUND_NAME = "background"
+
 
 def to_trimesh(obj: ObjectReconstruction) -> trimesh.Trimesh:
+    """The object's mesh in the map frame (z-up, metres)."""
     return trimesh.Trimesh(obj.vertices, obj.faces, vertex_colors=obj.vertex_colors, process=False)
 
 
-def glb_bytes(obj: ObjectReconstruction) -> bytes:
-    return trimesh.Scene(to_trimesh(obj)).export(file_type="glb")
+def to_gltf_mesh(obj: ObjectReconstruction) -> trimesh.Trimesh:
+    """The object's mesh in glTF axes (y-up, metres)."""
+    vertices = np.asarray(obj.vertices, dtype=np.float64) @ GLTF_FROM_MAP.T
+    return trimesh.Trimesh(vertices, obj.faces, vertex_colors=obj.vertex_colors, process=False)
+
+
+def load_glb_in_map_frame(path: str | Path) -> trimesh.Trimesh:
+    """A GLB written here, back in the map frame (for evaluation against map-frame ground truth)."""
+    mesh = trimesh.load(path, force="mesh", process=False)
+    mesh.vertices = np.asarray(mesh.vertices) @ GLTF_FROM_MAP  # the inverse of a rotation is its transpose
+    return mesh
+
+
+def object_name(obj: ObjectReconstruction) -> str:
+    """`<id>_<label>`, with the label reduced to characters safe in file names."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", obj.label).strip("_") or "object"
+    return f"{obj.object_id}_{safe}"
 
 
 def object_filename(obj: ObjectReconstruction) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", obj.label).strip("_") or "object"
-    return f"{obj.object_id}_{safe}.glb"
+    return f"{object_name(obj)}.glb"
+
+
+def _add(scene: trimesh.Scene, obj: ObjectReconstruction, name: str) -> None:
+    """Mesh and node share the name, so a viewer's outliner lists `3_mug`, not `geometry_0`."""
+    scene.add_geometry(to_gltf_mesh(obj), geom_name=name, node_name=name)
+
+
+def glb_bytes(obj: ObjectReconstruction, name: str | None = None) -> bytes:
+    scene = trimesh.Scene()
+    _add(scene, obj, name or object_name(obj))
+    return scene.export(file_type="glb")
 
 
 def export_reconstruction(recon: Reconstruction, directory: str | Path, frame_id: str = "map") -> list[Path]:
-    """Write objects/<id>_<label>.glb, background.glb, scene.glb and scene_graph.json; returns the paths."""
+    """Write objects/<id>_<label>.glb, background.glb, scene.glb (all y-up) and scene_graph.json (boxes and
+    centroids in `frame_id`); returns the paths."""
     out = Path(directory)
     (out / "objects").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -36,18 +74,19 @@ def export_reconstruction(recon: Reconstruction, directory: str | Path, frame_id
         path = out / "objects" / object_filename(obj)
         path.write_bytes(glb_bytes(obj))
         mesh_paths[obj.object_id] = str(path.relative_to(out))
-        scene.add_geometry(to_trimesh(obj), node_name=f"{obj.object_id}_{obj.label}")
+        _add(scene, obj, object_name(obj))
         written.append(path)
     if recon.background is not None:
-        path = out / "background.glb"
-        path.write_bytes(glb_bytes(recon.background))
+        path = out / f"{BACKGROUND_NAME}.glb"
+        path.write_bytes(glb_bytes(recon.background, BACKGROUND_NAME))
         mesh_paths[recon.background.object_id] = path.name
-        scene.add_geometry(to_trimesh(recon.background), node_name="background")
+        _add(scene, recon.background, BACKGROUND_NAME)
         written.append(path)
     scene_path = out / "scene.glb"
     scene_path.write_bytes(scene.export(file_type="glb") if scene.geometry else b"")
     written.append(scene_path)
     graph = scene_graph_to_dict(recon.scene_graph, recon.background, frame_id, recon.stamp, mesh_paths)
+    graph["mesh_axes"] = GLTF_AXES
     graph["backend"] = recon.backend
     graph["timings_s"] = recon.timings_s
     graph_path = out / "scene_graph.json"

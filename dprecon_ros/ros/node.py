@@ -8,16 +8,15 @@ Glue only: messages go into the core's FrameAssembler and Mapper, results come b
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections import deque
 from pathlib import Path
 
-from dprecon_msgs.action import Reconstruct
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
 from dprecon_msgs.srv import ExportMap, MapStore
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import MultiThreadedExecutor
@@ -28,11 +27,11 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
-from dprecon_ros.config import ConfigError, DpreconConfig
+from dprecon_ros.config import DpreconConfig
 from dprecon_ros.core.counters import EventCounters
-from dprecon_ros.core.ingest.assembler import FrameAssembler
-from dprecon_ros.core.mapping.mapper import CANCELLED, RECONSTRUCTED, UNCHANGED, Mapper, RunJob
-from dprecon_ros.core.stages.catalog import make_stages
+from dprecon_ros.core.heap import limit_arenas
+from dprecon_ros.core.ingest.assembler import FrameAssembler, frames_nbytes
+from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, Mapper, RunJob
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Frame, Reconstruction
 from dprecon_ros.io.export import export_reconstruction
@@ -40,13 +39,17 @@ from dprecon_ros.ros import conversions
 from dprecon_ros.ros.logging_bridge import bridge_core_logging
 from dprecon_ros.ros.params import attach_validation, declare_config
 from dprecon_ros.ros.qos import LABELS, LATCHED, MARKER_HISTORY, MARKERS, RELIABLE, TF_STATIC, image_qos
+from dprecon_ros.ros.reconstruct_action import ReconstructAction
 from dprecon_ros.ros.runner import run_node
+from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
 
 INGEST_PERIOD_S = 0.02
 STATUS_PERIOD_S = 1.0
-FEEDBACK_PERIOD_S = 0.2  # action feedback while a goal's run goes on
-# inputs, services, the action, timers and publishing run side by side
-EXECUTOR_THREADS = 4
+# inputs, services, timers and publishing run side by side; each held ~/reconstruct goal takes one more
+BASE_EXECUTOR_THREADS = 4
+# at shutdown, after the last goals were answered: the answers are sent, but DDS delivers them from its own
+# threads, which go with the node
+ANSWER_DELIVERY_S = 0.2
 
 
 class DpreconNode(Node):
@@ -55,12 +58,14 @@ class DpreconNode(Node):
         bridge_core_logging(self.get_logger())
         self.config = DpreconConfig()
         declare_config(self, self.config)
+        limit_arenas(self.config.compute.malloc_arenas)  # before the executor's and the runs' threads allocate
         self.counters = EventCounters()
         self.assembler = FrameAssembler(self.config, self.counters)
         self.mapper = Mapper(self.config, self.counters)
         attach_validation(self, self.config, self.mapper.config_lock, self._on_parameters_changed)
         self._input_lock = threading.Lock()
         self._frames: deque[Frame] = deque()
+        self.mapper.keyframes.waiting_bytes = lambda: self.assembler.nbytes + frames_nbytes(self._frames)
         self._last_error = ""
         # publishing, reset and load take this lock: the latched topics always end at the node's current map
         self._map_lock = threading.RLock()
@@ -70,11 +75,12 @@ class DpreconNode(Node):
         self._create_interfaces()
         if self.mapper.latest is not None:
             self._publish(self.mapper.latest)
-        t = self.config.topics
+        # the names as subscribed (namespace and remapping applied), not as configured
+        names = ", ".join(f"{key}={sub.topic_name}" for key, sub in self.inputs.items())
         self.get_logger().info(
-            f"dprecon_node ready: stages={'+'.join(self.config.reconstruction.stage_names())}, rgb={t.rgb}, depth={t.depth or '-'}, "
-            f"instance={t.instance}, pose from {t.pose_source}, {len(self.mapper.keyframes)} keyframes and "
-            f"{len(self.mapper.model.objects)} objects resumed"
+            f"dprecon_node ready: stages={'+'.join(self.config.reconstruction.stage_names())} "
+            f"(backend {self.config.reconstruction.backend}), inputs {names}; "
+            f"{len(self.mapper.keyframes)} keyframes and {len(self.mapper.model.objects)} objects resumed"
         )
 
     # ------------------------------------------------------------------ set-up
@@ -83,32 +89,29 @@ class DpreconNode(Node):
         # Reentrant: the assembler has its own lock, and a mutually exclusive group starved some topics here.
         inputs = ReentrantCallbackGroup()
         qos = image_qos(t.image_qos)
-        self.create_subscription(Image, t.rgb, lambda m: self._feed(self.assembler.add_rgb, m), qos, callback_group=inputs)
-        self.create_subscription(Image, t.instance, lambda m: self._feed(self.assembler.add_instance, m), qos, callback_group=inputs)
+        # input -> (type, name, handler, QoS). Configured names are relative, so they resolve in the node's
+        # namespace and under its remappings; /tf and /tf_static are global by convention. Handlers look the
+        # assembler up at call time.
+        table = {
+            "rgb": (Image, t.rgb, lambda m: self.assembler.add_rgb(m), qos),
+            "instance": (Image, t.instance, lambda m: self.assembler.add_instance(m), qos),
+        }
         if t.depth:
-            self.create_subscription(Image, t.depth, lambda m: self._feed(self.assembler.add_depth, m), qos, callback_group=inputs)
-        self.create_subscription(
-            CameraInfo, t.camera_info, lambda m: self._feed(self.assembler.add_camera_info, m), qos, callback_group=inputs
-        )
+            table["depth"] = (Image, t.depth, lambda m: self.assembler.add_depth(m), qos)
+        table["camera_info"] = (CameraInfo, t.camera_info, lambda m: self.assembler.add_camera_info(m), qos)
         if t.labels:
-            self.create_subscription(
-                String, t.labels, lambda m: self._feed(self.assembler.add_labels, m.data), LABELS, callback_group=inputs
-            )
+            table["labels"] = (String, t.labels, lambda m: self.assembler.add_labels(m.data), LABELS)
         if t.pose_source == "pose":
-            self.create_subscription(PoseStamped, t.pose, lambda m: self._feed(self.assembler.add_pose, m), RELIABLE, callback_group=inputs)
+            table["pose"] = (PoseStamped, t.pose, lambda m: self.assembler.add_pose(m), RELIABLE)
         elif t.pose_source == "odometry":
-            self.create_subscription(
-                Odometry, t.pose, lambda m: self._feed(self.assembler.add_odometry, m), RELIABLE, callback_group=inputs
-            )
+            table["pose"] = (Odometry, t.pose, lambda m: self.assembler.add_odometry(m), RELIABLE)
         else:
-            self.create_subscription(TFMessage, "/tf", lambda m: self._feed(self.assembler.add_tf, m), RELIABLE, callback_group=inputs)
-            self.create_subscription(
-                TFMessage,
-                "/tf_static",
-                lambda m: self._feed(lambda x: self.assembler.add_tf(x, static=True), m),
-                TF_STATIC,
-                callback_group=inputs,
-            )
+            table["tf"] = (TFMessage, "/tf", lambda m: self.assembler.add_tf(m), RELIABLE)
+            table["tf_static"] = (TFMessage, "/tf_static", lambda m: self.assembler.add_tf(m, static=True), TF_STATIC)
+        self.inputs = {
+            key: self.create_subscription(kind, name, lambda m, add=add: self._feed(add, m), profile, callback_group=inputs)
+            for key, (kind, name, add, profile) in table.items()
+        }
 
         self.pub_objects = self.create_publisher(MapObjectArray, "~/objects", LATCHED)
         self.pub_graph = self.create_publisher(SceneGraph, "~/scene_graph", LATCHED)
@@ -123,19 +126,16 @@ class DpreconNode(Node):
         self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
         self._schedule_periodic_runs()
         services = ReentrantCallbackGroup()
-        ActionServer(
-            self,
-            Reconstruct,
-            "~/reconstruct",
-            execute_callback=self._execute_reconstruct,
-            goal_callback=self._accept_goal,
-            cancel_callback=lambda goal: CancelResponse.ACCEPT,
-            callback_group=services,
-        )
-        self.create_service(ExportMap, "~/export", self._srv_export, callback_group=services)
-        self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=services)
-        self.create_service(MapStore, "~/save_map", self._srv_save_map, callback_group=services)
-        self.create_service(MapStore, "~/load_map", self._srv_load_map, callback_group=services)
+        capacity = self.config.reconstruction.max_queued_goals
+        self.reconstruct_action = ReconstructAction(self, self.mapper, self.counters, capacity, self._finish, services)
+        for kind, name, handler in (
+            (ExportMap, "~/export", self._srv_export),
+            (Trigger, "~/reset", self._srv_reset),
+            (MapStore, "~/save_map", self._srv_save_map),
+            (MapStore, "~/load_map", self._srv_load_map),
+        ):
+            guard = guarded(name, handler, self.counters, self.get_logger())
+            self.create_service(kind, name, guard, qos_profile=REQUESTS, callback_group=services)
 
     def _schedule_periodic_runs(self) -> None:
         if self._period_timer is not None:
@@ -194,7 +194,14 @@ class DpreconNode(Node):
                 self.counters.count("reconstruction_error", f"reconstruction failed: {report.message}")
                 self.get_logger().debug("".join(traceback.format_exception(job.error)))
                 return
-            self.get_logger().info(f"reconstruction {report.status}: {report.message}")
+            if report.status == RECONSTRUCTED:  # one line per reconstruction: what ran, what came out, how long
+                recon = report.reconstruction
+                self.get_logger().info(
+                    f"reconstructed: stages {'+'.join(recon.stages)} (backend {recon.backend}), {len(recon.objects)} objects "
+                    f"({len(report.refitted_objects)} refitted), {len(recon.scene_graph.relations)} relations, {report.duration_s:.2f} s"
+                )
+            else:  # unchanged, too few keyframes, cancelled: not a reconstruction (the mapper counts them)
+                self.get_logger().debug(f"reconstruction {report.status}: {report.message}")
             # a reset or a load after the run committed: its map is no longer the node's
             if report.status != RECONSTRUCTED or report.reconstruction is not self.mapper.latest:
                 return
@@ -204,50 +211,6 @@ class DpreconNode(Node):
                     self._export(report.reconstruction, self.config.reconstruction.export_dir)
                 except OSError as exc:
                     self.counters.count("export_error", f"export to {self.config.reconstruction.export_dir} failed: {exc}")
-
-    def _accept_goal(self, goal) -> GoalResponse:
-        if goal.stages:
-            try:
-                make_stages(list(goal.stages))
-            except ConfigError as exc:
-                self.get_logger().error(f"~/reconstruct goal rejected: {exc}")
-                return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    def _execute_reconstruct(self, goal_handle) -> Reconstruct.Result:
-        request = goal_handle.request
-        job = None
-        while job is None:  # a periodic run in progress: this goal runs after it, over the latest keyframes
-            if goal_handle.is_cancel_requested:
-                goal_handle.canceled()
-                return Reconstruct.Result(success=False, message="cancelled before it started")
-            job = self.mapper.start(force=request.force, stages=list(request.stages) or None, on_done=self._finish)
-            if job is None and self.mapper.job is not None:
-                self.mapper.job.wait(FEEDBACK_PERIOD_S)
-        while not job.wait(FEEDBACK_PERIOD_S):
-            if goal_handle.is_cancel_requested:
-                job.cancel()
-            p = job.progress
-            goal_handle.publish_feedback(
-                Reconstruct.Feedback(stage=p.stage, stage_index=p.stage_index, stage_count=p.stage_count, progress=p.fraction)
-            )
-        report = job.report
-        recon = report.reconstruction
-        result = Reconstruct.Result(
-            success=report.status in (RECONSTRUCTED, UNCHANGED),
-            message=report.message,
-            refitted=len(report.refitted_objects),
-            objects=len(recon.objects) if recon is not None else 0,
-            relations=len(recon.scene_graph.relations) if recon is not None else 0,
-            duration_s=float(report.duration_s),
-        )
-        if report.status == CANCELLED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif result.success:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
-        return result
 
     def _publish(self, recon: Reconstruction) -> None:
         with self._map_lock:
@@ -310,18 +273,25 @@ class DpreconNode(Node):
             try:
                 response.files = [str(p) for p in self._export(recon, directory)]
                 response.success, response.message = True, f"exported {len(recon.objects)} objects to {directory}"
-            except OSError as exc:
-                response.success, response.message = False, f"export to {directory} failed: {exc}"
+            except (OSError, RecursionError) as exc:  # RecursionError: a path too deep for mkdir's recursion
+                response.success = False
+                response.message = f"export to {shorten(directory)} failed: {type(exc).__name__}: {shorten(str(exc))}"
+                self.counters.count("service_error", response.message)
         return response
 
     def _srv_reset(self, request, response):
+        """Empty everywhere: frames waiting, keyframes, objects, the latched topics, the persisted map; a run
+        in progress is cancelled and never publishes (its result no longer is the mapper's latest)."""
         job = self.mapper.job
+        with self._input_lock:
+            self._frames.clear()  # assembled before the reset: of the old map
         with self._map_lock:  # a run ending now either published before this or sees the reset
             self.mapper.reset()
             self._publish_empty_map()
-        if job is not None:
-            job.wait(timeout=10.0)
-        response.success, response.message = True, "keyframes and objects cleared; a running reconstruction was cancelled"
+        if job is not None and not job.wait(timeout=self.config.reconstruction.cancel_timeout_s):
+            self.counters.count("slow_cancel", "the cancelled reconstruction is still ending; it will not publish")
+        response.success = True
+        response.message = "keyframes, objects and the persisted map cleared; a running reconstruction was cancelled"
         return response
 
     def _map_dir(self, request) -> str:
@@ -347,23 +317,43 @@ class DpreconNode(Node):
             return response
         with self._map_lock:
             try:
-                response.keyframes = self.mapper.load_map(directory)
-            except MapFormatError as exc:
-                response.success, response.message = False, str(exc)
+                loaded = self.mapper.load_map(directory)
+            except MapFormatError as exc:  # nothing changed: the node keeps its map
+                response.success, response.message = False, f"{exc}; the current map is kept"
                 self.counters.count("map_unreadable", f"~/load_map refused: {exc}")
                 return response
-            response.objects = len(self.mapper.model.objects)
+            response.keyframes, response.objects = loaded.keyframes, loaded.objects
             if self.mapper.latest is not None:
                 self._shown = None  # a different map: replace every marker
                 self._publish(self.mapper.latest)
             else:
                 self._publish_empty_map()
-        response.success, response.message = True, f"loaded {response.keyframes} keyframes and {response.objects} objects from {directory}"
+        response.success, response.message = True, f"loaded {loaded.summary()} from {directory}"
         return response
+
+    # ----------------------------------------------------------------- shutdown
+    @property
+    def executor_threads(self) -> int:
+        return BASE_EXECUTOR_THREADS + self.config.reconstruction.max_queued_goals
+
+    def stop_work(self) -> bool:
+        """Ctrl-C, before the context goes: refuse new goals, cancel the run and join its thread (no job may be
+        left inside torch when the interpreter exits), then answer every held goal. False if the run did not
+        stop in time (the process then leaves without it)."""
+        timeout = self.config.reconstruction.cancel_timeout_s
+        held = self.reconstruct_action.stop_accepting()
+        joined = self.mapper.stop(timeout)
+        if not joined:
+            self.get_logger().warning(f"the reconstruction did not stop within {timeout} s; exiting without waiting for it")
+        if not self.reconstruct_action.wait_answered(timeout):
+            self.get_logger().warning(f"~/reconstruct goals still unanswered after {timeout} s")
+        if held:
+            time.sleep(ANSWER_DELIVERY_S)
+        return joined
 
 
 def main(args: list[str] | None = None) -> None:
-    run_node(DpreconNode, args, lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS))
+    run_node(DpreconNode, args, lambda node: MultiThreadedExecutor(num_threads=node.executor_threads))
 
 
 if __name__ == "__main__":

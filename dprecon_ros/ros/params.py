@@ -14,6 +14,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dprecon_ros.config import ConfigError, is_live, iter_leaves, set_leaf
+from dprecon_ros.config_fields import validate_leaf
 
 
 def _descriptor(f: dataclasses.Field, value: Any) -> ParameterDescriptor:
@@ -34,15 +35,28 @@ def _descriptor(f: dataclasses.Field, value: Any) -> ParameterDescriptor:
     return desc
 
 
+class StartupParameterError(ConfigError):
+    """A parameter the node was started with is invalid (out of range, not a choice, wrong type): the node does
+    not start, whatever the parameter (the runner exits with status 2 after one error line)."""
+
+
 def declare_config(node: Node, config: Any) -> None:
     """Declare every leaf of a config dataclass (defaults from `config`) and read the values the node was
-    started with."""
-    for name, f, value in iter_leaves(config):
-        declared = node.declare_parameter(name, value, _descriptor(f, value)).value
+    started with; StartupParameterError, logged once, for the first invalid one."""
+    for name, f, default in iter_leaves(config):
+        # Declared untyped first so that any given value arrives here and is judged by the config's own check,
+        # which names the parameter, the value and the range or choices (rclpy would raise for ranges and
+        # types, and choices are no descriptor field), then declared again with its real descriptor.
+        given = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
         try:
-            set_leaf(config, name, declared)
+            value = validate_leaf(name, f, given)
         except ConfigError as exc:
-            node.get_logger().error(f"parameter {exc}; keeping default {value!r}")
+            message = f"invalid parameter {exc}"
+            node.get_logger().error(message)
+            raise StartupParameterError(message) from None
+        node.undeclare_parameter(name)
+        node.declare_parameter(name, value, _descriptor(f, value), ignore_override=True)
+        set_leaf(config, name, value)
 
 
 def attach_validation(

@@ -2,14 +2,27 @@
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from dprecon_ros.io.offered_qos import LATCHED_DEPTH, STREAM_DEPTH
+
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST
 )
 # Labels describe the mask they travel with; keep a few so a burst does not overwrite one before it is read.
+# The subscription is volatile: a volatile subscription matches volatile publishers (what most segmentation
+# nodes use, rclpy's and rclcpp's default) and transient-local ones alike, while a transient-local one refuses
+# volatile publishers (incompatible durability). Reliable: labels must not be lost (a frame waits for its
+# labels); a best-effort labels publisher does not match and is reported by rclpy as incompatible.
 LABELS = QoSProfile(
-    depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST
+    depth=LATCHED_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST
 )
-RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# What sim and replay publish labels and /tf_static with: a late subscriber still gets the last few.
+LATCHED_INPUT = QoSProfile(
+    depth=LATCHED_DEPTH,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)
+RELIABLE = QoSProfile(depth=STREAM_DEPTH, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 TF_STATIC = LATCHED
 
 
@@ -17,7 +30,7 @@ def image_qos(name: str) -> QoSProfile:
     """'sensor_data' (best effort: connects to reliable and best-effort publishers) or 'reliable'."""
     if name == "reliable":
         return RELIABLE
-    profile = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")}, depth=20)
+    profile = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")}, depth=STREAM_DEPTH)
     return profile
 
 

@@ -8,7 +8,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from dprecon_ros.io.frame_messages import IMAGE
-from dprecon_ros.ros.qos import LABELS, RELIABLE
+from dprecon_ros.ros.qos import LATCHED_INPUT, RELIABLE
 
 LATCHED_TOPICS = ("/tf_static",)
 
@@ -29,13 +29,17 @@ class RawPublishers:
         self._types: dict[str, str] = {}
 
     def qos_for(self, topic: str) -> QoSProfile:
-        return LABELS if topic in self.latched else RELIABLE
+        return LATCHED_INPUT if topic in self.latched else RELIABLE
 
     def prepare(self, topic: str, msgtype: str) -> None:
         """Create the publisher now, so discovery is done before the first message (else it is lost)."""
         if topic not in self._pubs:
             self._pubs[topic] = self.node.create_publisher(message_class(msgtype), topic, self.qos_for(topic))
             self._types[topic] = msgtype
+
+    def resolved(self, topic: str) -> str:
+        """The full name a prepared topic is published on (namespace and remapping applied)."""
+        return self._pubs[topic].topic_name
 
     def essential_topics(self) -> list[str]:
         """Prepared topics a consumer cannot do without before the first message: images, and latched topics

@@ -1,6 +1,8 @@
 """dprecon_record: record the node's input topics to a rosbag2 (mcap), since ros2 bag is not installable here.
 
-Subscribes without deserialising (raw CDR) and writes each message with its receive time.
+Subscribes without deserialising (raw CDR) and writes each message with its receive time, under the name it
+was subscribed to (namespace and remapping applied) and with the QoS profiles its publishers offered, as
+`ros2 bag record` does: a replay then publishes labels and /tf_static transient-local again.
 """
 
 from __future__ import annotations
@@ -8,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 
 from dprecon_ros.config import TopicsConfig, config_field
 from dprecon_ros.io.bags import BagWriter
 from dprecon_ros.io.frame_messages import CAMERA_INFO, IMAGE, ODOMETRY, POSE_STAMPED, STRING, TF_MESSAGE
+from dprecon_ros.ros.bag_qos import bag_qos, offered_by_publishers
 from dprecon_ros.ros.params import declare_config
-from dprecon_ros.ros.qos import LATCHED, RELIABLE
+from dprecon_ros.ros.qos import LABELS, LATCHED_INPUT, RELIABLE, TF_STATIC
 from dprecon_ros.ros.raw_publishing import message_class
 from dprecon_ros.ros.runner import run_node
 
@@ -26,7 +30,7 @@ class RecorderConfig:
 
 
 def input_topics(t: TopicsConfig) -> dict[str, str]:
-    """Topic -> message type of every input the node can use."""
+    """Topic (as configured) -> message type of every input the node can use."""
     topics = {t.rgb: IMAGE, t.instance: IMAGE, t.camera_info: CAMERA_INFO, "/tf": TF_MESSAGE, "/tf_static": TF_MESSAGE}
     if t.labels:
         topics[t.labels] = STRING
@@ -43,14 +47,21 @@ class RecorderNode(Node):
         declare_config(self, self.cfg)
         self.writer = BagWriter(self.cfg.output, self.cfg.storage)
         self.count = 0
-        latched = {self.cfg.topics.labels, "/tf_static"}
+        # subscription QoS, and what a topic is assumed to be offered with if its publisher has left the graph
+        special = {self.cfg.topics.labels: (LABELS, LATCHED_INPUT), "/tf_static": (TF_STATIC, LATCHED_INPUT)}
+        resolved = []
         for topic, msgtype in input_topics(self.cfg.topics).items():
-            qos = LATCHED if topic in latched else RELIABLE
-            self.create_subscription(message_class(msgtype), topic, lambda data, t=topic, m=msgtype: self._write(t, m, data), qos, raw=True)
-        self.get_logger().info(f"recording {len(input_topics(self.cfg.topics))} topics to {self.cfg.output}")
+            qos, fallback = special.get(topic, (RELIABLE, RELIABLE))
+            name = self.resolve_topic_name(topic)  # namespace and remapping applied: the name subscribed to
+            self.create_subscription(
+                message_class(msgtype), name, lambda data, t=name, m=msgtype, f=fallback: self._write(t, m, data, f), qos, raw=True
+            )
+            resolved.append(name)
+        self.get_logger().info(f"recording {', '.join(resolved)} to {self.cfg.output}")
 
-    def _write(self, topic: str, msgtype: str, data: bytes) -> None:
-        self.writer.write_cdr(topic, msgtype, self.get_clock().now().nanoseconds, bytes(data))
+    def _write(self, topic: str, msgtype: str, data: bytes, fallback: QoSProfile) -> None:
+        offered = [] if self.writer.has_topic(topic) else offered_by_publishers(self, topic) or [bag_qos(fallback)]
+        self.writer.write_cdr(topic, msgtype, self.get_clock().now().nanoseconds, bytes(data), offered)
         self.count += 1
 
     def destroy_node(self) -> None:

@@ -1,7 +1,8 @@
 """dprecon_replay: play any rosbag2 (mcap or sqlite3) into the ROS graph at a chosen rate.
 
 Publishes the stored CDR unchanged, paced by the bag's timestamps divided by `rate`, and optionally /clock
-so consumers running with use_sim_time see the recorded time.
+so consumers running with use_sim_time see the recorded time. Topics the bag records as offered
+transient-local (labels, /tf_static) are published transient-local, as `ros2 bag play` does.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from rosbags.highlevel import AnyReader
 
 from dprecon_ros.config_fields import config_field
 from dprecon_ros.io.frame_messages import CLOCK, TYPESTORE, clock_message, serialize
-from dprecon_ros.ros.params import declare_config
+from dprecon_ros.io.offered_qos import is_latched
+from dprecon_ros.ros.params import StartupParameterError, declare_config
 from dprecon_ros.ros.raw_publishing import RawPublishers
+from dprecon_ros.ros.runner import STARTUP_ERROR_EXIT, print_help_if_asked
 
 
 @dataclass
@@ -37,7 +40,9 @@ class ReplayConfig:
     )
     loop: bool = config_field(False, "play the bag again when it ends")
     ack_timeout_s: float = config_field(10.0, "after playing, wait up to this long for reliable subscribers to acknowledge", (0.0, 600.0))
-    latched_topics: str = config_field("/camera/instance/labels", "comma-separated topics published transient-local")
+    latched_topics: str = config_field(
+        "", "comma-separated topics published transient-local besides those the bag records as offered transient-local"
+    )
 
 
 class ReplayNode(Node):
@@ -54,6 +59,9 @@ class ReplayNode(Node):
     def prepare(self) -> None:
         with AnyReader([Path(self.cfg.bag)], default_typestore=TYPESTORE) as reader:
             for connection in reader.connections:
+                # as ros2 bag play does: transient-local when every recorded offer was (labels, /tf_static)
+                if is_latched(getattr(connection.ext, "offered_qos_profiles", [])):
+                    self.pubs.latched.add(connection.topic)
                 self.pubs.prepare(connection.topic, connection.msgtype)
         if self.cfg.publish_clock:
             self.pubs.prepare("/clock", CLOCK)
@@ -90,12 +98,18 @@ class ReplayNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
+    """Plays in the main thread (not a spinning executor, like run_node): pacing is a sleep between messages."""
+    argv = list(args if args is not None else sys.argv)
+    if print_help_if_asked(argv, __name__):
+        return
+    rclpy.init(args=argv)
     try:
         node = ReplayNode()
         node.run()
         time.sleep(0.5)
         node.destroy_node()
+    except StartupParameterError:
+        raise SystemExit(STARTUP_ERROR_EXIT) from None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -1,26 +1,102 @@
-"""Process entry point shared by the nodes: init, spin until Ctrl-C or shutdown, always clean up."""
+"""Process entry point shared by the nodes: `--help`, init, spin until Ctrl-C or shutdown, always clean up.
+
+A node started with an invalid parameter logs one error line (params.declare_config) and exits with
+STARTUP_ERROR_EXIT, without a traceback.
+"""
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from dprecon_ros.ros.params import StartupParameterError
+from dprecon_ros.ros.usage import usage, wants_help
+
+STARTUP_ERROR_EXIT = 2  # as for a command-line usage error
+EXECUTOR_STOP_TIMEOUT_S = 2.0  # callbacks still running when the node has stopped its work get this long
 
 
-def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_executor: Callable[[], Executor] | None = None) -> None:
-    """`SystemExit` from a callback ends the spin normally (the simulator exits that way when done)."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = make_node()
-    executor = make_executor() if make_executor else rclpy.executors.SingleThreadedExecutor()
+def print_help_if_asked(argv: list[str], module: str) -> bool:
+    """Print the usage of the node in `module` if -h/--help is among `argv`; whether it did."""
+    if not wants_help(argv):
+        return False
+    print(usage(Path(argv[0]).name if argv else module.rsplit(".", 1)[-1], module))
+    return True
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def spin_until_interrupted(executor: Executor) -> None:
+    """Spin in a worker thread while the main thread waits: Ctrl-C (KeyboardInterrupt) and SIGTERM reach the
+    main thread at once, with the context still valid (rclpy's own handler would shut it down first, so a
+    node could neither answer its clients nor publish while it stops). An exception from a callback,
+    SystemExit included, is raised here as it would be from `executor.spin()`."""
+    failure: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=spin, name="executor", daemon=True)
+    thread.start()
+    thread.join()  # interrupted by a signal's KeyboardInterrupt
+    if failure:
+        raise failure[0]
+
+
+def exit_quickly(work_finished: bool) -> None:
+    """Called once everything is shut down. The interpreter's final garbage collection walks every object
+    torch and rclpy created (most of a second here, and Ctrl-C must end a node within 2 s): freeze them
+    instead. A node whose work did not finish (a thread still inside torch) must not reach the C++ static
+    destructors either ('terminate called without an active exception'): it leaves at once."""
+    gc.freeze()
+    if not work_finished:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_executor: Callable[[Node], Executor] | None = None) -> None:
+    """`SystemExit` from a callback ends the spin normally (the simulator exits that way when done). On
+    Ctrl-C or SIGTERM a node with a `stop_work()` method is asked to finish its work (cancel, join, answer)
+    before the executor stops and the context shuts down; it returns whether all of it finished."""
+    argv = list(args if args is not None else sys.argv)
+    if print_help_if_asked(argv, make_node.__module__):
+        return
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        node = make_node()
+    except StartupParameterError:
+        rclpy.try_shutdown()
+        raise SystemExit(STARTUP_ERROR_EXIT) from None
+    executor = make_executor(node) if make_executor else rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        spin_until_interrupted(executor)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
+        stop_work = getattr(node, "stop_work", None)
+        finished = stop_work() if stop_work is not None else True
+        executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
+        exit_quickly(finished)

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from dprecon_ros.config import TopicsConfig, config_field
 from dprecon_ros.io.bags import BagWriter
 from dprecon_ros.io.frame_messages import CLOCK, clock_message, frame_messages, serialize
+from dprecon_ros.ros.bag_qos import bag_qos
 from dprecon_ros.ros.params import declare_config
 from dprecon_ros.ros.raw_publishing import RawPublishers
 from dprecon_ros.ros.runner import run_node
@@ -82,7 +83,9 @@ class SimNode(Node):
         data = serialize(msg, msgtype)
         self.pubs.publish(topic, msgtype, data)
         if self.bag is not None:
-            self.bag.write_cdr(topic, msgtype, int(stamp * 1e9), data)
+            name = self.pubs.resolved(topic)  # as a recorder subscribed to it would store it
+            offered = [] if self.bag.has_topic(name) else [bag_qos(self.pubs.qos_for(topic))]
+            self.bag.write_cdr(name, msgtype, int(stamp * 1e9), data, offered)
 
     def _tick(self) -> None:
         if (self._steady.now() - self._started).nanoseconds * 1e-9 < self.cfg.start_delay_s:

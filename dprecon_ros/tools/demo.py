@@ -15,6 +15,7 @@ from pathlib import Path
 import trimesh
 
 from dprecon_ros.eval.evaluation import evaluate, load_ground_truth, score_table
+from dprecon_ros.io.export import load_glb_in_map_frame
 from dprecon_ros.testing.processes import start_logged, stop_process
 from dprecon_ros.testing.ros_env import apply_localhost_ros_env
 
@@ -25,7 +26,7 @@ def load_exported(out: Path) -> dict[int, tuple[str, trimesh.Trimesh]]:
     pred = {}
     for path in sorted((out / "objects").glob("*.glb")):
         oid, label = path.stem.split("_", 1)
-        pred[int(oid)] = (label, trimesh.load(path, force="mesh", process=False))
+        pred[int(oid)] = (label, load_glb_in_map_frame(path))
     return pred
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import trimesh
 
 from dprecon_ros.eval.evaluation import evaluate, mean_metrics
-from dprecon_ros.io.export import export_reconstruction, to_trimesh
+from dprecon_ros.io.export import export_reconstruction, load_glb_in_map_frame, to_trimesh
 
 
 def named(recon):
@@ -59,9 +59,9 @@ def test_export_writes_meshes_and_graph(sim_reconstruction, tmp_path):
     assert len(objects) == len(recon.objects)
     by_id = {o.object_id: o for o in recon.objects}
     for o in objects:
-        mesh = trimesh.load(tmp_path / o["mesh"], force="mesh")
+        mesh = load_glb_in_map_frame(tmp_path / o["mesh"])
         assert len(mesh.faces) == o["num_faces"] > 0
-        assert np.allclose(np.sort(mesh.vertices, axis=0), np.sort(by_id[o["id"]].vertices, axis=0), atol=1e-5)  # map frame kept
+        assert np.allclose(np.sort(mesh.vertices, axis=0), np.sort(by_id[o["id"]].vertices, axis=0), atol=1e-5)  # y-up and back
         assert set(o["box"]) == {"center", "yaw", "extent"} and len(o["centroid"]) == 3
     for r in graph["relations"]:
         assert {"subject", "relation", "object", "confidence", "text"} <= set(r)

@@ -141,3 +141,58 @@ def test_offline_reconstruct_resumes_a_saved_map(sim_bag, tmp_path):
     (tmp_path / "a" / "map" / "map.json").write_text('{"format": "dprecon_ros.map", "version": 7}')
     refused = run_tool("dprecon-reconstruct", "--resume", str(tmp_path / "a" / "map"), "--out", str(tmp_path / "c"), "--quiet")
     assert refused.returncode == 2 and "newer" in refused.stderr
+
+
+def test_the_recorder_stores_resolved_names_and_the_offered_qos(tmp_path):
+    from rclpy.duration import Duration
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rosbags.interfaces import QosDurability, QosReliability
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    graph = RosGraph(tmp_path)
+    try:
+        # a relative remap rule, as for any node: the recorder subscribes to /cam/rgb, not to the configured name
+        recorder = graph.start("dprecon_record", "-p", f"output:={tmp_path / 'recorded'}", "-r", "camera/color/image_raw:=/cam/rgb")
+        client = graph.client()
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        rgb = client.node.create_publisher(Image, "/cam/rgb", 10)
+        labels = client.node.create_publisher(String, "/camera/instance/labels", latched)
+        assert client.spin_until(lambda: rgb.get_subscription_count() > 0 and labels.get_subscription_count() > 0, 60), graph.logs()
+        rgb.publish(Image(encoding="rgb8", width=2, height=1, step=6, data=bytes(6)))
+        labels.publish(String(data='{"1": "mug"}'))
+        assert rgb.wait_for_all_acked(Duration(seconds=10)) and labels.wait_for_all_acked(Duration(seconds=10))
+        assert RosGraph.stop(recorder) == 0, graph.logs()
+        with Reader(tmp_path / "recorded") as reader:
+            connections = {c.topic: c for c in reader.connections}
+        assert "/cam/rgb" in connections and "/camera/color/image_raw" not in connections, sorted(connections)
+        assert connections["/cam/rgb"].msgcount == 1 and connections["/camera/instance/labels"].msgcount == 1
+        rgb_qos = connections["/cam/rgb"].ext.offered_qos_profiles
+        labels_qos = connections["/camera/instance/labels"].ext.offered_qos_profiles
+        assert [(q.reliability, q.durability) for q in rgb_qos] == [(QosReliability.RELIABLE, QosDurability.VOLATILE)], rgb_qos
+        assert [(q.reliability, q.durability) for q in labels_qos] == [(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL)], labels_qos
+    finally:
+        graph.close()
+
+
+def test_replay_publishes_transient_local_what_the_bag_recorded_so(sim_bag, tmp_path):
+    from rclpy.qos import DurabilityPolicy
+
+    graph = RosGraph(tmp_path)
+    try:
+        # nothing named latched by parameter: the bag's offered QoS alone decides
+        replay = graph.start("dprecon_replay", "-p", f"bag:={sim_bag}", "-p", "latched_topics:=/none", "-p", "wait_for_subscribers_s:=60.0")
+        client = graph.client()
+
+        def durability(topic: str):
+            infos = [i for i in client.node.get_publishers_info_by_topic(topic) if i.node_name == "dprecon_replay"]
+            return infos[0].qos_profile.durability if infos else None
+
+        assert client.spin_until(lambda: durability("/camera/color/image_raw") is not None, 60), graph.logs()
+        assert client.spin_until(lambda: durability("/camera/instance/labels") is not None, 10), graph.logs()
+        assert durability("/camera/instance/labels") == DurabilityPolicy.TRANSIENT_LOCAL
+        assert durability("/camera/color/image_raw") == DurabilityPolicy.VOLATILE
+        assert replay.poll() is None  # still waiting for a consumer: nothing was played
+    finally:
+        graph.close()

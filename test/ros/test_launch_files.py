@@ -135,6 +135,8 @@ def test_launch_file_agrees_with_package(path, monkeypatch):
                     assert key in names, f"{kw['executable']} has no parameter {key}"
                     if isinstance(value, LaunchConfiguration):
                         assert value.args[0] in arguments
+        if isinstance(kw.get("namespace"), LaunchConfiguration):
+            assert kw["namespace"].args[0] in arguments, "namespace argument is not declared"
         topics = {getattr(DpreconConfig().topics, n) for n in ("rgb", "camera_info", "depth", "instance", "labels", "pose")}
         for source, target in kw.get("remappings", []):
             assert source in topics, f"remapping of {source}, which {kw['executable']} does not use"

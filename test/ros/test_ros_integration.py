@@ -4,6 +4,7 @@ with feedback and cancel; incremental publishing; map save/load; restart; reset 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -92,6 +93,23 @@ def test_markers_show_meshes_boxes_labels_and_relations(mapped):
     assert {i for ns, i in shown if ns == "boxes"} == {o.id for o in client.objects.objects}
     texts = {m.text for (ns, _), m in shown.items() if ns == "labels"}
     assert any("mug" in t for t in texts)
+
+
+RUN_SUMMARY = re.compile(r"reconstructed: stages (\S+) \(backend (\S+)\), (\d+) objects \((\d+) refitted\), (\d+) relations, ([\d.]+) s")
+
+
+def test_each_reconstruction_logs_one_summary_line(mapped):
+    graph, client, *_ = mapped
+    log = graph.procs[0][1]  # the node's
+
+    def summaries() -> list[re.Match]:
+        return [m for m in map(RUN_SUMMARY.search, log.read_text().splitlines()) if m]
+
+    assert client.spin_until(lambda: client.status is not None and client.status.runs >= 1, 10)
+    assert client.spin_until(lambda: len(summaries()) == client.status.runs, 10), log.read_text()[-3000:]
+    stages, backend, objects, refitted, relations, duration = summaries()[0].groups()
+    assert (stages, backend, int(objects), int(refitted)) == ("fuse+mesh", "tsdf", 8, 8)
+    assert int(relations) == len(client.graph_json["relations"]) and float(duration) > 0
 
 
 def test_a_goal_with_nothing_new_succeeds_without_republishing(mapped):
@@ -244,7 +262,8 @@ def test_reset_during_a_run_leaves_an_empty_published_map(mapped):
     assert client.reset().success
     status, result = client.wait_result(handle, timeout_s=10)
     assert status == GoalStatus.STATUS_ABORTED and not result.success, (status, result)
-    assert client.spin_until(lambda: len(client.objects.objects) == 0 and not client.graph.nodes, 10)
-    assert client.marker_state() == {} and client.graph_json["objects"] == []
+    # each topic arrives on its own: wait for all of them
+    emptied = lambda: not client.objects.objects and not client.graph.nodes and not client.graph_json["objects"]  # noqa: E731
+    assert client.spin_until(lambda: emptied() and client.marker_state() == {}, 10), client.marker_state().keys()
     # the goal's result comes after its job was handled: a cancelled run cannot publish its map later
     assert client.spin_until(lambda: client.status.keyframes == 0, 5) and len(client.objects.objects) == 0

@@ -39,24 +39,38 @@ def background_bounds(keyframes: list[Keyframe], max_points: int = BOUNDS_MAX_PO
 
 
 def fuse_into(
-    spec: VolumeSpec, keyframes: list[Keyframe], surface_of: Callable[[Keyframe], np.ndarray], config: TsdfConfig, device: torch.device
+    spec: VolumeSpec,
+    keyframes: list[Keyframe],
+    surface_of: Callable[[Keyframe], np.ndarray],
+    config: TsdfConfig,
+    device: torch.device,
+    check_cancelled: Callable[[], None] | None = None,
 ) -> TsdfVolume:
+    """`check_cancelled` runs before each keyframe: one volume can take many seconds, and a cancel (a reset,
+    a shutdown) must not wait for all of it."""
     vol = TsdfVolume(spec, config.truncation_voxels, device)
     for kf in keyframes:
+        if check_cancelled is not None:
+            check_cancelled()
         f = kf.frame
         vol.integrate(f.depth_m, f.rgb, f.intrinsics, f.T_world_camera, surface_of(kf), config.free_space_weight)
     return vol
 
 
 def fuse_object(
-    seed: ObjectSeed, keyframes: list[Keyframe], config: TsdfConfig, device: torch.device, size_scale: float = 1.0
+    seed: ObjectSeed,
+    keyframes: list[Keyframe],
+    config: TsdfConfig,
+    device: torch.device,
+    size_scale: float = 1.0,
+    check_cancelled: Callable[[], None] | None = None,
 ) -> TsdfVolume:
     """The object's own volume from the keyframes that saw it; `size_scale` < 1 shrinks the voxel budget."""
     margin = config.object_margin_m
     budget = max(1000, int(config.max_object_voxels * size_scale))
     spec = VolumeSpec.around(seed.lo - margin, seed.hi + margin, config.object_voxel_m, budget)
     seen = [kf for kf in keyframes if seed.object_id in kf.instance_to_object.values()]
-    return fuse_into(spec, seen, lambda kf, oid=seed.object_id: kf.object_mask(oid), config, device)
+    return fuse_into(spec, seen, lambda kf, oid=seed.object_id: kf.object_mask(oid), config, device, check_cancelled)
 
 
 def fuse_background(
@@ -65,6 +79,7 @@ def fuse_background(
     device: torch.device,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
     size_scale: float = 1.0,
+    check_cancelled: Callable[[], None] | None = None,
 ) -> TsdfVolume | None:
     """The background's volume over `bounds` (default: the extent of the keyframes' depth points)."""
     lo, hi = bounds if bounds is not None else background_bounds(keyframes)
@@ -73,4 +88,4 @@ def fuse_background(
     pad = config.truncation_voxels * config.background_voxel_m
     budget = max(1000, int(config.max_background_voxels * size_scale))
     spec = VolumeSpec.around(lo - pad, hi + pad, config.background_voxel_m, budget)
-    return fuse_into(spec, keyframes, lambda kf: kf.background_mask(), config, device)
+    return fuse_into(spec, keyframes, lambda kf: kf.background_mask(), config, device, check_cancelled)

@@ -43,6 +43,53 @@ def pose_to_matrix(pose) -> np.ndarray:
     return make_transform(quat_to_matrix(q.x, q.y, q.z, q.w), [p.x, p.y, p.z])
 
 
+def _array_bytes(data) -> int:
+    return int(getattr(data, "nbytes", 0))
+
+
+def frames_nbytes(frames) -> int:
+    """Pixel bytes of frames (the keyframe memory bound counts frames on their way to the buffer too)."""
+    return sum(f.nbytes for f in tuple(frames))  # a one-step copy: other threads may append meanwhile
+
+
+def camera_info_problem(K: np.ndarray, coeffs: np.ndarray, width: int, height: int, max_pixels: int) -> str:
+    """Why a CameraInfo cannot describe a usable pinhole camera ('' when it can)."""
+    if width <= 0 or height <= 0:
+        return f"image size {width}x{height}"
+    if width * height > max_pixels:
+        return f"image size {width}x{height} exceeds frames.max_image_pixels={max_pixels}"
+    if not (np.all(np.isfinite(K)) and np.all(np.isfinite(coeffs))):
+        return "K or D holds NaN/inf"
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return f"focal lengths fx={K[0, 0]}, fy={K[1, 1]} are not positive"
+    if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0:
+        return f"K is not a pinhole matrix (last row {K[2].tolist()})"
+    return ""
+
+
+def parse_labels(text: str, max_ids: int, max_length: int) -> dict[int, str]:
+    """A labels message, JSON {"<id>": "<label>"}: every id a positive integer, every label a non-empty string.
+    One bad entry refuses the message: a partly trusted message would mint objects with wrong labels."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a JSON object of id -> label, got {type(raw).__name__}")
+    if len(raw) > max_ids:
+        raise ValueError(f"{len(raw)} ids exceed frames.max_instances={max_ids}")
+    labels = {}
+    for key, value in raw.items():
+        if not key.strip().isdigit() or int(key) <= 0:
+            raise ValueError(f"id {key!r} is not a positive integer")
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"label of id {key} is {json.dumps(value)}, not a non-empty string")
+        if len(value) > max_length:
+            raise ValueError(f"label of id {key} is {len(value)} characters (frames.max_label_length={max_length})")
+        labels[int(key)] = value
+    return labels
+
+
 @dataclass
 class _Stamped:
     stamp: float
@@ -65,6 +112,13 @@ class FrameAssembler:
         self._last_pose: tuple[float, np.ndarray] | None = None
         self._awaiting_labels: deque[Frame] = deque()
         self._consumed_stamp = -np.inf
+
+    @property
+    def nbytes(self) -> int:
+        """Pixels held here: decoded images waiting for a match and frames waiting for their labels."""
+        # tuple() copies each deque in one step: input callbacks may append while another thread counts
+        queued = sum(_array_bytes(item.data) for queue in tuple(self._queues.values()) for item in tuple(queue))
+        return queued + frames_nbytes(self._awaiting_labels)
 
     @property
     def tf(self) -> TransformBuffer:
@@ -120,11 +174,12 @@ class FrameAssembler:
         if key == self._camera_info_key:
             return
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-        if K[0, 0] <= 0 or K[1, 1] <= 0 or msg.width <= 0 or msg.height <= 0:
-            self.counters.count("bad_camera_info", "CameraInfo has zero focal length or size; ignored")
+        coeffs = np.asarray(msg.d, dtype=np.float64)
+        problem = camera_info_problem(K, coeffs, int(msg.width), int(msg.height), self.config.frames.max_image_pixels)
+        if problem:
+            self.counters.count("bad_camera_info", f"CameraInfo refused: {problem}")
             return
         intrinsics = CameraIntrinsics.from_K(K, msg.width, msg.height)
-        coeffs = np.asarray(msg.d, dtype=np.float64)
         undistorter = None
         if is_distorted(coeffs):
             if msg.distortion_model not in SUPPORTED_MODELS:
@@ -137,7 +192,7 @@ class FrameAssembler:
 
     def add_rgb(self, msg) -> None:
         stamp = stamp_of(msg)
-        if not self._in_order("rgb", stamp):
+        if not self._in_order("rgb", stamp) or not self._size_ok("rgb", msg):
             return
         try:
             self._enqueue("rgb", _Stamped(stamp, decode_rgb(msg), msg.header.frame_id))
@@ -146,7 +201,7 @@ class FrameAssembler:
 
     def add_depth(self, msg) -> None:
         stamp = stamp_of(msg)
-        if not self._in_order("depth", stamp):
+        if not self._in_order("depth", stamp) or not self._size_ok("depth", msg):
             return
         try:
             self._enqueue("depth", _Stamped(stamp, decode_depth(msg)))
@@ -155,19 +210,29 @@ class FrameAssembler:
 
     def add_instance(self, msg) -> None:
         stamp = stamp_of(msg)
-        if not self._in_order("instance", stamp):
+        if not self._in_order("instance", stamp) or not self._size_ok("instance", msg):
             return
         try:
             self._enqueue("instance", _Stamped(stamp, decode_instance(msg)))
         except ImageDecodeError as exc:
             self.counters.count("bad_instance", f"instance image refused: {exc}")
 
+    def _size_ok(self, stream: str, msg) -> bool:
+        """Refuse an image too large to keep before decoding it (its pixels would be copied several times)."""
+        pixels = int(msg.width) * int(msg.height)
+        if pixels > self.config.frames.max_image_pixels:
+            self.counters.count(
+                "oversized_image",
+                f"{stream} image {msg.width}x{msg.height} exceeds frames.max_image_pixels={self.config.frames.max_image_pixels}; refused",
+            )
+            return False
+        return True
+
     def add_labels(self, text: str) -> None:
         try:
-            raw = json.loads(text)
-            labels = {int(k): str(v) for k, v in raw.items()}
-        except (ValueError, TypeError, AttributeError) as exc:
-            self.counters.count("bad_labels", f"labels are not a JSON object of id -> label: {exc}")
+            labels = parse_labels(text, self.config.frames.max_instances, self.config.frames.max_label_length)
+        except ValueError as exc:
+            self.counters.count("bad_labels", f"labels message refused: {exc}")
             return
         self._labels.append(labels)
 
@@ -353,6 +418,12 @@ class FrameAssembler:
                 return None
         mask = self._drop_small_instances(mask)
         ids = [int(i) for i in np.unique(mask) if i != 0]
+        if len(ids) > self.config.frames.max_instances:
+            self.counters.count(
+                "too_many_instances",
+                f"mask has {len(ids)} instance ids (frames.max_instances={self.config.frames.max_instances}); frame dropped",
+            )
+            return None
         if not ids:
             self.counters.count("empty_mask", "instance mask has no objects; frame kept for the background", logging.INFO)
         return Frame(rgb.stamp, image, depth_m, mask, {}, K, T)

@@ -9,14 +9,17 @@ from dprecon_ros.config_fields import config_field
 
 @dataclass
 class TopicsConfig:
-    rgb: str = config_field("/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8, mono8)", live=False)
-    camera_info: str = config_field("/camera/color/camera_info", "CameraInfo of the colour camera", live=False)
-    depth: str = config_field("/camera/depth/image_raw", "depth topic registered to colour (32FC1 m or 16UC1 mm); empty = none", live=False)
-    instance: str = config_field("/camera/instance/image_raw", "instance-id image (16UC1, 32SC1, 8UC1); 0 = background", live=False)
+    """Input names are relative (ROS convention): `__ns:=/robot1` puts them under /robot1 with the outputs, and
+    a remap rule `camera/pose:=/odom` applies in any namespace. /tf and /tf_static stay global."""
+
+    rgb: str = config_field("camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8, mono8)", live=False)
+    camera_info: str = config_field("camera/color/camera_info", "CameraInfo of the colour camera", live=False)
+    depth: str = config_field("camera/depth/image_raw", "depth topic registered to colour (32FC1 m or 16UC1 mm); empty = none", live=False)
+    instance: str = config_field("camera/instance/image_raw", "instance-id image (16UC1, 32SC1, 8UC1); 0 = background", live=False)
     labels: str = config_field(
-        "/camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image; empty = none (all "object")', live=False
+        "camera/instance/labels", 'JSON {"<id>": "<label>"} for the latest instance image; empty = none (all "object")', live=False
     )
-    pose: str = config_field("/camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)", live=False)
+    pose: str = config_field("camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)", live=False)
     pose_source: str = config_field("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"), live=False)
     map_frame: str = config_field("map", "world frame of all outputs (REP-105)", live=False)
     image_qos: str = config_field("sensor_data", "QoS of image subscriptions", choices=("sensor_data", "reliable"), live=False)
@@ -42,3 +45,10 @@ class FrameConfig:
     max_depth_m: float = config_field(6.0, "depth readings further than this are invalid", (0.1, 100.0))
     min_valid_depth_ratio: float = config_field(0.05, "frames with fewer valid depth pixels are rejected", (0.0, 1.0))
     min_mask_pixels: int = config_field(40, "instances smaller than this (pixels) are ignored", (1, 100000))
+    max_image_pixels: int = config_field(
+        4096 * 3072, "images with more pixels (width x height) are refused before decoding: a keyframe must stay small", (1, 10**9)
+    )
+    max_instances: int = config_field(
+        256, "a mask (or labels message) with more instance ids than this is refused: a segmentation gone wrong", (1, 65535)
+    )
+    max_label_length: int = config_field(128, "labels longer than this (characters) are refused", (1, 100000))

@@ -12,7 +12,9 @@ class KeyframeConfig:
     min_translation_m: float = config_field(0.12, "a frame becomes a keyframe if it moved this far from every keyframe", (0.0, 10.0))
     min_rotation_deg: float = config_field(12.0, "... or turned this much from every keyframe", (0.0, 180.0))
     max_keyframes: int = config_field(60, "keyframe count bound (the most redundant is evicted)", (2, 10000))
-    max_memory_mb: float = config_field(1024.0, "keyframe memory bound in MiB", (1.0, 1.0e6))
+    max_memory_mb: float = config_field(
+        1024.0, "memory bound of the keyframes plus the frames waiting to become one (decoded, queued), MiB", (1.0, 1.0e6)
+    )
     blur_threshold: float = config_field(15.0, "frames whose Laplacian variance (0-255 grey) is below this are blurred", (0.0, 1.0e5))
     rotation_weight_m_per_rad: float = config_field(0.5, "metres a radian of rotation counts as when ranking redundancy", (0.0, 10.0))
     pending_frames: int = config_field(16, "synchronised frames waiting for keyframe selection before the oldest is dropped", (1, 10000))

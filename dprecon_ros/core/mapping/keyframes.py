@@ -4,14 +4,15 @@ A frame is admitted when it is sharp and its pose is far enough (translation or 
 keyframe already held. When the count or memory bound is exceeded, the most redundant keyframe (the one
 closest to its nearest neighbour in pose) is evicted. With a persist directory, every admitted keyframe is
 written to disk at once and evicted ones are deleted, so a restarted node resumes with the same buffer.
+Keyframes read back from disk (a restart, a load) obey the same bounds by the same rule: a restart with a
+smaller `max_keyframes` keeps the least redundant keyframes, not the newest, and their files are deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,10 @@ import numpy as np
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.geometry import pose_distance
 from dprecon_ros.core.mapping.config import KeyframeConfig
-from dprecon_ros.core.types import CameraIntrinsics, Frame, Keyframe
+from dprecon_ros.core.mapping.keyframe_files import keyframe_file_name, load_keyframe, save_keyframe  # noqa: F401 (re-exported)
+from dprecon_ros.core.types import Frame, Keyframe
 
 log = logging.getLogger("dprecon_ros")
-FILE_PREFIX = "keyframe_"
 
 
 def sharpness(rgb: np.ndarray) -> float:
@@ -30,40 +31,6 @@ def sharpness(rgb: np.ndarray) -> float:
     grey = rgb.astype(np.float32).mean(axis=2)
     lap = -4 * grey[1:-1, 1:-1] + grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
     return float(lap.var())
-
-
-def save_keyframe(path: Path, kf: Keyframe) -> None:
-    f = kf.frame
-    K = f.intrinsics
-    meta = {
-        "index": kf.index,
-        "stamp": f.stamp,
-        "labels": {str(k): v for k, v in f.labels.items()},
-        "instance_to_object": {str(k): v for k, v in kf.instance_to_object.items()},
-        "intrinsics": [K.fx, K.fy, K.cx, K.cy, K.width, K.height],
-    }
-    tmp = path.with_suffix(".tmp.npz")
-    arrays = {"rgb": f.rgb, "instance": f.instance, "T_world_camera": f.T_world_camera, "meta": np.array(json.dumps(meta))}
-    if f.depth_m is not None:
-        arrays["depth_m"] = f.depth_m
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-
-
-def load_keyframe(path: Path) -> Keyframe:
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        fx, fy, cx, cy, w, h = meta["intrinsics"]
-        frame = Frame(
-            stamp=float(meta["stamp"]),
-            rgb=data["rgb"],
-            depth_m=data["depth_m"] if "depth_m" in data else None,
-            instance=data["instance"],
-            labels={int(k): v for k, v in meta["labels"].items()},
-            intrinsics=CameraIntrinsics(fx, fy, cx, cy, int(w), int(h)),
-            T_world_camera=data["T_world_camera"],
-        )
-    return Keyframe(int(meta["index"]), frame, {int(k): int(v) for k, v in meta["instance_to_object"].items()})
 
 
 class KeyframeBuffer:
@@ -74,6 +41,9 @@ class KeyframeBuffer:
         self._next_index = 0
         self._lock = threading.Lock()
         self.persist_dir = Path(config.persist_dir) if config.persist_dir else None
+        # bytes of frames held on their way to the buffer (decoded, waiting for a match or for selection): they
+        # count against the same memory bound, so the keyframe-related memory stays within it as a whole
+        self.waiting_bytes: Callable[[], int] = lambda: 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -118,59 +88,56 @@ class KeyframeBuffer:
             self._persist(kf, evicted)
         return kf
 
-    def _redundancy(self, i: int) -> float:
-        """Pose distance from keyframe i to its nearest other keyframe (smaller = more redundant)."""
-        w = self.config.rotation_weight_m_per_rad
-        Ti = self._keyframes[i].frame.T_world_camera
-        best = np.inf
-        for j, other in enumerate(self._keyframes):
-            if j != i:
-                d_m, d_rad = pose_distance(Ti, other.frame.T_world_camera)
-                best = min(best, d_m + w * d_rad)
-        return best
+    def _pose_gaps(self) -> np.ndarray:
+        """(n, n) pose distances between held keyframes, metres + weighted radians; inf on the diagonal.
+        One matrix for all evictions: a buffer read back from disk may hold many more than the bound."""
+        T = np.stack([k.frame.T_world_camera for k in self._keyframes])
+        t, R = T[:, :3, 3], T[:, :3, :3]
+        d_m = np.linalg.norm(t[:, None] - t[None], axis=-1)
+        cos = (np.einsum("aji,bji->ab", R, R) - 1.0) / 2.0  # trace(R_a^T R_b), as rotation_angle takes it
+        gaps = d_m + self.config.rotation_weight_m_per_rad * np.arccos(np.clip(cos, -1.0, 1.0))
+        np.fill_diagonal(gaps, np.inf)
+        return gaps
 
     def _evict_locked(self) -> list[Keyframe]:
-        evicted = []
-        limit_bytes = self.config.max_memory_mb * 2**20
-        while len(self._keyframes) > 1 and (
-            len(self._keyframes) > self.config.max_keyframes or sum(k.frame.nbytes for k in self._keyframes) > limit_bytes
-        ):
-            i = int(np.argmin([self._redundancy(i) for i in range(len(self._keyframes))]))
+        """Evict the most redundant keyframe (closest to its nearest neighbour) until within both bounds."""
+        evicted: list[Keyframe] = []
+        limit_bytes = self.config.max_memory_mb * 2**20 - self.waiting_bytes()
+        nbytes = sum(k.frame.nbytes for k in self._keyframes)
+        gaps = None
+        while len(self._keyframes) > 1 and (len(self._keyframes) > self.config.max_keyframes or nbytes > limit_bytes):
+            gaps = self._pose_gaps() if gaps is None else gaps
+            i = int(np.argmin(gaps.min(axis=1)))
+            gaps = np.delete(np.delete(gaps, i, axis=0), i, axis=1)
             evicted.append(self._keyframes.pop(i))
+            nbytes -= evicted[-1].frame.nbytes
             self.counters.count("evicted_keyframe", "", logging.DEBUG)
         return evicted
 
     def _persist(self, kf: Keyframe, evicted: list[Keyframe]) -> None:
         try:
             self.persist_dir.mkdir(parents=True, exist_ok=True)
-            save_keyframe(self.persist_dir / f"{FILE_PREFIX}{kf.index:06d}.npz", kf)
-            for old in evicted:
-                (self.persist_dir / f"{FILE_PREFIX}{old.index:06d}.npz").unlink(missing_ok=True)
+            save_keyframe(self.persist_dir / keyframe_file_name(kf.index), kf)
         except OSError as exc:
             self.counters.count("persist_error", f"cannot persist keyframe {kf.index} to {self.persist_dir}: {exc}")
+        self._forget_files(evicted)
 
-    def save(self, directory: Path) -> int:
-        directory.mkdir(parents=True, exist_ok=True)
-        keyframes = self.snapshot()
-        for kf in keyframes:
-            save_keyframe(directory / f"{FILE_PREFIX}{kf.index:06d}.npz", kf)
-        return len(keyframes)
-
-    @staticmethod
-    def read_directory(directory: Path) -> list[Keyframe]:
-        """Keyframes stored in a directory, oldest first; unreadable files are skipped with a warning."""
-        keyframes = []
-        for path in sorted(Path(directory).glob(f"{FILE_PREFIX}*.npz")):
-            if path.name.endswith(".tmp.npz"):  # a write cut short
-                continue
+    def _forget_files(self, evicted: list[Keyframe]) -> None:
+        """The persist directory mirrors the buffer: an evicted keyframe's file goes with it."""
+        if self.persist_dir is None:
+            return
+        for old in evicted:
             try:
-                keyframes.append(load_keyframe(path))
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-                log.warning("skipping unreadable keyframe file %s: %s", path, exc)
-        return keyframes
+                (self.persist_dir / keyframe_file_name(old.index)).unlink(missing_ok=True)
+            except OSError as exc:
+                self.counters.count("persist_error", f"cannot remove evicted keyframe {old.index} from {self.persist_dir}: {exc}")
 
-    def replace(self, keyframes: list[Keyframe]) -> None:
-        """Replace the buffer's content (used by load and reset)."""
+    def replace(self, keyframes: list[Keyframe]) -> list[Keyframe]:
+        """Replace the buffer's content (load, resume, reset), within the bounds: the keyframes evicted to
+        keep them, by the same rule as `add` (their files in the persist directory are deleted)."""
         with self._lock:
             self._keyframes = sorted(keyframes, key=lambda k: k.index)
             self._next_index = max((k.index for k in keyframes), default=-1) + 1
+            evicted = self._evict_locked()
+        self._forget_files(evicted)
+        return evicted

@@ -18,13 +18,23 @@ from typing import TYPE_CHECKING
 
 from dprecon_ros.core.compute import compute_from_config
 from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.heap import release_free_memory
 from dprecon_ros.core.mapping.association import ObjectAssociator
+from dprecon_ros.core.mapping.keyframe_files import LOGGED_REASONS, scan_directory
 from dprecon_ros.core.mapping.keyframes import KeyframeBuffer
 from dprecon_ros.core.pipeline import Pipeline, reassemble
 from dprecon_ros.core.scene_model import SceneModel
 from dprecon_ros.core.stages.base import RunCancelled
 from dprecon_ros.core.store.manifest import MapFormatError
-from dprecon_ros.core.store.map_store import has_association, has_saved_map, load_association, load_map, save_association, save_map
+from dprecon_ros.core.store.map_store import (
+    clear_map,
+    has_association,
+    has_saved_map,
+    load_association,
+    load_map,
+    save_association,
+    save_map,
+)
 from dprecon_ros.core.types import BACKGROUND_ID, Frame, Keyframe, ObjectSeed, Reconstruction
 
 if TYPE_CHECKING:
@@ -53,6 +63,26 @@ class RunReport:
     def refitted_objects(self) -> list[int]:
         """The refitted ids without the background's."""
         return [oid for oid in self.refitted if oid != BACKGROUND_ID]
+
+
+@dataclass
+class MapLoad:
+    """What a load left in the mapper, and what it could not take: damaged files skipped (one line each)
+    and keyframes dropped to stay within the buffer's bounds."""
+
+    keyframes: int
+    objects: int
+    skipped: list[str] = field(default_factory=list)
+    dropped: int = 0
+
+    def summary(self) -> str:
+        text = f"{self.keyframes} keyframes and {self.objects} objects"
+        if self.skipped:
+            more = f"; and {len(self.skipped) - LOGGED_REASONS} more" if len(self.skipped) > LOGGED_REASONS else ""
+            text += f"; {len(self.skipped)} damaged keyframe files skipped ({'; '.join(self.skipped[:LOGGED_REASONS])}{more})"
+        if self.dropped:
+            text += f"; {self.dropped} keyframes dropped to stay within keyframes.max_keyframes / max_memory_mb"
+        return text
 
 
 @dataclass
@@ -90,6 +120,7 @@ class RunJob:
                     self.on_done(self)
                 except Exception:  # a publisher failing must not hide the report
                     log.exception("handling the end of a reconstruction failed")
+            release_free_memory()  # the run's temporaries, freed on this thread, go back to the OS
             self._done.set()
 
     def start(self) -> RunJob:
@@ -101,6 +132,16 @@ class RunJob:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread itself to end (shutdown: no job may be left inside torch at exit)."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self.thread_alive
+
+    @property
+    def thread_alive(self) -> bool:
+        return self._thread.is_alive()
 
     @property
     def running(self) -> bool:
@@ -120,8 +161,10 @@ class Mapper:
         self.runs = 0
         self.frames_seen = 0
         self._lock = threading.Lock()  # keyframes + association + model commits
+        self._persist_lock = threading.Lock()  # map saves to and clears of the persist directory; taken before _lock
         self._run_lock = threading.Lock()
         self._job: RunJob | None = None
+        self._stopped = False  # the process is shutting down: no job starts any more
         self._epoch = 0  # bumped by reset and load: a run that started before must not commit
         self.persist_dir = Path(config.keyframes.persist_dir) if config.keyframes.persist_dir else None
         if self.persist_dir is not None and self.persist_dir.is_dir():
@@ -131,9 +174,13 @@ class Mapper:
     def add_frame(self, frame: Frame) -> Keyframe | None:
         """Admit the frame as a keyframe if it is new enough and sharp; returns the keyframe or None."""
         self.frames_seen += 1
+        epoch = self._epoch
         if not self.keyframes.consider(frame):
             return None
         with self._lock:
+            if self._epoch != epoch:  # a reset or load landed since the checks: the frame was judged against the old map
+                self.counters.count("frame_of_replaced_map", "", logging.DEBUG)
+                return None
             if frame.depth_m is None:
                 self.counters.count("no_depth", "frame has no depth: objects cannot be associated in 3D", logging.INFO)
                 mapping = {}
@@ -158,81 +205,113 @@ class Mapper:
     # ---------------------------------------------------------- persistence
     def _resume(self, directory: Path) -> None:
         """A restarted node: the saved map if there is one; else its keyframes with the association state
-        persisted beside them; else the keyframes re-associated in order."""
+        persisted beside them; else the keyframes re-associated in order. Damaged files are moved aside
+        (the directory is this node's own), and the buffer's bounds apply to what is read."""
         if has_saved_map(directory):
             try:
-                n = self.load_map(directory)
-                log.info("resumed a map of %d keyframes and %d objects from %s", n, len(self.model.objects), directory)
+                loaded = self._load(directory, move_aside=True)
+                log.info("resumed a map of %s from %s", loaded.summary(), directory)
                 return
             except MapFormatError as exc:
                 self.counters.count("map_unreadable", f"saved map not resumed ({exc}); resuming its keyframes")
-        keyframes = KeyframeBuffer.read_directory(directory)
+        keyframes = scan_directory(directory, self.counters, move_aside=True).keyframes
         if keyframes and has_association(directory):
             try:
                 associator = load_association(directory, self.config.association)
             except MapFormatError as exc:
                 self.counters.count("map_unreadable", f"association state not resumed ({exc}); re-associating")
             else:
-                self._replace_map(keyframes, associator, SceneModel())
-                log.info("resumed %d keyframes and %d objects from %s", len(keyframes), len(associator.objects), directory)
+                self._replace_map(keyframes, associator, SceneModel(), source=directory)
+                log.info("resumed %d keyframes and %d objects from %s", len(self.keyframes), len(associator.objects), directory)
                 return
-        self._reassociate(keyframes)
+        self._reassociate(keyframes, source=directory)
         if keyframes:
-            log.info("resumed %d keyframes from %s (re-associated)", len(keyframes), directory)
+            log.info("resumed %d keyframes from %s (re-associated)", len(self.keyframes), directory)
+
+    def _is_persist_dir(self, directory: str | Path) -> bool:
+        return self.persist_dir is not None and Path(directory).resolve() == self.persist_dir.resolve()
 
     def save_map(self, directory: str | Path, rewrite_keyframes: bool | None = None) -> int:
         """Keyframes, association and scene model to `directory`; the number of keyframes written. Keyframe
         files are rewritten except in the persist directory, which already mirrors them (unless asked)."""
+        if rewrite_keyframes is None:
+            rewrite_keyframes = not self._is_persist_dir(directory)
+        if self._is_persist_dir(directory):
+            # keyframe files there change as frames arrive: hold ingestion while stale ones are pruned, or a
+            # keyframe added after the snapshot would be pruned as stale
+            with self._lock:
+                keyframes = self.keyframes.snapshot()
+                save_map(directory, keyframes, self.associator, self.model, rewrite_keyframes)
+            return len(keyframes)
         with self._lock:
             keyframes, associator, model = self.keyframes.snapshot(), copy.deepcopy(self.associator), self.model
-        if rewrite_keyframes is None:
-            rewrite_keyframes = self.persist_dir is None or Path(directory).resolve() != self.persist_dir.resolve()
-        save_map(directory, keyframes, associator, model, rewrite_keyframes=rewrite_keyframes)
+        save_map(directory, keyframes, associator, model, rewrite_keyframes=True)
         return len(keyframes)
 
-    def load_map(self, directory: str | Path) -> int:
-        """Replace everything with the map in `directory` (MapFormatError if it cannot be read); a running
-        job is cancelled. Returns the number of keyframes."""
-        saved = load_map(directory, self.config.association)
+    def load_map(self, directory: str | Path) -> MapLoad:
+        """Replace everything with the map in `directory`; a running job is cancelled. MapFormatError, and
+        nothing changes, if it cannot be read or holds no readable keyframe. Damaged keyframe files are
+        skipped and counted, never moved (the directory is the caller's)."""
+        return self._load(directory, move_aside=False)
+
+    def _load(self, directory: str | Path, move_aside: bool) -> MapLoad:
+        saved = load_map(directory, self.config.association, self.counters, move_aside)
         if saved.missing_keyframes:
             self.counters.count(
                 "map_keyframes_missing",
                 f"{len(saved.missing_keyframes)} keyframes of the map in {directory} are gone; their objects will be refitted",
             )
-        self._replace_map(saved.keyframes, saved.associator, saved.model)
-        if self.persist_dir is not None and Path(directory).resolve() != self.persist_dir.resolve():
-            self._autosave(rewrite_keyframes=True)  # the persist directory mirrors the loaded map, not the old one
-        return len(saved.keyframes)
+        epoch, dropped = self._replace_map(saved.keyframes, saved.associator, saved.model, source=directory)
+        if not self._is_persist_dir(directory):
+            self._autosave(rewrite_keyframes=True, epoch=epoch)  # the persist directory mirrors the loaded map, not the old one
+        return MapLoad(len(self.keyframes), len(self.model.objects), saved.damaged_keyframes, len(dropped))
 
-    def load_keyframes(self, directory: str | Path) -> int:
-        """Replace the buffer with the keyframe files in `directory`, re-associating them in order."""
-        keyframes = KeyframeBuffer.read_directory(Path(directory))
-        self._reassociate(keyframes)
-        return len(keyframes)
-
-    def _reassociate(self, keyframes: list[Keyframe]) -> None:
+    def _reassociate(self, keyframes: list[Keyframe], source: str | Path | None = None) -> None:
         """A new map of `keyframes`, their masks associated afresh in order."""
         associator = ObjectAssociator(self.config.association)
         for kf in keyframes:
             kf.instance_to_object = associator.associate(kf.frame) if kf.frame.depth_m is not None else {}
-        self._replace_map(keyframes, associator, SceneModel())
+        self._replace_map(keyframes, associator, SceneModel(), source=source)
 
-    def _replace_map(self, keyframes: list[Keyframe], associator: ObjectAssociator, model: SceneModel) -> None:
+    def _replace_map(
+        self,
+        keyframes: list[Keyframe],
+        associator: ObjectAssociator,
+        model: SceneModel,
+        source: str | Path | None = None,
+        clear_persisted: bool = False,
+    ) -> tuple[int, list[Keyframe]]:
         """The one way the whole map changes hands (load, resume, reset): a running job is cancelled and,
-        through the epoch, cannot commit over it."""
+        through the epoch, cannot commit or save over it. The buffer's bounds apply to `keyframes`; returns
+        the new epoch and the keyframes dropped to keep them."""
         self._cancel_running()
         with self._lock:
             self._epoch += 1
+            epoch = self._epoch
             self.associator = associator
-            self.keyframes.replace(keyframes)
+            dropped = self.keyframes.replace(keyframes)
             self._apply_merges()  # keyframe files keep the ids they were written with
             self.model = model
             self.latest = reassemble(model, self.config) if model.states() else None
+            if clear_persisted and self.persist_dir is not None:
+                try:  # under the lock: a keyframe admitted just after the reset must keep its file
+                    clear_map(self.persist_dir)
+                except OSError as exc:
+                    self.counters.count("persist_error", f"cannot clear the persisted map in {self.persist_dir}: {exc}")
+        if dropped:
+            kcfg = self.config.keyframes
+            self.counters.count(
+                "keyframes_over_limit",
+                f"kept {len(keyframes) - len(dropped)} of the {len(keyframes)} keyframes read from {source}: the {len(dropped)} "
+                f"most redundant were dropped (keyframes.max_keyframes={kcfg.max_keyframes}, max_memory_mb={kcfg.max_memory_mb})",
+            )
+        return epoch, dropped
 
     def reset(self) -> None:
-        """Forget everything, on disk too; a running job is cancelled and its result discarded."""
-        self._replace_map([], ObjectAssociator(self.config.association), SceneModel())
-        self._autosave(rewrite_keyframes=True)  # an empty map: a restart must not bring the old one back
+        """Forget everything, on disk too (the persisted map is removed, so a restart starts empty); a running
+        job is cancelled and its result discarded."""
+        with self._persist_lock:  # a save in progress finishes first; one that starts later sees the new epoch
+            self._replace_map([], ObjectAssociator(self.config.association), SceneModel(), clear_persisted=True)
 
     # -------------------------------------------------------- reconstruction
     def seeds(self) -> list[ObjectSeed]:
@@ -277,7 +356,7 @@ class Mapper:
                     return RunReport(CANCELLED, self.latest, duration_s=duration, message="the map was reset or replaced during the run")
                 self.model, self.latest = outcome.model, outcome.reconstruction
                 self.runs += 1
-            self._autosave()
+            self._autosave(epoch=epoch)
             recon = outcome.reconstruction
             report = RunReport(RECONSTRUCTED, recon, outcome.refitted, duration)
             report.message = (
@@ -286,23 +365,38 @@ class Mapper:
             )
             return report
 
-    def _autosave(self, rewrite_keyframes: bool = False) -> None:
+    def _autosave(self, epoch: int, rewrite_keyframes: bool = False) -> None:
+        """Save the map of `epoch` to the persist directory, unless a reset or load replaced it meanwhile."""
         if self.persist_dir is None:
             return
-        try:
-            self.save_map(self.persist_dir, rewrite_keyframes)
-        except OSError as exc:
-            self.counters.count("persist_error", f"cannot persist the map to {self.persist_dir}: {exc}")
+        with self._persist_lock:
+            if epoch != self._epoch:
+                return
+            try:
+                self.save_map(self.persist_dir, rewrite_keyframes)
+            except OSError as exc:
+                self.counters.count("persist_error", f"cannot persist the map to {self.persist_dir}: {exc}")
 
     # ------------------------------------------------------------------ jobs
     def start(self, force: bool = False, stages: list[str] | None = None, on_done: Callable[[RunJob], None] | None = None) -> RunJob | None:
         """Start a run in the background; None if one is running already. `on_done(job)` runs in the job's
         thread when it ends, whatever the outcome (the node publishes from there)."""
         with self._lock:
-            if self._job is not None and self._job.running:
+            if self._stopped or (self._job is not None and self._job.running):
                 return None
             self._job = RunJob(self, force, stages, on_done).start()
             return self._job
+
+    def stop(self, timeout_s: float) -> bool:
+        """Process shutdown: no job starts any more, the running one is cancelled and its thread joined.
+        False if it did not end within `timeout_s` (a stage not checking for cancellation)."""
+        with self._lock:
+            self._stopped = True
+            job = self._job
+        if job is None:
+            return True
+        job.cancel()
+        return job.join(timeout_s)
 
     @property
     def job(self) -> RunJob | None:

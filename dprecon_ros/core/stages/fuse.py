@@ -27,12 +27,12 @@ class FuseStage(Stage):
             ctx.check_cancelled()
             ctx.progress(i / (len(seeds) + 1))
             state = model.objects[seed.object_id]
-            state.volume = fuse_object(seed, ctx.keyframes, cfg, device, scale)
+            state.volume = fuse_object(seed, ctx.keyframes, cfg, device, scale, ctx.check_cancelled)
             state.field = None  # a field fitted to the old observations no longer applies
         if BACKGROUND_ID in ctx.dirty and model.background is not None:
             ctx.check_cancelled()
             ctx.progress(len(seeds) / (len(seeds) + 1))
-            model.background.volume = fuse_background(ctx.keyframes, cfg, device, size_scale=scale)
+            model.background.volume = fuse_background(ctx.keyframes, cfg, device, size_scale=scale, check_cancelled=ctx.check_cancelled)
             model.background.field = None
         ctx.compute.synchronize()
         return model

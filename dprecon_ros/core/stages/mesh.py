@@ -66,8 +66,8 @@ class MeshStage(Stage):
     def fuse(state: ObjectState, ctx: RunContext):
         cfg, device, scale = ctx.config.tsdf, ctx.compute.device, ctx.compute.scale
         if state.is_background:
-            return fuse_background(ctx.keyframes, cfg, device, size_scale=scale)
-        return fuse_object(state.seed, ctx.keyframes, cfg, device, scale)
+            return fuse_background(ctx.keyframes, cfg, device, size_scale=scale, check_cancelled=ctx.check_cancelled)
+        return fuse_object(state.seed, ctx.keyframes, cfg, device, scale, ctx.check_cancelled)
 
 
 def mesh_field(model: SceneModel, state: ObjectState, target_faces: int, min_component_fraction: float) -> TriangleMesh:

@@ -298,3 +298,78 @@ def test_queue_size_and_pose_history_follow_live_changes():
     for i in range(6):
         a.tf.add(cfg.topics.map_frame, "probe", 100.0 + i, np.eye(4))
     assert a.tf._stamps[(cfg.topics.map_frame, "probe")] == [104.0, 105.0]
+
+
+def test_camera_info_with_nan_or_non_pinhole_k_is_refused(assembler):
+    def nan_k(topic, msg):
+        if topic == assembler.config.topics.camera_info:
+            msg.k = np.full(9, np.nan)
+
+    assert run(assembler, edit=nan_k) == []
+    assert assembler.counters.get("bad_camera_info") >= 1 and assembler.intrinsics is None
+
+    other = FrameAssembler(DpreconConfig())
+
+    def skewed_last_row(topic, msg):
+        if topic == other.config.topics.camera_info:
+            msg.k = np.array([30.0, 0, 19.5, 0, 30.0, 15.5, 0.1, 0, 1])
+
+    assert run(other, edit=skewed_last_row) == []
+    assert other.counters.get("bad_camera_info") >= 1
+
+
+def test_an_8000_px_square_frame_is_refused_before_decoding_by_default(assembler):
+    topics = assembler.config.topics
+
+    def huge(topic, msg):
+        if topic in (topics.rgb, topics.depth, topics.instance, topics.camera_info):
+            msg.width = msg.height = 8000  # the header claims it; nothing is decoded
+
+    assert run(assembler, edit=huge) == []
+    assert assembler.counters.get("oversized_image") == 12  # colour, depth and mask of 4 frames
+    assert assembler.counters.get("bad_camera_info") >= 1
+    assert assembler.counters.get("bad_rgb") == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"1": {"name": "cup"}}',
+        '{"1": null}',
+        '{"1": 7}',
+        '{"1": ""}',
+        '{"x": "cup"}',
+        '{"-1": "cup"}',
+        '["cup"]',
+        '{"1": "' + "a" * 200 + '"}',
+    ],
+)
+def test_labels_that_are_not_id_to_string_are_refused(assembler, text):
+    def bad(topic, msg):
+        if topic == assembler.config.topics.labels:
+            msg.data = text
+
+    out = run(assembler, edit=bad)
+    assert assembler.counters.get("bad_labels") == 4
+    assert all(f.labels == {1: "object"} for f in out)  # never the refused value
+
+
+def test_a_mask_with_thousands_of_ids_is_refused():
+    cfg = DpreconConfig()
+    cfg.frames.min_mask_pixels = 1
+    a = FrameAssembler(cfg)
+    frame = make_frame(stamp=10.0, size=(100, 60))
+    frame.instance = np.arange(1, 6001, dtype=np.int32).reshape(60, 100) % 5000 + 1
+    frame.labels = {i: "clutter" for i in range(1, 5001)}
+    feed(a, frame)
+    assert a.pop_frames(flush=True) == []
+    assert a.counters.get("too_many_instances") == 1
+    assert a.counters.get("bad_labels") == 1  # 5000 labels exceed the same bound
+
+
+def test_the_assembler_reports_the_pixels_it_holds(assembler):
+    frame = make_frame(stamp=10.0)
+    feed(assembler, frame, skip=(assembler.config.topics.instance,))  # colour and depth wait for their mask
+    assert assembler.nbytes == frame.rgb.nbytes + frame.depth_m.nbytes
+    assembler.pop_frames(flush=True)  # the colour image can never match now; the depth waits within its queue bound
+    assert assembler.nbytes == frame.depth_m.nbytes

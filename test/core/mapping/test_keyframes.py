@@ -4,6 +4,7 @@ from conftest import make_frame
 from dprecon_ros.config import KeyframeConfig
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.geometry import make_transform, quat_to_matrix
+from dprecon_ros.core.mapping.keyframe_files import scan_directory
 from dprecon_ros.core.mapping.keyframes import KeyframeBuffer, load_keyframe, save_keyframe, sharpness
 from dprecon_ros.core.types import Keyframe
 
@@ -66,7 +67,7 @@ def test_persist_dir_mirrors_the_buffer_and_survives_a_restart(tmp_path):
         buf.add(make_frame(T=at(x)), {})
     assert len(list((tmp_path / "kf").glob("*.npz"))) == 2
     (tmp_path / "kf" / "keyframe_999999.npz").write_bytes(b"truncated")  # a crash mid-write must not stop a resume
-    restored = KeyframeBuffer.read_directory(tmp_path / "kf")
+    restored = scan_directory(tmp_path / "kf").keyframes
     assert sorted(k.index for k in restored) == sorted(k.index for k in buf.snapshot())
     fresh = KeyframeBuffer(cfg)
     fresh.replace(restored)
@@ -80,3 +81,14 @@ def test_unwritable_persist_dir_is_counted(tmp_path):
     buf = KeyframeBuffer(KeyframeConfig(persist_dir=str(blocker / "sub")), counters)
     buf.add(make_frame(), {})
     assert counters.get("persist_error") == 1 and len(buf) == 1
+
+
+def test_frames_waiting_for_the_buffer_count_against_its_memory_bound():
+    frame_mb = make_frame().nbytes / 2**20
+    buffer = KeyframeBuffer(KeyframeConfig(max_keyframes=100, max_memory_mb=10.5 * frame_mb))
+    for i in range(10):
+        buffer.add(make_frame(stamp=float(i), T=make_transform(np.eye(3), [i * 0.5, 0.0, 0.0])), {1: 1})
+    assert len(buffer) == 10
+    buffer.waiting_bytes = lambda: int(4 * frame_mb * 2**20)  # four frames decoded and queued upstream
+    buffer.add(make_frame(stamp=10.0, T=make_transform(np.eye(3), [5.0, 0.0, 0.0])), {1: 1})
+    assert len(buffer) == 6 and buffer.nbytes + buffer.waiting_bytes() <= 10.5 * frame_mb * 2**20

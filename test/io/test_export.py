@@ -1,0 +1,87 @@
+"""glTF export: files are y-up as glTF requires (REP-103 map z becomes glTF +Y), and meshes and nodes carry
+the object's `<id>_<label>` name, in the per-object files and in the scene."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction, Relation, SceneGraph
+from dprecon_ros.io.export import export_reconstruction
+
+TABLE_TOP_M = 0.75
+MUG_HEIGHT_M = 0.10
+MUG_XY = np.array([0.4, 1.2])  # off the origin in y, so a missing axis swap shows in glTF z as well
+
+
+def as_object(object_id: int, label: str, mesh: trimesh.Trimesh) -> ObjectReconstruction:
+    lo, hi = mesh.bounds
+    colors = np.full((len(mesh.vertices), 4), 200, np.uint8)
+    box = OrientedBox((lo + hi) / 2, 0.0, hi - lo)
+    return ObjectReconstruction(object_id, label, mesh.vertices.copy(), mesh.faces.copy(), colors, mesh.vertices.mean(0), box, 5)
+
+
+def mug_on_table() -> Reconstruction:
+    """A map-frame (z-up) table whose top is at 0.75 m, and a 10 cm mug standing on it."""
+    table = trimesh.creation.box(extents=(1.2, 0.8, TABLE_TOP_M))
+    table.apply_translation([0.0, 1.0, TABLE_TOP_M / 2])
+    mug = trimesh.creation.cylinder(radius=0.04, height=MUG_HEIGHT_M, sections=24)
+    mug.apply_translation([*MUG_XY, TABLE_TOP_M + MUG_HEIGHT_M / 2])
+    floor = trimesh.creation.box(extents=(4.0, 4.0, 0.02))
+    floor.apply_translation([0.0, 0.0, -0.01])
+    objects = [as_object(2, "table", table), as_object(3, "mug", mug)]
+    graph = SceneGraph(objects, [Relation(3, "on", 2, 1.0)])
+    return Reconstruction(objects, as_object(0, "background", floor), graph, stamp=1.0)
+
+
+def gltf_json(path: Path) -> dict:
+    """The JSON chunk of a GLB (header: magic, version, length; then chunk length, chunk type, data)."""
+    data = path.read_bytes()
+    magic, version, _ = struct.unpack_from("<4sII", data, 0)
+    assert magic == b"glTF" and version == 2
+    length, kind = struct.unpack_from("<I4s", data, 12)
+    assert kind == b"JSON"
+    return json.loads(data[20 : 20 + length])
+
+
+def test_object_glb_is_y_up_with_the_map_height_on_plus_y(tmp_path):
+    recon = mug_on_table()
+    export_reconstruction(recon, tmp_path)
+    mug_map = recon.objects[1].vertices
+    mug = trimesh.load(tmp_path / "objects" / "3_mug.glb", force="mesh")
+    lo, hi = mug.bounds
+    # height is on +Y and equals the map-frame z extent; it stands on the table top, not beside it
+    assert np.isclose(hi[1] - lo[1], MUG_HEIGHT_M, atol=1e-6)
+    assert np.isclose(lo[1], TABLE_TOP_M, atol=1e-6) and np.isclose(hi[1], TABLE_TOP_M + MUG_HEIGHT_M, atol=1e-6)
+    # map (x, y, z) -> glTF (x, z, -y), vertex for vertex
+    expected = np.stack([mug_map[:, 0], mug_map[:, 2], -mug_map[:, 1]], axis=1)
+    assert np.allclose(np.sort(mug.vertices, axis=0), np.sort(expected, axis=0), atol=1e-6)
+    assert np.isclose(mug.vertices[:, 2].mean(), -MUG_XY[1], atol=1e-3)
+    # a rotation, not a mirror: outward normals stay outward (the volume stays positive)
+    assert mug.volume > 0
+
+
+def test_scene_glb_is_y_up_and_the_mug_stands_on_the_table(tmp_path):
+    export_reconstruction(mug_on_table(), tmp_path)
+    scene = trimesh.load(tmp_path / "scene.glb")
+    meshes = {name: scene.geometry[geom] for name, geom in ((n, scene.graph[n][1]) for n in scene.graph.nodes_geometry)}
+    mug, table = meshes["3_mug"], meshes["2_table"]
+    assert np.isclose(mug.bounds[0][1], table.bounds[1][1], atol=1e-6)  # mug bottom on the table top, along +Y
+    assert np.isclose(table.bounds[1][1], TABLE_TOP_M, atol=1e-6)
+
+
+def test_glb_meshes_and_nodes_are_named_id_label(tmp_path):
+    export_reconstruction(mug_on_table(), tmp_path)
+    for stem in ("3_mug", "2_table"):
+        doc = gltf_json(tmp_path / "objects" / f"{stem}.glb")
+        assert [m["name"] for m in doc["meshes"]] == [stem]
+        assert [n["name"] for n in doc["nodes"] if "mesh" in n] == [stem]
+    doc = gltf_json(tmp_path / "background.glb")
+    assert [m["name"] for m in doc["meshes"]] == ["background"]
+    scene = gltf_json(tmp_path / "scene.glb")
+    assert sorted(m["name"] for m in scene["meshes"]) == ["2_table", "3_mug", "background"]
+    assert sorted(n["name"] for n in scene["nodes"] if "mesh" in n) == ["2_table", "3_mug", "background"]
