@@ -106,7 +106,13 @@ def main() -> int:
                 if now >= next_sample:
                     s = client.status
                     samples.append(
-                        {"t_s": round(now - start, 1), "rss_mb": round(rss_mb(node.pid), 1), "keyframes": s.keyframes, "runs": s.runs}
+                        {
+                            "t_s": round(now - start, 1),
+                            "rss_mb": round(rss_mb(node.pid), 1),
+                            "keyframes": s.keyframes,
+                            "objects": s.objects,
+                            "runs": s.runs,
+                        }
                     )
                     next_sample += args.sample_s
             final_counters = counters_of(client.status)
@@ -132,10 +138,10 @@ def main() -> int:
     }
 
     print(f"soak: {args.minutes:g} min, {args.rate_hz:g} Hz, {args.width}x{args.height}, max_keyframes {args.max_keyframes}")
-    print(f"{'t s':>7} {'RSS MB':>8} {'keyframes':>9} {'runs':>5}")
+    print(f"{'t s':>7} {'RSS MB':>8} {'keyframes':>9} {'objects':>7} {'runs':>5}")
     every = max(1, len(samples) // 20)
     for s in samples[::every] + ([samples[-1]] if (len(samples) - 1) % every else []):
-        print(f"{s['t_s']:7.0f} {s['rss_mb']:8.0f} {s['keyframes']:9d} {s['runs']:5d}")
+        print(f"{s['t_s']:7.0f} {s['rss_mb']:8.0f} {s['keyframes']:9d} {s['objects']:7d} {s['runs']:5d}")
     print(
         f"RSS start {summary['rss_start_mb']:.0f} MB, peak {summary['rss_peak_mb']:.0f} MB, end {summary['rss_end_mb']:.0f} MB; "
         f"last half: slope {half_slope:+.2f} MB/min, rise {half_rise:.0f} MB -> {'flat' if flat else 'GROWING'}; "

@@ -285,6 +285,7 @@ class DpreconNode(Node):
         job = self.mapper.job
         with self._input_lock:
             self._frames.clear()  # assembled before the reset: of the old map
+            self.assembler.reset()  # and so are images waiting for a match or for their labels
         with self._map_lock:  # a run ending now either published before this or sees the reset
             self.mapper.reset()
             self._publish_empty_map()

@@ -65,8 +65,10 @@ class RecorderNode(Node):
         self.count += 1
 
     def destroy_node(self) -> None:
-        self.writer.close()
-        self.get_logger().info(f"wrote {self.count} messages to {self.cfg.output}")
+        writer = getattr(self, "writer", None)  # None when a bad parameter stopped the start-up before it
+        if writer is not None:
+            writer.close()
+            self.get_logger().info(f"wrote {self.count} messages to {self.cfg.output}")
         super().destroy_node()
 
 

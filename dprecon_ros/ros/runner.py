@@ -39,7 +39,7 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def spin_until_interrupted(executor: Executor) -> None:
+def spin_until_interrupted(executor: Executor) -> threading.Thread:
     """Spin in a worker thread while the main thread waits: Ctrl-C (KeyboardInterrupt) and SIGTERM reach the
     main thread at once, with the context still valid (rclpy's own handler would shut it down first, so a
     node could neither answer its clients nor publish while it stops). An exception from a callback,
@@ -57,6 +57,7 @@ def spin_until_interrupted(executor: Executor) -> None:
     thread.join()  # interrupted by a signal's KeyboardInterrupt
     if failure:
         raise failure[0]
+    return thread
 
 
 def exit_quickly(work_finished: bool) -> None:
@@ -93,10 +94,27 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
+        # a second Ctrl-C (or SIGTERM) while stopping must not interrupt the stopping with a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_work = getattr(node, "stop_work", None)
         finished = stop_work() if stop_work is not None else True
-        executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
+        if not stop_executor(executor):
+            exit_quickly(False)  # a callback is still running: tearing the node down under it could abort
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
         exit_quickly(finished)
+
+
+def stop_executor(executor: Executor) -> bool:
+    """Shut the executor down without waiting past EXECUTOR_STOP_TIMEOUT_S for a callback still running (a long
+    export or load): rclpy's own shutdown would join its worker threads without a limit. Whether it stopped."""
+    done = threading.Event()
+
+    def shutdown() -> None:
+        executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
+        done.set()
+
+    threading.Thread(target=shutdown, name="executor-shutdown", daemon=True).start()
+    return done.wait(EXECUTOR_STOP_TIMEOUT_S)

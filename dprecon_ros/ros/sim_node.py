@@ -113,9 +113,11 @@ class SimNode(Node):
             raise SystemExit(0)
 
     def destroy_node(self) -> None:
-        if self.bag is not None:
+        # attributes are missing when a bad parameter stopped the start-up before they were made
+        if getattr(self, "bag", None) is not None:
             self.bag.close()
-        self.sim.close()
+        if getattr(self, "sim", None) is not None:
+            self.sim.close()
         super().destroy_node()
 
 

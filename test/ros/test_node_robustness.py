@@ -90,6 +90,16 @@ def test_export_to_a_path_too_deep_to_create_is_answered(served):
     assert node.poll() is None and client.export(str(tmp / "export")).success
 
 
+def test_a_save_map_request_that_raises_is_answered_not_fatal(served):
+    """~/save_map catches no RecursionError itself: only the service guard stands between it and the node."""
+    graph, client, node, tmp = served
+    before = counters(client.status).get("service_error", 0)
+    answer = client.save_map(str(tmp / ("s/" * 2000)))
+    assert not answer.success and "RecursionError" in answer.message, answer.message[:300]
+    assert client.spin_until(lambda: counters(client.status).get("service_error", 0) == before + 1, 10), counters(client.status)
+    assert node.poll() is None and client.save_map(str(tmp / "saved")).success
+
+
 def test_load_map_skips_a_damaged_keyframe_and_says_so(served):
     graph, client, node, tmp = served
     shutil.copytree(tmp / "source", tmp / "one_damaged")

@@ -15,6 +15,12 @@ class KeyframeConfig:
     max_memory_mb: float = config_field(
         1024.0, "memory bound of the keyframes plus the frames waiting to become one (decoded, queued), MiB", (1.0, 1.0e6)
     )
+    waiting_share: float = config_field(
+        0.25,
+        "largest share of max_memory_mb that frames waiting to become keyframes may claim from the keyframes (a"
+        " backlog beyond it evicts no more)",
+        (0.0, 0.9),
+    )
     blur_threshold: float = config_field(15.0, "frames whose Laplacian variance (0-255 grey) is below this are blurred", (0.0, 1.0e5))
     rotation_weight_m_per_rad: float = config_field(0.5, "metres a radian of rotation counts as when ranking redundancy", (0.0, 10.0))
     pending_frames: int = config_field(16, "synchronised frames waiting for keyframe selection before the oldest is dropped", (1, 10000))

@@ -102,7 +102,9 @@ class KeyframeBuffer:
     def _evict_locked(self) -> list[Keyframe]:
         """Evict the most redundant keyframe (closest to its nearest neighbour) until within both bounds."""
         evicted: list[Keyframe] = []
-        limit_bytes = self.config.max_memory_mb * 2**20 - self.waiting_bytes()
+        budget = self.config.max_memory_mb * 2**20
+        # waiting frames take at most their share: a backlog must never evict the map itself
+        limit_bytes = budget - min(self.waiting_bytes(), self.config.waiting_share * budget)
         nbytes = sum(k.frame.nbytes for k in self._keyframes)
         gaps = None
         while len(self._keyframes) > 1 and (len(self._keyframes) > self.config.max_keyframes or nbytes > limit_bytes):

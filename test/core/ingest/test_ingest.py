@@ -308,6 +308,20 @@ def test_camera_info_with_nan_or_non_pinhole_k_is_refused(assembler):
     assert run(assembler, edit=nan_k) == []
     assert assembler.counters.get("bad_camera_info") >= 1 and assembler.intrinsics is None
 
+    for field, value in (("fx", np.nan), ("d", np.nan)):  # one NaN is enough, in K or in the distortion
+        one = FrameAssembler(DpreconConfig())
+
+        def one_nan(topic, msg, one=one, field=field, value=value):
+            if topic == one.config.topics.camera_info:
+                if field == "fx":
+                    msg.k = np.array([value, 0, 19.5, 0, 30.0, 15.5, 0, 0, 1])
+                else:
+                    msg.d = np.array([0.1, value, 0.0, 0.0, 0.0])
+                    msg.distortion_model = "plumb_bob"
+
+        assert run(one, edit=one_nan) == [], field
+        assert one.counters.get("bad_camera_info") >= 1, field
+
     other = FrameAssembler(DpreconConfig())
 
     def skewed_last_row(topic, msg):

@@ -83,12 +83,16 @@ def test_unwritable_persist_dir_is_counted(tmp_path):
     assert counters.get("persist_error") == 1 and len(buf) == 1
 
 
-def test_frames_waiting_for_the_buffer_count_against_its_memory_bound():
+def test_frames_waiting_for_the_buffer_count_against_its_memory_bound_up_to_their_share():
     frame_mb = make_frame().nbytes / 2**20
-    buffer = KeyframeBuffer(KeyframeConfig(max_keyframes=100, max_memory_mb=10.5 * frame_mb))
+    budget = 10.5 * frame_mb
+    buffer = KeyframeBuffer(KeyframeConfig(max_keyframes=100, max_memory_mb=budget, waiting_share=0.5))
     for i in range(10):
         buffer.add(make_frame(stamp=float(i), T=make_transform(np.eye(3), [i * 0.5, 0.0, 0.0])), {1: 1})
     assert len(buffer) == 10
     buffer.waiting_bytes = lambda: int(4 * frame_mb * 2**20)  # four frames decoded and queued upstream
     buffer.add(make_frame(stamp=10.0, T=make_transform(np.eye(3), [5.0, 0.0, 0.0])), {1: 1})
-    assert len(buffer) == 6 and buffer.nbytes + buffer.waiting_bytes() <= 10.5 * frame_mb * 2**20
+    assert len(buffer) == 6 and buffer.nbytes + buffer.waiting_bytes() <= budget * 2**20
+    buffer.waiting_bytes = lambda: int(100 * frame_mb * 2**20)  # a backlog larger than the whole bound
+    buffer.add(make_frame(stamp=11.0, T=make_transform(np.eye(3), [6.0, 0.0, 0.0])), {1: 1})
+    assert len(buffer) == 5  # the keyframes keep half the bound: a backlog never wipes the map
