@@ -48,6 +48,8 @@ def declare_config(node: Node, config: Any) -> None:
         # which names the parameter, the value and the range or choices (rclpy would raise for ranges and
         # types, and choices are no descriptor field), then declared again with its real descriptor.
         given = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+        if given is None and isinstance(default, list):
+            given = []  # an empty list in a parameters file carries no element type: rclpy hands it over unset
         try:
             value = validate_leaf(name, f, given)
         except ConfigError as exc:

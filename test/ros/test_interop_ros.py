@@ -129,3 +129,21 @@ def test_help_prints_the_parameters_and_exits_without_starting(executable, flag)
         assert "sync.tolerance_s" in out and "max stamp difference" in out and "[0.0, 1.0]" in out, out
         assert "topics.image_qos" in out and "sensor_data" in out
     assert "ready" not in out + done.stderr
+
+
+def test_the_node_starts_with_the_shipped_parameters_file(tmp_path):
+    """config/dprecon.yaml holds an empty list (reconstruction.stages: []), which rclpy hands over unset."""
+    import time
+    from pathlib import Path
+
+    graph = RosGraph(tmp_path)
+    try:
+        config = Path(__file__).resolve().parents[2] / "config" / "dprecon.yaml"
+        node = graph.start("dprecon_node", "--params-file", str(config))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "dprecon_node ready" not in graph.logs() and node.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "dprecon_node ready" in graph.logs() and node.poll() is None, graph.logs()
+        assert "ERROR" not in graph.logs(), graph.logs()
+    finally:
+        graph.close()
