@@ -99,22 +99,8 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_work = getattr(node, "stop_work", None)
         finished = stop_work() if stop_work is not None else True
-        if not stop_executor(executor):
-            exit_quickly(False)  # a callback is still running: tearing the node down under it could abort
+        executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
         exit_quickly(finished)
-
-
-def stop_executor(executor: Executor) -> bool:
-    """Shut the executor down without waiting past EXECUTOR_STOP_TIMEOUT_S for a callback still running (a long
-    export or load): rclpy's own shutdown would join its worker threads without a limit. Whether it stopped."""
-    done = threading.Event()
-
-    def shutdown() -> None:
-        executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
-        done.set()
-
-    threading.Thread(target=shutdown, name="executor-shutdown", daemon=True).start()
-    return done.wait(EXECUTOR_STOP_TIMEOUT_S)
