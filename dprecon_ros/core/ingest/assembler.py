@@ -43,20 +43,21 @@ def pose_to_matrix(pose) -> np.ndarray:
     return make_transform(quat_to_matrix(q.x, q.y, q.z, q.w), [p.x, p.y, p.z])
 
 
-def _array_bytes(data) -> int:
-    return int(getattr(data, "nbytes", 0))
-
-
 def frames_nbytes(frames) -> int:
     """Pixel bytes of frames (the keyframe memory bound counts frames on their way to the buffer too)."""
     return sum(f.nbytes for f in tuple(frames))  # a one-step copy: other threads may append meanwhile
+
+
+def too_large(width: int, height: int, max_pixels: int) -> bool:
+    """The one size rule for images and the CameraInfo that describes them."""
+    return int(width) * int(height) > max_pixels
 
 
 def camera_info_problem(K: np.ndarray, coeffs: np.ndarray, width: int, height: int, max_pixels: int) -> str:
     """Why a CameraInfo cannot describe a usable pinhole camera ('' when it can)."""
     if width <= 0 or height <= 0:
         return f"image size {width}x{height}"
-    if width * height > max_pixels:
+    if too_large(width, height, max_pixels):
         return f"image size {width}x{height} exceeds frames.max_image_pixels={max_pixels}"
     if not (np.all(np.isfinite(K)) and np.all(np.isfinite(coeffs))):
         return "K or D holds NaN/inf"
@@ -117,7 +118,7 @@ class FrameAssembler:
     def nbytes(self) -> int:
         """Pixels held here: decoded images waiting for a match and frames waiting for their labels."""
         # tuple() copies each deque in one step: input callbacks may append while another thread counts
-        queued = sum(_array_bytes(item.data) for queue in tuple(self._queues.values()) for item in tuple(queue))
+        queued = sum(item.data.nbytes for queue in tuple(self._queues.values()) for item in tuple(queue))
         return queued + frames_nbytes(self._awaiting_labels)
 
     @property
@@ -219,8 +220,7 @@ class FrameAssembler:
 
     def _size_ok(self, stream: str, msg) -> bool:
         """Refuse an image too large to keep before decoding it (its pixels would be copied several times)."""
-        pixels = int(msg.width) * int(msg.height)
-        if pixels > self.config.frames.max_image_pixels:
+        if too_large(msg.width, msg.height, self.config.frames.max_image_pixels):
             self.counters.count(
                 "oversized_image",
                 f"{stream} image {msg.width}x{msg.height} exceeds frames.max_image_pixels={self.config.frames.max_image_pixels}; refused",
