@@ -151,23 +151,30 @@ def effective_geometry_sizes(config) -> dict:
 
 def source_revision() -> dict:
     """The commit the bench ran on and whether the tree had uncommitted changes (results name their code)."""
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:  # a copy of the tree without .git (the GPU machine): the caller names the commit
+        return {"commit": os.environ.get("BENCH_COMMIT", "unknown"), "dirty": os.environ.get("BENCH_DIRTY", "unknown")}
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    return {"commit": head, "dirty": bool(dirty.stdout.strip())}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 def run_backend(backend: str, frames, gt, args) -> dict:
     overrides = run_overrides(backend, args)
-    timings, steps, recon, mapper, config = [], [], None, None, None
+    timings, steps, peaks_mb, recon, mapper, config = [], [], [], None, None, None
     for _ in range(args.repeats):
         config = load_config(args.config, overrides)
         mapper = Mapper(config)
+        cuda = resolve_device(config.compute.device).type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         for frame in frames:
             mapper.add_frame(frame)
         ingest = time.perf_counter() - t0
         recon = mapper.reconstruct().reconstruction
         timings.append({"ingest": ingest, **recon.timings_s})
+        if cuda:
+            peaks_mb.append(torch.cuda.max_memory_allocated() / 2**20)
         if recon.timings_s.get("geometry", 0.0) > 0:
             iterations = iterations_run(recon, config.geometry.iterations)
             steps.append({"iterations": iterations, "steps_per_s": iterations / recon.timings_s["geometry"]})
@@ -206,6 +213,7 @@ def run_backend(backend: str, frames, gt, args) -> dict:
         "geometry_iterations": steps[-1]["iterations"] if steps else None,
         "geometry_steps_per_s": statistics.median(s["steps_per_s"] for s in steps) if steps else None,
         "median": {k: statistics.median(t[k] for t in timings if k in t) for k in keys},
+        "gpu_peak_mb": max(peaks_mb) if peaks_mb else None,
         "all_timings": timings,
         "loss_history": recon.history,
     }
@@ -451,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                 "unseen recall",
                 "relations",
                 "geom steps/s",
+                "GPU peak MB",
                 "total s",
             ],
             [
@@ -467,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                     r["scene"]["unseen_recall"],
                     r["scene"]["relations"],
                     fmt(r["geometry_steps_per_s"]),
+                    fmt(r["gpu_peak_mb"]),
                     r["median"]["total"],
                 ]
                 for s in scenes
