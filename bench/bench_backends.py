@@ -151,9 +151,9 @@ def effective_geometry_sizes(config) -> dict:
 
 def source_revision() -> dict:
     """The commit the bench ran on and whether the tree had uncommitted changes (results name their code)."""
+    if "BENCH_COMMIT" in os.environ:  # a copy of the tree on another machine (the GPU's): the caller names it
+        return {"commit": os.environ["BENCH_COMMIT"], "dirty": os.environ.get("BENCH_DIRTY", "unknown")}
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode != 0:  # a copy of the tree without .git (the GPU machine): the caller names the commit
-        return {"commit": os.environ.get("BENCH_COMMIT", "unknown"), "dirty": os.environ.get("BENCH_DIRTY", "unknown")}
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
