@@ -229,6 +229,7 @@ def status_message(
     runs: int,
     counters: dict[str, int],
     last_error: str,
+    frames_waiting: int = 0,
 ) -> MapperStatus:
     return MapperStatus(
         header=Header(stamp=stamp),
@@ -244,6 +245,7 @@ def status_message(
         map_revision=recon.revision if recon else 0,
         last_run_duration_s=float(recon.timings_s.get("total", 0.0)) if recon else 0.0,
         last_run_stamp=to_time(recon.stamp if recon else 0.0),
+        frames_waiting=frames_waiting,
         counter_names=list(counters),
         counter_values=[int(v) for v in counters.values()],
         last_error=last_error,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections import deque
+from functools import partial
 from pathlib import Path
 
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
@@ -30,10 +30,12 @@ from visualization_msgs.msg import MarkerArray
 from dprecon_ros.config import DpreconConfig
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.heap import limit_arenas
-from dprecon_ros.core.ingest.assembler import FrameAssembler, frames_nbytes
+from dprecon_ros.core.ingest.assembler import FrameAssembler, stamp_of
+from dprecon_ros.core.ingest.inbox import IMAGE_STREAMS, Inbox
+from dprecon_ros.core.ingest.worker import IngestWorker
 from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, Mapper, RunJob
 from dprecon_ros.core.store.manifest import MapFormatError
-from dprecon_ros.core.types import Frame, Reconstruction
+from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.export import export_reconstruction
 from dprecon_ros.ros import conversions
 from dprecon_ros.ros.logging_bridge import bridge_core_logging
@@ -43,7 +45,6 @@ from dprecon_ros.ros.reconstruct_action import ReconstructAction
 from dprecon_ros.ros.runner import run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
 
-INGEST_PERIOD_S = 0.02
 STATUS_PERIOD_S = 1.0
 # inputs, services, timers and publishing run side by side; each held ~/reconstruct goal takes one more
 BASE_EXECUTOR_THREADS = 4
@@ -64,8 +65,9 @@ class DpreconNode(Node):
         self.mapper = Mapper(self.config, self.counters)
         attach_validation(self, self.config, self.mapper.config_lock, self._on_parameters_changed)
         self._input_lock = threading.Lock()
-        self._frames: deque[Frame] = deque()
-        self.mapper.keyframes.waiting_bytes = lambda: self.assembler.nbytes + frames_nbytes(self._frames)
+        self.assembler.wanted = self.mapper.keyframes.is_novel_pose  # no decoding of frames selection would refuse
+        self.inbox = Inbox(self.config.sync.inbox_s, self.counters)
+        self.mapper.keyframes.waiting_bytes = lambda: self.inbox.nbytes + self.assembler.nbytes
         self._last_error = ""
         # publishing, reset and load take this lock: the latched topics always end at the node's current map
         self._map_lock = threading.RLock()
@@ -86,32 +88,35 @@ class DpreconNode(Node):
     # ------------------------------------------------------------------ set-up
     def _create_interfaces(self) -> None:
         t = self.config.topics
-        # Reentrant: the assembler has its own lock, and a mutually exclusive group starved some topics here.
+        # Callbacks only put the message in the inbox (no lock, no decoding), so they may run side by side; the
+        # ingest worker takes them out in arrival order.
         inputs = ReentrantCallbackGroup()
         qos = image_qos(t.image_qos)
-        # input -> (type, name, handler, QoS). Configured names are relative, so they resolve in the node's
-        # namespace and under its remappings; /tf and /tf_static are global by convention. Handlers look the
-        # assembler up at call time.
+        # input -> (type, name, assembler method, QoS). Configured names are relative, so they resolve in the
+        # node's namespace and under its remappings; /tf and /tf_static are global by convention.
         table = {
-            "rgb": (Image, t.rgb, lambda m: self.assembler.add_rgb(m), qos),
-            "instance": (Image, t.instance, lambda m: self.assembler.add_instance(m), qos),
+            "rgb": (Image, t.rgb, FrameAssembler.add_rgb, qos),
+            "instance": (Image, t.instance, FrameAssembler.add_instance, qos),
         }
         if t.depth:
-            table["depth"] = (Image, t.depth, lambda m: self.assembler.add_depth(m), qos)
-        table["camera_info"] = (CameraInfo, t.camera_info, lambda m: self.assembler.add_camera_info(m), qos)
+            table["depth"] = (Image, t.depth, FrameAssembler.add_depth, qos)
+        table["camera_info"] = (CameraInfo, t.camera_info, FrameAssembler.add_camera_info, qos)
         if t.labels:
-            table["labels"] = (String, t.labels, lambda m: self.assembler.add_labels(m.data), LABELS)
+            table["labels"] = (String, t.labels, lambda a, m: a.add_labels(m.data), LABELS)
         if t.pose_source == "pose":
-            table["pose"] = (PoseStamped, t.pose, lambda m: self.assembler.add_pose(m), RELIABLE)
+            table["pose"] = (PoseStamped, t.pose, FrameAssembler.add_pose, RELIABLE)
         elif t.pose_source == "odometry":
-            table["pose"] = (Odometry, t.pose, lambda m: self.assembler.add_odometry(m), RELIABLE)
+            table["pose"] = (Odometry, t.pose, FrameAssembler.add_odometry, RELIABLE)
         else:
-            table["tf"] = (TFMessage, "/tf", lambda m: self.assembler.add_tf(m), RELIABLE)
-            table["tf_static"] = (TFMessage, "/tf_static", lambda m: self.assembler.add_tf(m, static=True), TF_STATIC)
+            table["tf"] = (TFMessage, "/tf", FrameAssembler.add_tf, RELIABLE)
+            table["tf_static"] = (TFMessage, "/tf_static", lambda a, m: a.add_tf(m, static=True), TF_STATIC)
         self.inputs = {
-            key: self.create_subscription(kind, name, lambda m, add=add: self._feed(add, m), profile, callback_group=inputs)
-            for key, (kind, name, add, profile) in table.items()
+            key: self.create_subscription(kind, name, partial(self._receive, key), profile, callback_group=inputs)
+            for key, (kind, name, _, profile) in table.items()
         }
+        handlers = {key: add for key, (_, _, add, _) in table.items()}
+        self.ingest = IngestWorker(self.inbox, lambda: self.assembler, handlers, self.mapper.add_frame, self._input_lock, self.counters)
+        self.ingest.start()
 
         self.pub_objects = self.create_publisher(MapObjectArray, "~/objects", LATCHED)
         self.pub_graph = self.create_publisher(SceneGraph, "~/scene_graph", LATCHED)
@@ -122,7 +127,6 @@ class DpreconNode(Node):
         # Work timers run on the steady clock: with use_sim_time, ROS time stops when a bag or simulator
         # stops publishing /clock, and ingestion must still finish.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(INGEST_PERIOD_S, self._ingest, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
         self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
         self._schedule_periodic_runs()
         services = ReentrantCallbackGroup()
@@ -152,32 +156,8 @@ class DpreconNode(Node):
             self._schedule_periodic_runs()
 
     # --------------------------------------------------------------- ingestion
-    def _feed(self, add, msg) -> None:
-        """Hand a message to the assembler; complete frames go to a bounded queue for the ingest timer."""
-        with self._input_lock:
-            try:
-                add(msg)
-                frames = self.assembler.pop_frames()
-            except Exception as exc:  # malformed input must never stop the node
-                self.counters.count("input_error", f"input message failed: {exc!r}")
-                self.get_logger().debug(traceback.format_exc())
-                return
-            for frame in frames:
-                if len(self._frames) >= self.config.keyframes.pending_frames:
-                    self._frames.popleft()
-                    self.counters.count("frame_queue_overflow", "keyframe selection is behind; oldest frame dropped")
-                self._frames.append(frame)
-
-    def _ingest(self) -> None:
-        while True:
-            with self._input_lock:
-                if not self._frames:
-                    return
-                frame = self._frames.popleft()
-            try:
-                self.mapper.add_frame(frame)
-            except Exception as exc:  # a bad frame must never stop the node
-                self.counters.count("ingest_error", f"frame at {frame.stamp:.3f} failed: {exc!r}")
+    def _receive(self, stream: str, msg) -> None:
+        self.inbox.put(stream, msg, stamp_of(msg) if stream in IMAGE_STREAMS else 0.0)
 
     # ---------------------------------------------------------- reconstruction
     def _periodic_reconstruction(self) -> None:
@@ -258,6 +238,7 @@ class DpreconNode(Node):
                 self.mapper.runs,
                 self.counters.snapshot(),
                 self._last_error,
+                self.ingest.waiting_frames,
             )
         )
 
@@ -283,8 +264,8 @@ class DpreconNode(Node):
         """Empty everywhere: frames waiting, keyframes, objects, the latched topics, the persisted map; a run
         in progress is cancelled and never publishes (its result no longer is the mapper's latest)."""
         job = self.mapper.job
-        with self._input_lock:
-            self._frames.clear()  # assembled before the reset: of the old map
+        with self._input_lock:  # between two messages of the ingest worker
+            self.inbox.clear("reset")  # received before the reset: of the old map
             self.assembler.reset()  # and so are images waiting for a match or for their labels
         with self._map_lock:  # a run ending now either published before this or sees the reset
             self.mapper.reset()
@@ -342,6 +323,8 @@ class DpreconNode(Node):
         left inside torch when the interpreter exits), then answer every held goal. False if the run did not
         stop in time (the process then leaves without it)."""
         timeout = self.config.reconstruction.cancel_timeout_s
+        if not self.ingest.stop(timeout):
+            self.get_logger().warning(f"the ingest worker did not stop within {timeout} s")
         held = self.reconstruct_action.stop_accepting()
         joined = self.mapper.stop(timeout)
         if not joined:

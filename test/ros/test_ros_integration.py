@@ -202,7 +202,7 @@ def test_bad_input_is_counted_and_the_node_keeps_running(mapped):
     for i, msg in enumerate([bad, short]):
         msg.header.stamp.sec = 5000 + i
         pub.publish(msg)
-    assert client.spin_until(lambda: counters(client.status).get("bad_rgb", 0) >= 2, 10), counters(client.status)
+    assert client.spin_until(lambda: counters(client.status).get("lost_bad_rgb", 0) >= 2, 10), counters(client.status)
     assert node.poll() is None
 
 

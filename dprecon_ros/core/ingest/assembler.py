@@ -3,7 +3,13 @@
 Messages are duck-typed (fields of sensor_msgs/Image, CameraInfo, PoseStamped, Odometry, TFMessage), so the
 same code serves the rclpy node and the offline bag reader. Colour, depth and instance images are matched by
 stamp within a tolerance (approximate time); the pose is interpolated from a transform buffer at the colour
-stamp. Anything that cannot be used is counted and logged, never raised.
+stamp. Images wait undecoded: a set whose pose says it is redundant (`wanted`) is never decoded. Anything that
+cannot be used is counted and logged, never raised.
+
+Accounting: every colour image that arrives ends in exactly one of `redundant` (skipped before decoding), a
+Frame handed on, or a counter named `lost_<reason>`; until then it is one of `waiting_frames`. Problems with
+the other streams are counted under their own names (`bad_depth`, `late_instance`, ...) and lose a set only
+through the colour image that then finds no match (`lost_unmatched_depth`, ...).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import bisect
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +26,15 @@ import numpy as np
 
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.geometry import make_transform, pose_distance, quat_to_matrix
-from dprecon_ros.core.ingest.image_codec import ImageDecodeError, decode_depth, decode_instance, decode_rgb
+from dprecon_ros.core.ingest.image_codec import (
+    KIND_NAMES,
+    ImageDecodeError,
+    check_image,
+    decode_depth,
+    decode_instance,
+    decode_rgb,
+    raw_nbytes,
+)
 from dprecon_ros.core.ingest.tf_buffer import TransformBuffer, TransformLookupError
 from dprecon_ros.core.ingest.undistort import SUPPORTED_MODELS, Undistorter, is_distorted
 from dprecon_ros.core.types import CameraIntrinsics, Frame
@@ -31,6 +46,8 @@ log = logging.getLogger("dprecon_ros")
 CAMERA_POSE_FRAME = "__camera_pose__"
 LABEL_HISTORY = 16
 UNLABELLED = "object"
+LOST_PREFIX = "lost_"
+_DECODERS = {"rgb": decode_rgb, "depth": decode_depth, "instance": decode_instance}
 
 
 def stamp_of(msg) -> float:
@@ -91,10 +108,15 @@ def parse_labels(text: str, max_ids: int, max_length: int) -> dict[int, str]:
     return labels
 
 
+def lost_total(counts: dict[str, int]) -> int:
+    """Colour frames lost, over every reason."""
+    return sum(v for k, v in counts.items() if k.startswith(LOST_PREFIX))
+
+
 @dataclass
 class _Stamped:
     stamp: float
-    data: object
+    msg: object  # the image message, decoded only once its set is wanted
     frame_id: str = ""
 
 
@@ -113,13 +135,31 @@ class FrameAssembler:
         self._last_pose: tuple[float, np.ndarray] | None = None
         self._awaiting_labels: deque[Frame] = deque()
         self._consumed_stamp = -np.inf
+        # pose -> is a frame taken there worth decoding? (keyframe novelty); None = decode every set
+        self.wanted: Callable[[np.ndarray], bool] | None = None
 
     @property
     def nbytes(self) -> int:
-        """Pixels held here: decoded images waiting for a match and frames waiting for their labels."""
-        # tuple() copies each deque in one step: input callbacks may append while another thread counts
-        queued = sum(item.data.nbytes for queue in tuple(self._queues.values()) for item in tuple(queue))
+        """Bytes held here: image messages waiting for a match and frames waiting for their labels."""
+        # tuple() copies each deque in one step: another thread may append while this one counts
+        queued = sum(raw_nbytes(item.msg) for queue in tuple(self._queues.values()) for item in tuple(queue))
         return queued + frames_nbytes(self._awaiting_labels)
+
+    @property
+    def waiting_frames(self) -> int:
+        """Colour frames received and not yet resolved (handed on, redundant or lost)."""
+        return len(self._queues["rgb"]) + len(self._awaiting_labels)
+
+    def _lose(self, reason: str, message: str, level: int = logging.WARNING) -> None:
+        """Count a colour frame (and so its whole set) as lost, with its reason."""
+        self.counters.count(LOST_PREFIX + reason, message, level)
+
+    def _refuse(self, stream: str, reason: str, message: str, level: int = logging.WARNING) -> None:
+        """Count a refused message: a lost set for the colour stream, a message for the others."""
+        if stream == "rgb":
+            self._lose(f"{reason}_rgb", message, level)
+        else:
+            self.counters.count(f"{reason}_{stream}", message, level)
 
     @property
     def tf(self) -> TransformBuffer:
@@ -139,18 +179,20 @@ class FrameAssembler:
         newest = max(self._last_stamp.values(), default=None)
         if newest is not None and stamp < newest - self.config.sync.tf_buffer_s:
             self.counters.count("time_jump_back", f"{stream} stamp {stamp:.3f} is far behind {newest:.3f}; input state reset")
-            self.reset()
+            self.reset("time_jump_back")
         elif stamp <= self._consumed_stamp - (0.0 if stream == "rgb" else self.config.sync.tolerance_s):
             # A late pose is harmless (poses are interpolated); a late image means a lost frame.
             level = logging.DEBUG if stream == "pose" else logging.WARNING
-            self.counters.count(
-                f"late_{stream}", f"{stream} stamp {stamp:.3f} arrived after frame {self._consumed_stamp:.3f} was built; dropped", level
-            )
+            message = f"{stream} stamp {stamp:.3f} arrived after frame {self._consumed_stamp:.3f} was built; dropped"
+            self._refuse(stream, "late", message, level)
             return False
         self._last_stamp[stream] = max(stamp, self._last_stamp.get(stream, -np.inf))
         return True
 
-    def reset(self) -> None:
+    def reset(self, reason: str = "reset") -> None:
+        """Forget all input state; colour frames still waiting are counted lost for `reason`."""
+        for _ in range(self.waiting_frames):
+            self._lose(reason, "", logging.DEBUG)
         for queue in self._queues.values():
             queue.clear()
         self._last_stamp.clear()
@@ -168,7 +210,7 @@ class FrameAssembler:
             queue.append(item)
         while len(queue) > self.config.sync.queue_size:
             queue.popleft()
-            self.counters.count(f"queue_overflow_{stream}", f"{stream} queue full; oldest dropped")
+            self._refuse(stream, "queue_overflow", f"{stream} queue full; oldest dropped")
 
     def add_camera_info(self, msg) -> None:
         key = (int(msg.width), int(msg.height), tuple(np.asarray(msg.k, float)), tuple(np.asarray(msg.d, float)), msg.distortion_model)
@@ -192,41 +234,30 @@ class FrameAssembler:
         self._camera_info_key, self.intrinsics, self._undistorter = key, intrinsics, undistorter
 
     def add_rgb(self, msg) -> None:
-        stamp = stamp_of(msg)
-        if not self._in_order("rgb", stamp) or not self._size_ok("rgb", msg):
-            return
-        try:
-            self._enqueue("rgb", _Stamped(stamp, decode_rgb(msg), msg.header.frame_id))
-        except ImageDecodeError as exc:
-            self.counters.count("bad_rgb", f"colour image refused: {exc}")
+        self._add_image("rgb", msg)
 
     def add_depth(self, msg) -> None:
-        stamp = stamp_of(msg)
-        if not self._in_order("depth", stamp) or not self._size_ok("depth", msg):
-            return
-        try:
-            self._enqueue("depth", _Stamped(stamp, decode_depth(msg)))
-        except ImageDecodeError as exc:
-            self.counters.count("bad_depth", f"depth image refused: {exc}")
+        self._add_image("depth", msg)
 
     def add_instance(self, msg) -> None:
+        self._add_image("instance", msg)
+
+    def _add_image(self, stream: str, msg) -> None:
+        """Queue the message undecoded, after the checks that need no pixels."""
         stamp = stamp_of(msg)
-        if not self._in_order("instance", stamp) or not self._size_ok("instance", msg):
+        if not self._in_order(stream, stamp):
+            return
+        if too_large(msg.width, msg.height, self.config.frames.max_image_pixels):
+            limit = self.config.frames.max_image_pixels
+            message = f"{stream} image {msg.width}x{msg.height} exceeds frames.max_image_pixels={limit}; refused"
+            self._refuse(stream, "oversized", message)
             return
         try:
-            self._enqueue("instance", _Stamped(stamp, decode_instance(msg)))
+            check_image(msg, stream)
         except ImageDecodeError as exc:
-            self.counters.count("bad_instance", f"instance image refused: {exc}")
-
-    def _size_ok(self, stream: str, msg) -> bool:
-        """Refuse an image too large to keep before decoding it (its pixels would be copied several times)."""
-        if too_large(msg.width, msg.height, self.config.frames.max_image_pixels):
-            self.counters.count(
-                "oversized_image",
-                f"{stream} image {msg.width}x{msg.height} exceeds frames.max_image_pixels={self.config.frames.max_image_pixels}; refused",
-            )
-            return False
-        return True
+            self._refuse(stream, "bad", f"{KIND_NAMES[stream]} image refused: {exc}")
+            return
+        self._enqueue(stream, _Stamped(stamp, msg, msg.header.frame_id))
 
     def add_labels(self, text: str) -> None:
         try:
@@ -321,18 +352,22 @@ class FrameAssembler:
                 rgb_queue.popleft()
                 self._consumed_stamp = rgb.stamp
                 if hopeless[0] == "camera_info":
-                    self.counters.count("no_camera_info", f"no CameraInfo received for the colour frame at {rgb.stamp:.3f}; dropped")
+                    self._lose("no_camera_info", f"no CameraInfo received for the colour frame at {rgb.stamp:.3f}; dropped")
                     continue
                 detail = f" ({pose_error})" if "pose" in hopeless else ""
-                self.counters.count(
-                    f"unmatched_{hopeless[0]}", f"colour frame at {rgb.stamp:.3f} has no matching {hopeless[0]}{detail}; dropped"
-                )
+                self._lose(f"unmatched_{hopeless[0]}", f"colour frame at {rgb.stamp:.3f} has no matching {hopeless[0]}{detail}; dropped")
                 continue
             rgb_queue.popleft()
             self._consumed_stamp = rgb.stamp
             for s, m in matched.items():
                 while self._queues[s] and self._queues[s][0].stamp <= m.stamp:
                     self._queues[s].popleft()
+            self.counters.count("synchronised", "", logging.DEBUG)
+            if self._pose_jumped(rgb.stamp, T):
+                continue
+            if self.wanted is not None and not self.wanted(T):
+                self.counters.count("redundant", "", logging.DEBUG)  # a keyframe was taken close by: no decoding
+                continue
             frame = self._build(rgb, matched.get("depth"), matched["instance"], T)
             if frame is not None:
                 self._awaiting_labels.append(frame)
@@ -362,9 +397,7 @@ class FrameAssembler:
                         break
                     # Labels do arrive, but this frame's were lost: guessing would mint wrong objects.
                     self._awaiting_labels.popleft()
-                    self.counters.count(
-                        "missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped"
-                    )
+                    self._lose("missing_labels", f"no labels message covers the ids of the frame at {frame.stamp:.3f}; frame dropped")
                     continue
                 elif flush:
                     self.counters.count(
@@ -374,7 +407,7 @@ class FrameAssembler:
                 elif len(self._awaiting_labels) > self.config.sync.queue_size:
                     # The first labels can be seconds late (a subscription matched late): wait, within the queue bound.
                     self._awaiting_labels.popleft()
-                    self.counters.count("no_labels", f"no labels received yet; the frame at {frame.stamp:.3f} was dropped")
+                    self._lose("no_labels", f"no labels received yet; the frame at {frame.stamp:.3f} was dropped")
                     continue
                 else:
                     break
@@ -383,27 +416,38 @@ class FrameAssembler:
             out.append(frame)
         return out
 
+    def _pose_jumped(self, stamp: float, T: np.ndarray) -> bool:
+        """A pose faster than the configured speeds from the previous set's is a localisation glitch."""
+        last, self._last_pose = self._last_pose, (stamp, T)
+        if last is None:
+            return False
+        dt = max(stamp - last[0], 1e-3)
+        d_m, d_rad = pose_distance(last[1], T)
+        if d_m / dt > self.config.sync.max_linear_speed_mps or np.degrees(d_rad) / dt > self.config.sync.max_angular_speed_dps:
+            self._lose("pose_jump", f"pose jumped {d_m:.2f} m / {np.degrees(d_rad):.0f} deg in {dt:.2f} s; frame dropped")
+            return True
+        return False
+
+    def _decode(self, images: dict[str, _Stamped]) -> dict[str, np.ndarray] | None:
+        try:
+            return {stream: _DECODERS[stream](item.msg) for stream, item in images.items()}
+        except ImageDecodeError as exc:  # checked on arrival, so only a decoder's own refusal lands here
+            self._lose("bad_image", f"image of the frame refused: {exc}")
+            return None
+
     def _build(self, rgb: _Stamped, depth: _Stamped | None, instance: _Stamped, T: np.ndarray) -> Frame | None:
         K = self.intrinsics
         if K is None:
-            self.counters.count("no_camera_info", "no usable CameraInfo yet; frame dropped")
+            self._lose("no_camera_info", "no usable CameraInfo yet; frame dropped")
             return None
-        shapes = {"rgb": rgb.data.shape[:2], "instance": instance.data.shape, "camera_info": (K.height, K.width)}
-        if depth is not None:
-            shapes["depth"] = depth.data.shape
+        decoded = self._decode({"rgb": rgb, "instance": instance} | ({"depth": depth} if depth is not None else {}))
+        if decoded is None:
+            return None
+        shapes = {s: a.shape[:2] for s, a in decoded.items()} | {"camera_info": (K.height, K.width)}
         if len(set(shapes.values())) != 1:
-            self.counters.count("size_mismatch", f"image sizes disagree {shapes}; frame dropped")
+            self._lose("size_mismatch", f"image sizes disagree {shapes}; frame dropped")
             return None
-        if self._last_pose is not None:
-            dt = max(rgb.stamp - self._last_pose[0], 1e-3)
-            d_m, d_rad = pose_distance(self._last_pose[1], T)
-            if d_m / dt > self.config.sync.max_linear_speed_mps or np.degrees(d_rad) / dt > self.config.sync.max_angular_speed_dps:
-                self.counters.count("pose_jump", f"pose jumped {d_m:.2f} m / {np.degrees(d_rad):.0f} deg in {dt:.2f} s; frame dropped")
-                self._last_pose = (rgb.stamp, T)
-                return None
-        self._last_pose = (rgb.stamp, T)
-        image, mask = rgb.data, instance.data
-        depth_m = depth.data if depth is not None else None
+        image, mask, depth_m = decoded["rgb"], decoded["instance"], decoded.get("depth")
         if self._undistorter is not None:
             image = self._undistorter.apply(image)
             mask = self._undistorter.apply(mask)
@@ -414,15 +458,13 @@ class FrameAssembler:
             depth_m[(depth_m < fc.min_depth_m) | (depth_m > fc.max_depth_m)] = np.nan
             valid = float(np.isfinite(depth_m).mean())
             if valid < fc.min_valid_depth_ratio:
-                self.counters.count("invalid_depth", f"only {valid:.1%} of depth pixels are valid; frame dropped")
+                self._lose("invalid_depth", f"only {valid:.1%} of depth pixels are valid; frame dropped")
                 return None
         mask = self._drop_small_instances(mask)
         ids = [int(i) for i in np.unique(mask) if i != 0]
         if len(ids) > self.config.frames.max_instances:
-            self.counters.count(
-                "too_many_instances",
-                f"mask has {len(ids)} instance ids (frames.max_instances={self.config.frames.max_instances}); frame dropped",
-            )
+            limit = self.config.frames.max_instances
+            self._lose("too_many_instances", f"mask has {len(ids)} instance ids (frames.max_instances={limit}); frame dropped")
             return None
         if not ids:
             self.counters.count("empty_mask", "instance mask has no objects; frame kept for the background", logging.INFO)

@@ -34,6 +34,12 @@ class SyncConfig:
         1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0)
     )
     labels_wait_s: float = config_field(5.0, "how long (in image stamps) a frame waits for its labels message", (0.0, 60.0))
+    inbox_s: float = config_field(
+        2.0,
+        "camera time of images the node holds undecoded for its ingest worker; beyond it the oldest are dropped (lost_backlog)",
+        (0.1, 60.0),
+        live=False,
+    )
     tf_buffer_s: float = config_field(30.0, "how much pose history is kept for interpolation", (1.0, 600.0))
     max_linear_speed_mps: float = config_field(3.0, "pose jumps faster than this are rejected", (0.01, 100.0))
     max_angular_speed_dps: float = config_field(360.0, "rotations faster than this (deg/s) are rejected", (1.0, 10000.0))

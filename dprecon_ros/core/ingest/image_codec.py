@@ -12,21 +12,64 @@ _DEPTH = {"32FC1": np.float32, "16UC1": np.uint16, "mono16": np.uint16}
 _INSTANCE = {"16UC1": np.uint16, "mono16": np.uint16, "32SC1": np.int32, "8UC1": np.uint8, "mono8": np.uint8}
 
 
+KIND_NAMES = {"rgb": "colour", "depth": "depth", "instance": "instance"}
+
+
 class ImageDecodeError(ValueError):
     """The image cannot be decoded: unknown encoding or inconsistent size."""
 
 
+def _payload(msg):
+    """The pixel bytes without a copy where the container allows it (rclpy gives array.array('B'))."""
+    data = msg.data
+    if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):
+        return data
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:  # a plain list of ints
+        return bytes(data)
+
+
+def _check_layout(msg, dtype: np.dtype, channels: int) -> None:
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    size = len(_payload(msg))
+    if h <= 0 or w <= 0 or step < w * channels * np.dtype(dtype).itemsize or size < h * step:
+        raise ImageDecodeError(f"image size inconsistent: {w}x{h}, step {step}, {size} bytes, {msg.encoding}")
+
+
 def _raw(msg, dtype: np.dtype, channels: int) -> np.ndarray:
+    _check_layout(msg, dtype, channels)
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     itemsize = np.dtype(dtype).itemsize
-    data = bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray, memoryview, np.ndarray)) else msg.data
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if h <= 0 or w <= 0 or step < w * channels * itemsize or buf.size < h * step:
-        raise ImageDecodeError(f"image size inconsistent: {w}x{h}, step {step}, {buf.size} bytes, {msg.encoding}")
+    buf = np.frombuffer(_payload(msg), dtype=np.uint8)
     rows = buf[: h * step].reshape(h, step)[:, : w * channels * itemsize]
     dt = np.dtype(dtype).newbyteorder(">" if getattr(msg, "is_bigendian", 0) else "<")
     arr = rows.copy().view(dt).reshape(h, w, channels)
     return arr.astype(np.dtype(dtype).newbyteorder("="), copy=False)
+
+
+def _layout(kind: str, encoding: str) -> tuple[np.dtype, int]:
+    """(dtype, channels) of a supported encoding for `kind` (rgb, depth or instance)."""
+    if kind == "rgb":
+        if encoding in _COLOUR:
+            return np.dtype(np.uint8), _COLOUR[encoding][0]
+        if encoding in ("mono8", "8UC1"):
+            return np.dtype(np.uint8), 1
+    elif kind == "depth" and encoding in _DEPTH:
+        return np.dtype(_DEPTH[encoding]), 1
+    elif kind == "instance" and encoding in _INSTANCE:
+        return np.dtype(_INSTANCE[encoding]), 1
+    raise ImageDecodeError(f"unsupported {KIND_NAMES.get(kind, kind)} encoding {encoding!r}")
+
+
+def check_image(msg, kind: str) -> None:
+    """The checks of decoding without its copies: raw images can wait undecoded (most are never decoded),
+    and a bad one is still refused on arrival."""
+    _check_layout(msg, *_layout(kind, msg.encoding))
+
+
+def raw_nbytes(msg) -> int:
+    return len(_payload(msg))
 
 
 def decode_rgb(msg) -> np.ndarray:

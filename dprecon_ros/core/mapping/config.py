@@ -23,7 +23,6 @@ class KeyframeConfig:
     )
     blur_threshold: float = config_field(15.0, "frames whose Laplacian variance (0-255 grey) is below this are blurred", (0.0, 1.0e5))
     rotation_weight_m_per_rad: float = config_field(0.5, "metres a radian of rotation counts as when ranking redundancy", (0.0, 10.0))
-    pending_frames: int = config_field(16, "synchronised frames waiting for keyframe selection before the oldest is dropped", (1, 10000))
     persist_dir: str = config_field(
         "", "directory that mirrors the keyframe buffer and the reconstructed map; empty = in memory only", live=False
     )

@@ -60,9 +60,13 @@ class KeyframeBuffer:
 
     def is_novel(self, frame: Frame) -> bool:
         """True if the frame's pose is far enough from every keyframe held."""
+        return self.is_novel_pose(frame.T_world_camera)
+
+    def is_novel_pose(self, T_world_camera: np.ndarray) -> bool:
+        """The same test on a pose alone: ingestion asks it before decoding a frame's images."""
         with self._lock:
             for kf in self._keyframes:
-                d_m, d_rad = pose_distance(kf.frame.T_world_camera, frame.T_world_camera)
+                d_m, d_rad = pose_distance(kf.frame.T_world_camera, T_world_camera)
                 if d_m < self.config.min_translation_m and np.degrees(d_rad) < self.config.min_rotation_deg:
                     return False
         return True

@@ -174,6 +174,7 @@ class Mapper:
     def add_frame(self, frame: Frame) -> Keyframe | None:
         """Admit the frame as a keyframe if it is new enough and sharp; returns the keyframe or None."""
         self.frames_seen += 1
+        self.counters.count("considered", "", logging.DEBUG)
         epoch = self._epoch
         if not self.keyframes.consider(frame):
             return None
@@ -187,6 +188,7 @@ class Mapper:
             else:
                 mapping = self.associator.associate(frame)
             kf = self.keyframes.add(frame, mapping)
+            self.counters.count("accepted", "", logging.DEBUG)
             self._apply_merges()
             if self.persist_dir is not None:
                 self._persist_association()

@@ -41,7 +41,7 @@ def test_synchronised_frames_come_out_in_order(assembler):
     assert [f.stamp for f in frames] == [10.0, 10.5, 11.0, 11.5]
     assert frames[0].labels == {1: "box"}
     assert np.allclose(frames[2].T_world_camera, moving(2))
-    assert assembler.counters.snapshot() == {}
+    assert assembler.counters.snapshot() == {"synchronised": 4}  # nothing refused, nothing lost
 
 
 def test_images_within_tolerance_match_and_pose_is_interpolated():
@@ -61,7 +61,7 @@ def test_images_within_tolerance_match_and_pose_is_interpolated():
     frames = a.pop_frames(flush=True)
     assert [round(f.stamp, 3) for f in frames] == [10.05, 10.15]  # the last has no later pose to interpolate to
     assert np.allclose(frames[0].T_world_camera[:3, 3], [0.025, 0, 0], atol=1e-6)
-    assert a.counters.get("unmatched_pose") == 1
+    assert a.counters.get("lost_unmatched_pose") == 1
 
 
 def test_unknown_encoding_is_counted(assembler):
@@ -70,7 +70,7 @@ def test_unknown_encoding_is_counted(assembler):
             msg.encoding = "yuv422"
 
     assert run(assembler, edit=yuv) == []
-    assert assembler.counters.get("bad_rgb") == 4
+    assert assembler.counters.get("lost_bad_rgb") == 4
 
 
 def test_size_mismatch_is_counted(assembler):
@@ -83,7 +83,7 @@ def test_size_mismatch_is_counted(assembler):
             )
 
     assert run(assembler, edit=shrink) == []
-    assert assembler.counters.get("size_mismatch") == 4
+    assert assembler.counters.get("lost_size_mismatch") == 4
 
 
 def test_nan_and_zero_depth_frames_are_rejected(assembler):
@@ -91,12 +91,12 @@ def test_nan_and_zero_depth_frames_are_rejected(assembler):
     for f in frames:
         feed(assembler, f)
     assert assembler.pop_frames(flush=True) == []
-    assert assembler.counters.get("invalid_depth") == 4
+    assert assembler.counters.get("lost_invalid_depth") == 4
 
 
 def test_missing_camera_info_is_counted(assembler):
     assert run(assembler, skip=(assembler.config.topics.camera_info,)) == []
-    assert assembler.counters.get("no_camera_info") == 4
+    assert assembler.counters.get("lost_no_camera_info") == 4
 
 
 def test_zero_focal_length_camera_info_is_refused(assembler):
@@ -115,7 +115,7 @@ def test_stamps_out_of_order_within_window_are_reordered(assembler):
     out = assembler.pop_frames(flush=True)
     stamps = [f.stamp for f in out]
     assert stamps == sorted(stamps) and len(out) >= 2
-    assert sum(v for k, v in assembler.counters.snapshot().items() if k.startswith("late_")) == 4 - len(out)
+    assert sum(v for k, v in assembler.counters.snapshot().items() if k.startswith("lost_late_")) == 4 - len(out)
 
 
 def test_late_image_after_its_frame_was_built_is_dropped(assembler):
@@ -123,7 +123,7 @@ def test_late_image_after_its_frame_was_built_is_dropped(assembler):
         feed(assembler, make_frame(stamp=10 + i * 0.5, T=moving(i)))
     assert len(assembler.pop_frames()) >= 1
     feed(assembler, make_frame(stamp=9.0, T=moving(0)))
-    assert assembler.counters.get("late_rgb") == 1
+    assert assembler.counters.get("lost_late_rgb") == 1
 
 
 def test_time_jump_back_resets_and_continues(assembler):
@@ -140,7 +140,7 @@ def test_pose_jump_drops_the_frame(assembler):
         T = moving(i) if i != 2 else make_transform(np.eye(3), [50.0, 0, 0])
         feed(assembler, make_frame(stamp=10 + i * 0.5, T=T))
     out = assembler.pop_frames(flush=True)
-    assert assembler.counters.get("pose_jump") >= 1
+    assert assembler.counters.get("lost_pose_jump") >= 1
     assert all(abs(f.T_world_camera[0, 3]) < 1 for f in out)
 
 
@@ -151,7 +151,7 @@ def test_nan_pose_is_ignored(assembler):
 
     assert run(assembler, edit=nan_pose) == []
     assert assembler.counters.get("bad_pose") == 4
-    assert assembler.counters.get("unmatched_pose") >= 1
+    assert assembler.counters.get("lost_unmatched_pose") >= 1
 
 
 def test_missing_instance_image_drops_unmatched_frames(assembler):
@@ -160,7 +160,7 @@ def test_missing_instance_image_drops_unmatched_frames(assembler):
         feed(assembler, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(topics.instance,) if i < 2 else ())
     out = assembler.pop_frames(flush=True)
     assert [f.stamp for f in out] == [11.0, 11.5, 12.0, 12.5]
-    assert assembler.counters.get("unmatched_instance") == 2
+    assert assembler.counters.get("lost_unmatched_instance") == 2
 
 
 def test_empty_mask_keeps_frame_for_background(assembler):
@@ -192,7 +192,7 @@ def test_frame_whose_labels_were_lost_is_dropped(assembler):
         feed(assembler, frame, skip=(topics.labels,) if i == 1 else ())
     out = assembler.pop_frames(flush=True)
     assert [f.stamp for f in out] == [10.0, 11.0, 11.5]
-    assert assembler.counters.get("missing_labels") == 1
+    assert assembler.counters.get("lost_missing_labels") == 1
 
 
 def test_labels_arriving_after_images_are_waited_for(assembler):
@@ -239,7 +239,7 @@ def test_queue_overflow_is_counted():
     a = FrameAssembler(cfg)
     for i in range(5):
         feed(a, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(cfg.topics.pose, "/tf"))
-    assert a.counters.get("queue_overflow_rgb") == 3
+    assert a.counters.get("lost_queue_overflow_rgb") == 3
     assert IMAGE  # the image topics share one message type
 
 
@@ -250,7 +250,7 @@ def test_camera_info_arriving_just_after_the_first_images_is_waited_for(assemble
     assert assembler.pop_frames() == []
     feed(assembler, make_frame(stamp=10.5, T=moving(1)))
     assert [f.stamp for f in assembler.pop_frames(flush=True)] == [10.0, 10.5]
-    assert assembler.counters.get("no_camera_info") == 0
+    assert assembler.counters.get("lost_no_camera_info") == 0
 
 
 def test_frames_wait_for_a_late_first_camera_info_up_to_the_queue_bound():
@@ -260,7 +260,7 @@ def test_frames_wait_for_a_late_first_camera_info_up_to_the_queue_bound():
     for i in range(5):
         feed(a, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(cfg.topics.camera_info,))
         a.pop_frames()
-    assert a.counters.get("no_camera_info") == 3  # the oldest, whenever the colour queue was full
+    assert a.counters.get("lost_no_camera_info") == 3  # the oldest, whenever the colour queue was full
     feed(a, make_frame(stamp=12.5, T=moving(5)))
     assert [f.stamp for f in a.pop_frames(flush=True)] == [11.5, 12.0, 12.5]
 
@@ -275,7 +275,7 @@ def test_first_labels_arriving_late_are_waited_for_within_the_queue_bound():
     a.add_labels('{"1": "mug"}')
     out = a.pop_frames()
     assert len(out) == 4 and all(f.labels == {1: "mug"} for f in out)  # the queue bound kept the newest
-    assert a.counters.get("no_labels") >= 1
+    assert a.counters.get("lost_no_labels") >= 1
 
 
 def test_without_a_labels_topic_instances_are_unlabelled():
@@ -293,7 +293,7 @@ def test_queue_size_and_pose_history_follow_live_changes():
     cfg.sync.queue_size = 2  # changed after the assembler was built, as a parameter callback does
     for i in range(5):
         feed(a, make_frame(stamp=10 + i * 0.5, T=moving(i)), skip=(cfg.topics.pose, "/tf"))
-    assert a.counters.get("queue_overflow_rgb") == 3
+    assert a.counters.get("lost_queue_overflow_rgb") == 3
     cfg.sync.tf_buffer_s = 1.0
     for i in range(6):
         a.tf.add(cfg.topics.map_frame, "probe", 100.0 + i, np.eye(4))
@@ -340,9 +340,10 @@ def test_an_8000_px_square_frame_is_refused_before_decoding_by_default(assembler
             msg.width = msg.height = 8000  # the header claims it; nothing is decoded
 
     assert run(assembler, edit=huge) == []
-    assert assembler.counters.get("oversized_image") == 12  # colour, depth and mask of 4 frames
+    assert assembler.counters.get("lost_oversized_rgb") == 4  # the colour image loses the set
+    assert assembler.counters.get("oversized_depth") == assembler.counters.get("oversized_instance") == 4
     assert assembler.counters.get("bad_camera_info") >= 1
-    assert assembler.counters.get("bad_rgb") == 0
+    assert assembler.counters.get("lost_bad_rgb") == 0
 
 
 @pytest.mark.parametrize(
@@ -377,7 +378,7 @@ def test_a_mask_with_thousands_of_ids_is_refused():
     frame.labels = {i: "clutter" for i in range(1, 5001)}
     feed(a, frame)
     assert a.pop_frames(flush=True) == []
-    assert a.counters.get("too_many_instances") == 1
+    assert a.counters.get("lost_too_many_instances") == 1
     assert a.counters.get("bad_labels") == 1  # 5000 labels exceed the same bound
 
 
