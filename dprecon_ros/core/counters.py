@@ -17,11 +17,11 @@ class EventCounters:
         self._lock = threading.Lock()
         self.log_interval_s = log_interval_s
 
-    def count(self, name: str, message: str = "", level: int = logging.WARNING) -> None:
-        """Increment `name`; log `message` at most once per interval per name."""
+    def count(self, name: str, message: str = "", level: int = logging.WARNING, amount: int = 1) -> None:
+        """Add `amount` to `name`; log `message` at most once per interval per name."""
         now = time.monotonic()
         with self._lock:
-            self._counts[name] += 1
+            self._counts[name] += amount
             n = self._counts[name]
             due = now - self._last_log.get(name, -1e9) >= self.log_interval_s
             if due:

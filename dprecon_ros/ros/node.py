@@ -19,6 +19,7 @@ from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
@@ -111,7 +112,9 @@ class DpreconNode(Node):
             table["tf"] = (TFMessage, "/tf", FrameAssembler.add_tf, RELIABLE)
             table["tf_static"] = (TFMessage, "/tf_static", lambda a, m: a.add_tf(m, static=True), TF_STATIC)
         self.inputs = {
-            key: self.create_subscription(kind, name, partial(self._receive, key), profile, callback_group=inputs)
+            key: self.create_subscription(
+                kind, name, partial(self._receive, key), profile, callback_group=inputs, event_callbacks=self._transport_events(key)
+            )
             for key, (kind, name, _, profile) in table.items()
         }
         handlers = {key: add for key, (_, _, add, _) in table.items()}
@@ -156,6 +159,26 @@ class DpreconNode(Node):
             self._schedule_periodic_runs()
 
     # --------------------------------------------------------------- ingestion
+    def _transport_events(self, stream: str) -> SubscriptionEventCallbacks:
+        """Losses the transport knows of are counted too: a publisher whose QoS cannot match, messages lost."""
+
+        def incompatible(info) -> None:
+            advice = " (a best-effort camera driver needs topics.image_qos:=sensor_data)" if stream in IMAGE_STREAMS else ""
+            self.counters.count(
+                f"incompatible_qos_{stream}",
+                f"a publisher of {self.inputs[stream].topic_name} offers QoS this subscription cannot match "
+                f"(policy {info.last_policy_kind}); its messages never arrive{advice}",
+            )
+
+        def lost(info) -> None:
+            self.counters.count(
+                f"transport_lost_{stream}",
+                f"the transport lost {info.total_count_change} {stream} message(s)",
+                amount=info.total_count_change,
+            )
+
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible, message_lost=lost)
+
     def _receive(self, stream: str, msg) -> None:
         self.inbox.put(stream, msg, stamp_of(msg) if stream in IMAGE_STREAMS else 0.0)
 

@@ -57,8 +57,6 @@ class RawPublishers:
         """
         import time
 
-        import rclpy
-
         deadline = time.monotonic() + timeout_s
         ready_since = None
         while True:
@@ -66,7 +64,7 @@ class RawPublishers:
             unmatched = [t for t, pub in self._pubs.items() if pub.get_subscription_count() < self.node.count_subscribers(t)]
             now = time.monotonic()
             ready_since = (ready_since or now) if not missing and not unmatched else None
-            if (ready_since is not None and now - ready_since >= settle_s) or now >= deadline or not rclpy.ok():
+            if (ready_since is not None and now - ready_since >= settle_s) or now >= deadline or not self.node.context.ok():
                 return missing
             time.sleep(0.05)
 

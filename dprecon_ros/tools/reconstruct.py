@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
         print(f"resumed {len(mapper.keyframes)} keyframes and {len(mapper.model.objects)} objects from {args.resume}")
     t0 = time.perf_counter()
     if args.bag:
-        frames = read_frames(args.bag, config, FrameAssembler(config, counters))
+        assembler = FrameAssembler(config, counters)
+        assembler.wanted = mapper.keyframes.is_novel_pose  # frames are taken one by one: skip decoding redundant ones
+        frames = read_frames(args.bag, config, assembler)
         if not args.quiet:
             from tqdm import tqdm
 

@@ -22,7 +22,13 @@ class TopicsConfig:
     pose: str = config_field("camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)", live=False)
     pose_source: str = config_field("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"), live=False)
     map_frame: str = config_field("map", "world frame of all outputs (REP-105)", live=False)
-    image_qos: str = config_field("sensor_data", "QoS of image subscriptions", choices=("sensor_data", "reliable"), live=False)
+    image_qos: str = config_field(
+        "reliable",
+        "QoS of image and CameraInfo subscriptions: reliable (keep-last; best effort lost over half of each stream at 30 Hz"
+        " on one machine) or sensor_data (best effort, for publishers that offer only that)",
+        choices=("sensor_data", "reliable"),
+        live=False,
+    )
 
 
 @dataclass

@@ -1,0 +1,97 @@
+"""Camera-rate ingestion through a real dprecon_node: a burst of sets at 60 Hz, each colour frame accounted for,
+the keyframes the same as selection takes offline; a best-effort camera is reported, not silently unmatched."""
+
+from __future__ import annotations
+
+import time
+
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from dprecon_ros.config import DpreconConfig
+from dprecon_ros.core.ingest.assembler import FrameAssembler, lost_total
+from dprecon_ros.core.mapping.mapper import Mapper
+from dprecon_ros.io.bags import topic_handlers
+from dprecon_ros.io.frame_messages import frame_messages, serialize
+from dprecon_ros.ros.raw_publishing import RawPublishers
+from dprecon_ros.testing.ros_graph import RosGraph
+
+REPEATS = 4  # sets per view: the camera pauses at each view, as a robot does, so most sets are redundant
+RATE_HZ = 60.0
+
+
+def counters(status) -> dict[str, int]:
+    return dict(zip(status.counter_names, (int(v) for v in status.counter_values)))
+
+
+def burst(views):
+    """The views with REPEATS sets each, 1/60 s apart, the views 0.5 s apart."""
+    frames = []
+    for i, view in enumerate(views):
+        for k in range(REPEATS):
+            f = view.__class__(**{**view.__dict__, "stamp": 100.0 + 0.5 * i + k / RATE_HZ})
+            frames.append(f)
+    return frames
+
+
+def offline_keyframes(frames, config: DpreconConfig) -> int:
+    """Keyframes that selection takes from the same messages, one at a time, every set decoded."""
+    assembler, mapper = FrameAssembler(config), Mapper(config)
+    handlers = topic_handlers(config, assembler)
+    for frame in frames:
+        for topic, _msgtype, msg in frame_messages(frame, config.topics):
+            handlers[topic](msg)
+            for ready in assembler.pop_frames():
+                mapper.add_frame(ready)
+    for ready in assembler.pop_frames(flush=True):
+        mapper.add_frame(ready)
+    return len(mapper.keyframes)
+
+
+def test_a_burst_at_60_hz_is_accounted_for_and_selects_the_offline_keyframes(small_frames, tmp_path):
+    frames = burst(small_frames[0])
+    config = DpreconConfig()
+    expected = offline_keyframes(frames, config)
+    graph = RosGraph(tmp_path)
+    try:
+        graph.start("dprecon_node", "-p", "reconstruction.period_s:=0.0")
+        client = graph.client()
+        pubs = RawPublishers(client.node)
+        messages = [(topic, msgtype, serialize(msg, msgtype)) for f in frames for topic, msgtype, msg in frame_messages(f, config.topics)]
+        for topic, msgtype, _ in messages:
+            pubs.prepare(topic, msgtype)
+        assert not pubs.wait_for_subscribers(pubs.essential_topics(), 30.0), graph.logs()
+        per_set = len(messages) // len(frames)
+        start = time.monotonic()
+        for n in range(len(frames)):
+            for topic, msgtype, data in messages[n * per_set : (n + 1) * per_set]:
+                pubs.publish(topic, msgtype, data)
+            time.sleep(max(0.0, start + (n + 1) / RATE_HZ - time.monotonic()))
+        assert pubs.wait_for_acks(30.0)
+
+        def settled() -> bool:
+            s = client.status
+            return s is not None and counters(s).get("received_rgb", 0) == len(frames) and s.frames_waiting == 0
+
+        assert client.spin_until(settled, 60), (counters(client.status), graph.logs())
+        c = counters(client.status)
+        assert lost_total(c) == 0, c
+        assert c["received_rgb"] == c["considered"] + c["redundant"] + lost_total(c), c
+        assert c["redundant"] >= len(frames) // 2, c  # the repeated sets were never decoded
+        assert c["accepted"] == client.status.keyframes == expected, (c, expected)
+    finally:
+        graph.close()
+
+
+def test_a_best_effort_camera_is_reported_not_silently_unmatched(tmp_path):
+    graph = RosGraph(tmp_path)
+    try:
+        graph.start("dprecon_node", "-p", "reconstruction.period_s:=0.0")
+        client = graph.client()
+        client.node.create_publisher(Image, "/camera/color/image_raw", qos_profile_sensor_data)
+        assert client.spin_until(lambda: client.status is not None and counters(client.status).get("incompatible_qos_rgb", 0) >= 1, 30), (
+            graph.logs()
+        )
+        assert "topics.image_qos:=sensor_data" in graph.logs()
+    finally:
+        graph.close()
