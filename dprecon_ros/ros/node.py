@@ -341,6 +341,11 @@ class DpreconNode(Node):
     def executor_threads(self) -> int:
         return BASE_EXECUTOR_THREADS + self.config.reconstruction.max_queued_goals
 
+    @property
+    def stop_budget_s(self) -> float:
+        """The longest stop_work may wait: the ingest worker, the run, the goals' answers."""
+        return 3 * self.config.reconstruction.cancel_timeout_s
+
     def stop_work(self) -> bool:
         """Ctrl-C, before the context goes: refuse new goals, cancel the run and join its thread (no job may be
         left inside torch when the interpreter exits), then answer every held goal. False if the run did not

@@ -6,6 +6,7 @@ STARTUP_ERROR_EXIT, without a traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -25,6 +26,9 @@ from dprecon_ros.ros.usage import usage, wants_help
 
 STARTUP_ERROR_EXIT = 2  # as for a command-line usage error
 EXECUTOR_STOP_TIMEOUT_S = 2.0  # callbacks still running when the node has stopped its work get this long
+# A stop that takes this much longer than the node's own waits (`stop_budget_s`) is a bug: every thread's stack goes to stderr (the log) and the process
+# leaves with status 1, rather than hang until a launch file escalates to SIGKILL with nothing to show.
+SHUTDOWN_WATCHDOG_S = 20.0
 
 
 def print_help_if_asked(argv: list[str], module: str) -> bool:
@@ -97,10 +101,12 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_
         # a second Ctrl-C (or SIGTERM) while stopping must not interrupt the stopping with a traceback
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        faulthandler.dump_traceback_later(SHUTDOWN_WATCHDOG_S + getattr(node, "stop_budget_s", 0.0), exit=True)
         stop_work = getattr(node, "stop_work", None)
         finished = stop_work() if stop_work is not None else True
         executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
         exit_quickly(finished)
