@@ -59,7 +59,7 @@ def interrupt(proc: subprocess.Popen) -> tuple[int | None, float]:
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=30)  # beyond the shutdown watchdog, so a hang leaves its stacks in the log
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
