@@ -11,7 +11,10 @@ from collections.abc import Sequence
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
-STREAM_DEPTH = 20  # reliable inputs (images, poses): a burst of frames fits
+STREAM_DEPTH = 20  # reliable image inputs: a burst of frames fits
+# subscriptions to poses, CameraInfo and /tf: small and at camera rate; 20 lost some behind large images at
+# 60 Hz, and a history of a few seconds costs a few hundred kilobytes
+SMALL_STREAM_DEPTH = 200
 LATCHED_DEPTH = 10  # labels: a burst must not overwrite one before it is read
 # RMW_DURATION_INFINITE: how rmw reports an unset deadline, lifespan and liveliness lease
 INFINITE = QosTime(sec=9223372036, nsec=854775807)

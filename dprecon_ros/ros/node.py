@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from functools import partial
 from pathlib import Path
 
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
@@ -38,10 +37,12 @@ from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, Mapper, RunJob
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.export import export_reconstruction
+from dprecon_ros.io.offered_qos import SMALL_STREAM_DEPTH
 from dprecon_ros.ros import conversions
+from dprecon_ros.ros.input_node import InputSubscriptions
 from dprecon_ros.ros.logging_bridge import bridge_core_logging
 from dprecon_ros.ros.params import attach_validation, declare_config
-from dprecon_ros.ros.qos import LABELS, LATCHED, MARKER_HISTORY, MARKERS, RELIABLE, TF_STATIC, image_qos
+from dprecon_ros.ros.qos import LABELS, LATCHED, MARKER_HISTORY, MARKERS, RELIABLE_SMALL, TF_STATIC, image_qos
 from dprecon_ros.ros.reconstruct_action import ReconstructAction
 from dprecon_ros.ros.runner import run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
@@ -89,9 +90,8 @@ class DpreconNode(Node):
     # ------------------------------------------------------------------ set-up
     def _create_interfaces(self) -> None:
         t = self.config.topics
-        # Callbacks only put the message in the inbox (no lock, no decoding), so they may run side by side; the
-        # ingest worker takes them out in arrival order.
-        inputs = ReentrantCallbackGroup()
+        # Callbacks only put the message in the inbox (no lock, no decoding), on their own node and executor
+        # thread (ros/input_node.py); the ingest worker takes them out in arrival order.
         qos = image_qos(t.image_qos)
         # input -> (type, name, assembler method, QoS). Configured names are relative, so they resolve in the
         # node's namespace and under its remappings; /tf and /tf_static are global by convention.
@@ -101,24 +101,30 @@ class DpreconNode(Node):
         }
         if t.depth:
             table["depth"] = (Image, t.depth, FrameAssembler.add_depth, qos)
-        table["camera_info"] = (CameraInfo, t.camera_info, FrameAssembler.add_camera_info, qos)
+        table["camera_info"] = (CameraInfo, t.camera_info, FrameAssembler.add_camera_info, image_qos(t.image_qos, SMALL_STREAM_DEPTH))
         if t.labels:
             table["labels"] = (String, t.labels, lambda a, m: a.add_labels(m.data), LABELS)
         if t.pose_source == "pose":
-            table["pose"] = (PoseStamped, t.pose, FrameAssembler.add_pose, RELIABLE)
+            table["pose"] = (PoseStamped, t.pose, FrameAssembler.add_pose, RELIABLE_SMALL)
         elif t.pose_source == "odometry":
-            table["pose"] = (Odometry, t.pose, FrameAssembler.add_odometry, RELIABLE)
+            table["pose"] = (Odometry, t.pose, FrameAssembler.add_odometry, RELIABLE_SMALL)
         else:
-            table["tf"] = (TFMessage, "/tf", FrameAssembler.add_tf, RELIABLE)
+            table["tf"] = (TFMessage, "/tf", FrameAssembler.add_tf, RELIABLE_SMALL)
             table["tf_static"] = (TFMessage, "/tf_static", lambda a, m: a.add_tf(m, static=True), TF_STATIC)
-        self.inputs = {
-            key: self.create_subscription(
-                kind, name, partial(self._receive, key), profile, callback_group=inputs, event_callbacks=self._transport_events(key)
-            )
-            for key, (kind, name, _, profile) in table.items()
-        }
+        self._inputs = InputSubscriptions(
+            self, {key: (kind, name, profile) for key, (kind, name, _, profile) in table.items()}, self._receive, self._transport_events
+        )
+        self.inputs = self._inputs.subscriptions
         handlers = {key: add for key, (_, _, add, _) in table.items()}
-        self.ingest = IngestWorker(self.inbox, lambda: self.assembler, handlers, self.mapper.add_frame, self._input_lock, self.counters)
+        self.ingest = IngestWorker(
+            self.inbox,
+            lambda: self.assembler,
+            handlers,
+            self.mapper.add_frame,
+            self._input_lock,
+            self.counters,
+            idle_flush_s=lambda: self.config.sync.reorder_window_s,
+        )
         self.ingest.start()
 
         self.pub_objects = self.create_publisher(MapObjectArray, "~/objects", LATCHED)
@@ -343,14 +349,27 @@ class DpreconNode(Node):
 
     @property
     def stop_budget_s(self) -> float:
-        """The longest stop_work may wait: the ingest worker, the run, the goals' answers."""
-        return 3 * self.config.reconstruction.cancel_timeout_s
+        """The longest stop_work may wait: the input thread, the ingest worker, the run, the goals' answers."""
+        return 4 * self.config.reconstruction.cancel_timeout_s
+
+    def destroy_node(self) -> None:
+        """Also for a node whose construction failed (a bad start-up parameter): rclpy destroys it at shutdown."""
+        timeout = self.config.reconstruction.cancel_timeout_s
+        inputs, ingest = getattr(self, "_inputs", None), getattr(self, "ingest", None)
+        if inputs is not None:
+            inputs.stop(timeout)  # both stops are no-ops after stop_work
+            inputs.destroy()
+        if ingest is not None:
+            ingest.stop(timeout)
+        super().destroy_node()
 
     def stop_work(self) -> bool:
         """Ctrl-C, before the context goes: refuse new goals, cancel the run and join its thread (no job may be
         left inside torch when the interpreter exits), then answer every held goal. False if the run did not
         stop in time (the process then leaves without it)."""
         timeout = self.config.reconstruction.cancel_timeout_s
+        if not self._inputs.stop(timeout):
+            self.get_logger().warning(f"the input thread did not stop within {timeout} s")
         if not self.ingest.stop(timeout):
             self.get_logger().warning(f"the ingest worker did not stop within {timeout} s")
         held = self.reconstruct_action.stop_accepting()

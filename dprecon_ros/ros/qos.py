@@ -2,7 +2,7 @@
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from dprecon_ros.io.offered_qos import LATCHED_DEPTH, STREAM_DEPTH
+from dprecon_ros.io.offered_qos import LATCHED_DEPTH, SMALL_STREAM_DEPTH, STREAM_DEPTH
 
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST
@@ -23,15 +23,15 @@ LATCHED_INPUT = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
 )
 RELIABLE = QoSProfile(depth=STREAM_DEPTH, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+RELIABLE_SMALL = QoSProfile(depth=SMALL_STREAM_DEPTH, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 TF_STATIC = LATCHED
 
 
-def image_qos(name: str) -> QoSProfile:
+def image_qos(name: str, depth: int = STREAM_DEPTH) -> QoSProfile:
     """'sensor_data' (best effort: connects to reliable and best-effort publishers) or 'reliable'."""
     if name == "reliable":
-        return RELIABLE
-    profile = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")}, depth=STREAM_DEPTH)
-    return profile
+        return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    return QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")}, depth=depth)
 
 
 # Markers are sent incrementally (only what changed); a late subscriber replays this many, and the node

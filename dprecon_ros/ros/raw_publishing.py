@@ -28,13 +28,15 @@ class RawPublishers:
         self._pubs = {}
         self._types: dict[str, str] = {}
 
-    def qos_for(self, topic: str) -> QoSProfile:
+    def qos_for(self, topic: str, msgtype: str) -> QoSProfile:
+        """Latched topics transient-local; the rest reliable keep-last 20, small messages too: a writer history
+        of 200 poses delayed their delivery behind the images by over half a second at 60 Hz."""
         return LATCHED_INPUT if topic in self.latched else RELIABLE
 
     def prepare(self, topic: str, msgtype: str) -> None:
         """Create the publisher now, so discovery is done before the first message (else it is lost)."""
         if topic not in self._pubs:
-            self._pubs[topic] = self.node.create_publisher(message_class(msgtype), topic, self.qos_for(topic))
+            self._pubs[topic] = self.node.create_publisher(message_class(msgtype), topic, self.qos_for(topic, msgtype))
             self._types[topic] = msgtype
 
     def resolved(self, topic: str) -> str:

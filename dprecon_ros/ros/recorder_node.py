@@ -17,7 +17,7 @@ from dprecon_ros.io.bags import BagWriter
 from dprecon_ros.io.frame_messages import CAMERA_INFO, IMAGE, ODOMETRY, POSE_STAMPED, STRING, TF_MESSAGE
 from dprecon_ros.ros.bag_qos import bag_qos, offered_by_publishers
 from dprecon_ros.ros.params import declare_config
-from dprecon_ros.ros.qos import LABELS, LATCHED_INPUT, RELIABLE, TF_STATIC
+from dprecon_ros.ros.qos import LABELS, LATCHED_INPUT, RELIABLE, RELIABLE_SMALL, TF_STATIC
 from dprecon_ros.ros.raw_publishing import message_class
 from dprecon_ros.ros.runner import run_node
 
@@ -51,7 +51,8 @@ class RecorderNode(Node):
         special = {self.cfg.topics.labels: (LABELS, LATCHED_INPUT), "/tf_static": (TF_STATIC, LATCHED_INPUT)}
         resolved = []
         for topic, msgtype in input_topics(self.cfg.topics).items():
-            qos, fallback = special.get(topic, (RELIABLE, RELIABLE))
+            stream = RELIABLE if msgtype == IMAGE else RELIABLE_SMALL
+            qos, fallback = special.get(topic, (stream, stream))
             name = self.resolve_topic_name(topic)  # namespace and remapping applied: the name subscribed to
             self.create_subscription(
                 message_class(msgtype), name, lambda data, t=name, m=msgtype, f=fallback: self._write(t, m, data, f), qos, raw=True

@@ -84,7 +84,7 @@ class SimNode(Node):
         self.pubs.publish(topic, msgtype, data)
         if self.bag is not None:
             name = self.pubs.resolved(topic)  # as a recorder subscribed to it would store it
-            offered = [] if self.bag.has_topic(name) else [bag_qos(self.pubs.qos_for(topic))]
+            offered = [] if self.bag.has_topic(name) else [bag_qos(self.pubs.qos_for(topic, msgtype))]
             self.bag.write_cdr(name, msgtype, int(stamp * 1e9), data, offered)
 
     def _tick(self) -> None:

@@ -37,7 +37,7 @@ def test_every_occurrence_is_counted_and_logged_at_most_once_per_interval():
 
 def test_the_readme_says_how_often_bad_input_is_logged():
     text = README.read_text()
-    section = text[text.index("## Bad input") :]
+    section = text[text.index("## Ingestion and bad input") :]
     section = section[: section.index("\n## ", 1)]
     interval = EventCounters().log_interval_s
     assert "once per occurrence" not in section

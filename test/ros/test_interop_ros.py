@@ -58,7 +58,9 @@ def test_labels_from_volatile_and_transient_local_publishers_reach_the_node(runn
 
 def dprecon_subscriptions(client, topic: str, namespace: str) -> list:
     return [
-        i for i in client.node.get_subscriptions_info_by_topic(topic) if i.node_name == "dprecon_node" and i.node_namespace == namespace
+        i
+        for i in client.node.get_subscriptions_info_by_topic(topic)
+        if i.node_name == "dprecon_node_inputs" and i.node_namespace == namespace  # the node's inner input node
     ]
 
 

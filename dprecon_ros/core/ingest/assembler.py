@@ -208,9 +208,16 @@ class FrameAssembler:
             queue.insert(index, item)
         else:
             queue.append(item)
-        while len(queue) > self.config.sync.queue_size:
+        # a colour image waits at most sync.queue_s; its partners stay longer, so the last one it may still
+        # match is not dropped the moment before the pose or CameraInfo it waited for arrives
+        margin = 0.0 if stream == "rgb" else self.config.sync.reorder_window_s
+        while self._over_bound(len(queue) - 1, queue[-1].stamp - queue[0].stamp - margin):
             queue.popleft()
             self._refuse(stream, "queue_overflow", f"{stream} queue full; oldest dropped")
+
+    def _over_bound(self, count: int, span_s: float) -> bool:
+        """Past the bound of what waits for a match: `sync.queue_s` of camera time or `sync.queue_size` items."""
+        return count >= self.config.sync.queue_size or span_s > self.config.sync.queue_s
 
     def add_camera_info(self, msg) -> None:
         key = (int(msg.width), int(msg.height), tuple(np.asarray(msg.k, float)), tuple(np.asarray(msg.d, float)), msg.distortion_model)
@@ -338,7 +345,7 @@ class FrameAssembler:
                 pose_hopeless = T is None and (self.tf.latest_stamp() or -np.inf) > rgb.stamp + window
                 # Reliable transports can deliver the first CameraInfo seconds late (a reader that matched late
                 # is served at the writer's next heartbeat), so frames wait for it as long as the queue allows.
-                info_hopeless = len(rgb_queue) >= self.config.sync.queue_size
+                info_hopeless = self._over_bound(len(rgb_queue), rgb_queue[-1].stamp - rgb.stamp)
                 hopeless = [
                     s
                     for s in missing
@@ -404,7 +411,7 @@ class FrameAssembler:
                         "no_labels", f"no labels ever received; the instances of the frame at {frame.stamp:.3f} are labelled '{UNLABELLED}'"
                     )
                     labels = dict.fromkeys(ids, UNLABELLED)
-                elif len(self._awaiting_labels) > self.config.sync.queue_size:
+                elif self._over_bound(len(self._awaiting_labels) - 1, self._awaiting_labels[-1].stamp - frame.stamp):
                     # The first labels can be seconds late (a subscription matched late): wait, within the queue bound.
                     self._awaiting_labels.popleft()
                     self._lose("no_labels", f"no labels received yet; the frame at {frame.stamp:.3f} was dropped")

@@ -34,7 +34,14 @@ class TopicsConfig:
 @dataclass
 class SyncConfig:
     tolerance_s: float = config_field(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
-    queue_size: int = config_field(30, "messages kept per stream while waiting for a match", (1, 1000))
+    queue_s: float = config_field(
+        2.0,
+        "camera time of messages kept per stream while waiting for a match (a late pose or CameraInfo is waited for this long)",
+        (0.1, 60.0),
+    )
+    queue_size: int = config_field(
+        240, "messages kept per stream at most while waiting for a match (bounds memory at high rates)", (1, 10000)
+    )
     max_pose_gap_s: float = config_field(0.25, "poses further apart than this are not interpolated between", (0.0, 10.0))
     reorder_window_s: float = config_field(
         1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -30,9 +31,12 @@ class IngestWorker:
         sink: Callable[[Frame], object],
         lock: threading.Lock,
         counters: EventCounters,
+        idle_flush_s: Callable[[], float] = lambda: float("inf"),
     ) -> None:
+        """`idle_flush_s`: after this long with no message, frames still waiting are resolved (a stream that
+        stopped sends nothing that could complete them or show them hopeless)."""
         self.inbox, self.assembler, self.handlers, self.sink = inbox, assembler, handlers, sink
-        self.lock, self.counters = lock, counters
+        self.lock, self.counters, self.idle_flush_s = lock, counters, idle_flush_s
         self._in_hand = 0  # frames out of the assembler and not yet through selection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dprecon_ingest", daemon=True)
@@ -55,10 +59,22 @@ class IngestWorker:
             return self.inbox.waiting_frames + self.assembler().waiting_frames + self._in_hand
 
     def _run(self) -> None:
+        last_message = time.monotonic()
         while not self._stop.is_set():
             delivery = self.inbox.get(POLL_S)
             if delivery is not None:
                 self.process(delivery.stream, delivery.msg)
+                last_message = time.monotonic()
+            elif time.monotonic() - last_message >= self.idle_flush_s():
+                self.flush()
+                last_message = float("inf")  # once per quiet period
+
+    def flush(self) -> None:
+        """Resolve every frame still waiting: matched, labelled with what is known, or lost."""
+        with self.lock:
+            frames = self.assembler().pop_frames(flush=True)
+            self._in_hand = len(frames)
+        self._select(frames)
 
     def process(self, stream: str, msg) -> None:
         """One message through the assembler, and the frames it completed through selection."""
@@ -72,6 +88,9 @@ class IngestWorker:
                 log.debug(traceback.format_exc())
                 return
             self._in_hand = len(frames)
+        self._select(frames)
+
+    def _select(self, frames: list[Frame]) -> None:
         for frame in frames:
             try:
                 self.sink(frame)

@@ -27,7 +27,9 @@ def moving(i: int, step: float = 0.05) -> np.ndarray:
 
 @pytest.fixture
 def assembler() -> FrameAssembler:
-    return FrameAssembler(DpreconConfig())
+    cfg = DpreconConfig()
+    cfg.sync.queue_s = 10.0  # these tests feed whole sequences before popping, unlike the node
+    return FrameAssembler(cfg)
 
 
 def run(assembler, n=4, dt=0.5, **kwargs):
@@ -388,3 +390,15 @@ def test_the_assembler_reports_the_pixels_it_holds(assembler):
     assert assembler.nbytes == frame.rgb.nbytes + frame.depth_m.nbytes
     assembler.pop_frames(flush=True)  # the colour image can never match now; the depth waits within its queue bound
     assert assembler.nbytes == frame.depth_m.nbytes
+
+
+def test_queues_are_bounded_in_camera_time_not_only_in_count():
+    cfg = DpreconConfig()
+    cfg.sync.queue_s = 1.0
+    a = FrameAssembler(cfg)
+    for i in range(240):  # 4 s of colour images at 60 Hz, no depth or mask ever: the queue keeps 1 s of them
+        frame = make_frame(stamp=10 + i / 60, T=moving(i, 0.001))
+        feed(a, frame, skip=(cfg.topics.depth, cfg.topics.instance))
+        a.pop_frames()
+    assert 58 <= a.waiting_frames <= 61
+    assert a.counters.get("lost_queue_overflow_rgb") + a.waiting_frames == 240 - a.counters.get("lost_unmatched_depth")

@@ -174,3 +174,28 @@ def test_counters_add_up_when_sets_are_lost_for_different_reasons(walk):
     assert counts["accepted"] == len(mapper.keyframes) == 3  # sets 27, 33 and 39: 0.12 m apart
     assert counts["received_rgb"] == 40
     assert counts["received_rgb"] == counts["considered"] + counts["redundant"] + lost_total(counts), counts
+
+
+def test_a_stream_that_stops_leaves_no_frame_waiting(walk):
+    """The last set's mask never comes and nothing newer arrives to show it hopeless: the quiet resolves it."""
+    config = DpreconConfig()
+    config.keyframes.blur_threshold = 0.0
+    from dprecon_ros.core.mapping.mapper import Mapper
+
+    counters = EventCounters()
+    assembler, mapper = FrameAssembler(config, counters), Mapper(config, counters)
+    inbox = Inbox(config.sync.inbox_s, counters)
+    worker = IngestWorker(inbox, lambda: assembler, HANDLERS, mapper.add_frame, threading.Lock(), counters, idle_flush_s=lambda: 0.3)
+    worker.start()
+    try:
+        for stream, msg, stamp in messages(walk[:3], config):
+            if not (stream == "instance" and stamp == walk[2].stamp):
+                inbox.put(stream, msg, stamp)
+        deadline = time.monotonic() + 10
+        while worker.waiting_frames and time.monotonic() < deadline:
+            time.sleep(0.02)
+        c = counters.snapshot()
+        assert worker.waiting_frames == 0 and c["lost_unmatched_instance"] == 1, c
+        assert c["received_rgb"] == c["considered"] + c.get("redundant", 0) + lost_total(c) == 3, c
+    finally:
+        assert worker.stop(5.0)

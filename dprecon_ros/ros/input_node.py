@@ -1,0 +1,66 @@
+"""The node's input subscriptions, on an inner node with an executor thread of its own.
+
+The main executor also serves the action, services, timers and parameter services, and rclpy's Python
+executor rebuilds its wait set for all of them on every wake: at 60 Hz (six input streams, 360 callbacks a
+second) it took a whole core and the transport dropped what it could not take in time. Inputs only put
+messages into the inbox, so they need none of that: an inner node (`<name>_inputs`, as tf2's listener makes
+its own) is spun by a single-threaded executor of its own; at 60 Hz the node then used a quarter of a core.
+(rclpy's experimental events executor was lighter still, but fell seconds behind on /tf in a bag replay.) Topic names are resolved by the outer
+node first, so its namespace and remappings, node-specific ones included, apply unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+SPIN_TIMEOUT_S = 0.1  # how often the input thread looks at its stop flag
+
+
+class InputSubscriptions:
+    def __init__(
+        self,
+        owner: Node,
+        table: dict[str, tuple[type, str, QoSProfile]],
+        on_message: Callable[[str, object], None],
+        events: Callable[[str], SubscriptionEventCallbacks],
+    ) -> None:
+        """`table`: stream -> (message type, topic as the owner would name it, QoS)."""
+        self.node = Node(
+            f"{owner.get_name()}_inputs",
+            namespace=owner.get_namespace(),
+            context=owner.context,
+            use_global_arguments=False,  # the owner resolved the names with every remapping already
+            start_parameter_services=False,
+        )
+        self.subscriptions = {
+            stream: self.node.create_subscription(
+                kind, owner.resolve_topic_name(name), lambda m, s=stream: on_message(s, m), profile, event_callbacks=events(stream)
+            )
+            for stream, (kind, name, profile) in table.items()
+        }
+        self._executor = SingleThreadedExecutor(context=owner.context)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="dprecon_inputs", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set() and self.node.context.ok():
+            self._executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+
+    def stop(self, timeout_s: float) -> bool:
+        """No more input; True if the thread ended in time."""
+        self._stop.set()
+        self._executor.wake()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def destroy(self) -> None:
+        self._executor.shutdown(timeout_sec=SPIN_TIMEOUT_S)
+        self.node.destroy_node()
