@@ -264,7 +264,11 @@ def main() -> int:
                     return 1
                 rows.append((run, summarise(run)))
 
-    print(f"\ningest: {args.width}x{args.height}, depth {args.depth_encoding}, image QoS {args.image_qos}, {args.seconds:g} s per run")
+    transports = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")  # LARGE_DATA: README, "Camera-rate images"
+    print(
+        f"\ningest: {args.width}x{args.height}, depth {args.depth_encoding}, image QoS {args.image_qos}, "
+        f"Fast DDS transports {transports}, {args.seconds:g} s per run"
+    )
     print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"ingest_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
@@ -272,6 +276,7 @@ def main() -> int:
         "args": {k: str(v) for k, v in vars(args).items()},
         "git": git_commit(),
         "machine": machine_info(),
+        "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT"),
         "runs": [{**run, "summary": s} for run, s in rows],
     }
     path.write_text(json.dumps(record, indent=1))

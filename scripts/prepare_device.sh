@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Prepare a GPU benchmark run on the lent device machine, which cannot fetch anything and has neither
 # pybullet, open3d nor the ROS wheels: download the few pure/compiled wheels the offline path needs for its
-# Python (3.12) into .whl/, and render the simulated scenes into bags with ground truth under
-# bench/scenes/ (both git-ignored; name them in the device call's `carry`). Then, on the device:
-#   python3 -m pip install -q --no-index --find-links .whl trimesh rosbags fast-simplification
-#   PYTHONPATH=. python3 bench/bench_backends.py --size full --device cuda --frames bench/scenes --views 15
+# Python (3.12) into .whl/, and render the bench's hard scene (bench_backends.py --scene hard) into bags with
+# ground truth under bench/scenes/gpu/ (both git-ignored; name them in the device call's `carry`). Then, on
+# the device, one call: BENCH_COMMIT=<sha> bash bench/run_gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,9 +16,11 @@ rm -f .whl/numpy-*.whl  # the device has numpy already
 VIEWS=${VIEWS:-"10 15"}
 for views in $VIEWS; do
   for ids in kept shuffled; do
-    out=bench/scenes/views${views}_${ids}
+    out=bench/scenes/gpu/views${views}_${ids}
     [ -d "$out/bag" ] && continue
-    .venv/bin/dprecon-sim-bag --out "$out" --views "$views" $([ "$ids" = shuffled ] && echo --shuffle-ids)
+    # shellcheck disable=SC2086  # SCENE is a list of options
+    .venv/bin/dprecon-sim-bag --out "$out" --views "$views" ${SCENE:---arc-deg 120 --depth-noise 0.005 --seed 0} \
+      $([ "$ids" = shuffled ] && echo --shuffle-ids)
   done
 done
-du -sh .whl bench/scenes
+du -sh .whl bench/scenes/gpu
