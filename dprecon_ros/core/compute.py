@@ -24,6 +24,14 @@ class ComputeConfig:
         (0, 1024),
         live=False,
     )
+    malloc_mmap_threshold_kb: int = config_field(
+        128,
+        "allocations at least this large get pages of their own, returned to the OS when freed (0 = glibc's"
+        " default, which raises the threshold after each large free until image-sized arrays land on the heap"
+        " and fragment it)",
+        (0, 32768),
+        live=False,
+    )
 
 
 @dataclass(frozen=True)

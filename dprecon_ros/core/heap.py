@@ -14,7 +14,8 @@ import functools
 import logging
 
 log = logging.getLogger("dprecon_ros")
-_M_ARENA_MAX = -8  # mallopt parameter number (glibc malloc.h)
+_M_ARENA_MAX = -8  # mallopt parameter numbers (glibc malloc.h)
+_M_MMAP_THRESHOLD = -3
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,6 +37,20 @@ def limit_arenas(count: int) -> bool:
     ok = bool(libc.mallopt(_M_ARENA_MAX, int(count)))
     if not ok:
         log.warning("could not limit malloc arenas to %d", count)
+    return ok
+
+
+def fix_mmap_threshold(kilobytes: int) -> bool:
+    """Serve allocations of at least `kilobytes` with their own pages (0 leaves glibc's sliding default).
+
+    glibc raises the threshold to the size of each large block freed, up to 32 MB: after a few freed images,
+    image-sized arrays come from the heap, whose holes a trim can only partly return."""
+    libc = _glibc()
+    if libc is None or kilobytes <= 0:
+        return False
+    ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(kilobytes) * 1024))
+    if not ok:
+        log.warning("could not fix the mmap threshold at %d KiB", kilobytes)
     return ok
 
 

@@ -29,7 +29,7 @@ from visualization_msgs.msg import MarkerArray
 
 from dprecon_ros.config import DpreconConfig
 from dprecon_ros.core.counters import EventCounters
-from dprecon_ros.core.heap import limit_arenas
+from dprecon_ros.core.heap import fix_mmap_threshold, limit_arenas
 from dprecon_ros.core.ingest.assembler import FrameAssembler, stamp_of
 from dprecon_ros.core.ingest.inbox import IMAGE_STREAMS, Inbox
 from dprecon_ros.core.ingest.worker import IngestWorker
@@ -44,7 +44,7 @@ from dprecon_ros.ros.logging_bridge import bridge_core_logging
 from dprecon_ros.ros.params import attach_validation, declare_config
 from dprecon_ros.ros.qos import LABELS, LATCHED, MARKER_HISTORY, MARKERS, RELIABLE_SMALL, TF_STATIC, image_qos
 from dprecon_ros.ros.reconstruct_action import ReconstructAction
-from dprecon_ros.ros.runner import run_node
+from dprecon_ros.ros.runner import EXECUTOR_STOP_TIMEOUT_S, run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
 
 STATUS_PERIOD_S = 1.0
@@ -62,13 +62,14 @@ class DpreconNode(Node):
         self.config = DpreconConfig()
         declare_config(self, self.config)
         limit_arenas(self.config.compute.malloc_arenas)  # before the executor's and the runs' threads allocate
+        fix_mmap_threshold(self.config.compute.malloc_mmap_threshold_kb)
         self.counters = EventCounters()
         self.assembler = FrameAssembler(self.config, self.counters)
         self.mapper = Mapper(self.config, self.counters)
         attach_validation(self, self.config, self.mapper.config_lock, self._on_parameters_changed)
         self._input_lock = threading.Lock()
         self.assembler.wanted = self.mapper.keyframes.is_novel_pose  # no decoding of frames selection would refuse
-        self.inbox = Inbox(self.config.sync.inbox_s, self.counters)
+        self.inbox = Inbox(self.config.sync.inbox_s, self.counters, jump_s=self.config.sync.tf_buffer_s)
         self.mapper.keyframes.waiting_bytes = lambda: self.inbox.nbytes + self.assembler.nbytes
         self._last_error = ""
         # publishing, reset and load take this lock: the latched topics always end at the node's current map
@@ -265,11 +266,16 @@ class DpreconNode(Node):
                 len(self.mapper.keyframes),
                 self.mapper.latest,
                 self.mapper.runs,
-                self.counters.snapshot(),
+                *self._input_accounting(),
                 self._last_error,
-                self.ingest.waiting_frames,
             )
         )
+
+    def _input_accounting(self) -> tuple[dict[str, int], int]:
+        """The counters and the frames still waiting, read together: a frame moves between them only under the
+        input lock, so `received_rgb = considered + redundant + lost + waiting` holds in every status."""
+        with self._input_lock:
+            return self.counters.snapshot(), self.ingest.waiting_frames_locked()
 
     # ----------------------------------------------------------------- services
     def _srv_export(self, request, response):
@@ -293,12 +299,14 @@ class DpreconNode(Node):
         """Empty everywhere: frames waiting, keyframes, objects, the latched topics, the persisted map; a run
         in progress is cancelled and never publishes (its result no longer is the mapper's latest)."""
         job = self.mapper.job
-        with self._input_lock:  # between two messages of the ingest worker
+        # Between two messages of the ingest worker, and it waits until the keyframes are gone too: no frame is
+        # judged against the old map once the reset has begun. Lock order: input, then map.
+        with self._input_lock:
             self.inbox.clear("reset")  # received before the reset: of the old map
             self.assembler.reset()  # and so are images waiting for a match or for their labels
-        with self._map_lock:  # a run ending now either published before this or sees the reset
-            self.mapper.reset()
-            self._publish_empty_map()
+            with self._map_lock:  # a run ending now either published before this or sees the reset
+                self.mapper.reset()
+                self._publish_empty_map()
         if job is not None and not job.wait(timeout=self.config.reconstruction.cancel_timeout_s):
             self.counters.count("slow_cancel", "the cancelled reconstruction is still ending; it will not publish")
         response.success = True
@@ -326,7 +334,7 @@ class DpreconNode(Node):
         if not directory or not Path(directory).is_dir():
             response.success, response.message = False, f"no map directory {directory!r}"
             return response
-        with self._map_lock:
+        with self._input_lock, self._map_lock:  # between two messages of the ingest worker (lock order as reset)
             try:
                 loaded = self.mapper.load_map(directory)
             except MapFormatError as exc:  # nothing changed: the node keeps its map
@@ -349,8 +357,9 @@ class DpreconNode(Node):
 
     @property
     def stop_budget_s(self) -> float:
-        """The longest stop_work may wait: the input thread, the ingest worker, the run, the goals' answers."""
-        return 4 * self.config.reconstruction.cancel_timeout_s
+        """The longest the stop may wait of its own accord: in stop_work the input thread, the ingest worker, the
+        run and the goals' answers, again the two threads in destroy_node, and the executor's own timeout."""
+        return 6 * self.config.reconstruction.cancel_timeout_s + ANSWER_DELIVERY_S + EXECUTOR_STOP_TIMEOUT_S
 
     def destroy_node(self) -> None:
         """Also for a node whose construction failed (a bad start-up parameter): rclpy destroys it at shutdown."""
@@ -368,10 +377,11 @@ class DpreconNode(Node):
         left inside torch when the interpreter exits), then answer every held goal. False if the run did not
         stop in time (the process then leaves without it)."""
         timeout = self.config.reconstruction.cancel_timeout_s
-        if not self._inputs.stop(timeout):
-            self.get_logger().warning(f"the input thread did not stop within {timeout} s")
-        if not self.ingest.stop(timeout):
-            self.get_logger().warning(f"the ingest worker did not stop within {timeout} s")
+        threads_stopped = True
+        for name, stop in (("input thread", self._inputs.stop), ("ingest worker", self.ingest.stop)):
+            if not stop(timeout):
+                self.get_logger().warning(f"the {name} did not stop within {timeout} s")
+                threads_stopped = False
         held = self.reconstruct_action.stop_accepting()
         joined = self.mapper.stop(timeout)
         if not joined:
@@ -380,7 +390,7 @@ class DpreconNode(Node):
             self.get_logger().warning(f"~/reconstruct goals still unanswered after {timeout} s")
         if held:
             time.sleep(ANSWER_DELIVERY_S)
-        return joined
+        return joined and threads_stopped  # a thread still running: the process must leave at once
 
 
 def main(args: list[str] | None = None) -> None:

@@ -370,12 +370,16 @@ class FrameAssembler:
                 while self._queues[s] and self._queues[s][0].stamp <= m.stamp:
                     self._queues[s].popleft()
             self.counters.count("synchronised", "", logging.DEBUG)
-            if self._pose_jumped(rgb.stamp, T):
+            try:  # whatever goes wrong with one set (a decoder out of memory) loses that set, counted
+                if self._pose_jumped(rgb.stamp, T):
+                    continue
+                if self.wanted is not None and not self.wanted(T):
+                    self.counters.count("redundant", "", logging.DEBUG)  # a keyframe was taken close by: no decoding
+                    continue
+                frame = self._build(rgb, matched.get("depth"), matched["instance"], T)
+            except Exception as exc:
+                self._lose("set_error", f"the frame at {rgb.stamp:.3f} failed: {exc!r}")
                 continue
-            if self.wanted is not None and not self.wanted(T):
-                self.counters.count("redundant", "", logging.DEBUG)  # a keyframe was taken close by: no decoding
-                continue
-            frame = self._build(rgb, matched.get("depth"), matched["instance"], T)
             if frame is not None:
                 self._awaiting_labels.append(frame)
         return frames + self._release_labelled(flush)

@@ -54,20 +54,31 @@ class IngestWorker:
 
     @property
     def waiting_frames(self) -> int:
-        """Colour frames received and not yet resolved, from the inbox to selection."""
+        """Colour frames received and not yet resolved, from the inbox to selection. Read it and the counters
+        under `lock` for a consistent pair (a frame moves between them only under it)."""
         with self.lock:
-            return self.inbox.waiting_frames + self.assembler().waiting_frames + self._in_hand
+            return self.waiting_frames_locked()
+
+    def waiting_frames_locked(self) -> int:
+        return self.inbox.waiting_frames + self.assembler().waiting_frames + self._in_hand
 
     def _run(self) -> None:
         last_message = time.monotonic()
         while not self._stop.is_set():
             delivery = self.inbox.get(POLL_S)
-            if delivery is not None:
-                self.process(delivery.stream, delivery.msg)
-                last_message = time.monotonic()
-            elif time.monotonic() - last_message >= self.idle_flush_s():
-                self.flush()
-                last_message = float("inf")  # once per quiet period
+            try:  # nothing may end this thread: ingestion would stop while the node looks alive
+                if delivery is not None:
+                    self.process(delivery.stream, delivery.msg)
+                    last_message = time.monotonic()
+                elif time.monotonic() - last_message >= self.idle_flush_s():
+                    last_message = float("inf")  # once per quiet period
+                    self.flush()
+            except Exception as exc:
+                self.counters.count("input_error", f"ingestion failed: {exc!r}")
+                log.debug(traceback.format_exc())
+            finally:
+                if delivery is not None:
+                    self.inbox.done(delivery)
 
     def flush(self) -> None:
         """Resolve every frame still waiting: matched, labelled with what is known, or lost."""
@@ -94,8 +105,8 @@ class IngestWorker:
         for frame in frames:
             try:
                 self.sink(frame)
-            except Exception as exc:  # a bad frame must never stop ingestion
-                self.counters.count("lost_ingest_error", f"frame at {frame.stamp:.3f} failed: {exc!r}")
+            except Exception as exc:  # a bad frame must never stop ingestion; it was counted as considered
+                self.counters.count("selection_error", f"keyframe selection of the frame at {frame.stamp:.3f} failed: {exc!r}")
                 log.debug(traceback.format_exc())
             finally:
                 with self.lock:

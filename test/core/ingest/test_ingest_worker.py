@@ -62,6 +62,7 @@ def test_the_inbox_keeps_arrival_order_and_drops_the_oldest_images_beyond_its_sp
     got = []
     while (d := inbox.get(0.01)) is not None:
         got.append((d.stream, d.stamp))
+        inbox.done(d)
     assert got == [("labels", 0.0), ("pose", 0.0), ("pose", 0.0), ("rgb", 2.0), ("pose", 0.0), ("rgb", 3.0), ("pose", 0.0), ("depth", 3.0)]
     assert counters.get("lost_backlog") == 2 and counters.get("received_rgb") == 4 and counters.get("received_pose") == 4
     assert inbox.nbytes == 0 and inbox.waiting_frames == 0
@@ -199,3 +200,118 @@ def test_a_stream_that_stops_leaves_no_frame_waiting(walk):
         assert c["received_rgb"] == c["considered"] + c.get("redundant", 0) + lost_total(c) == 3, c
     finally:
         assert worker.stop(5.0)
+
+
+def test_a_camera_faster_than_decoding_loses_nothing_because_redundant_sets_are_not_decoded(walk, monkeypatch):
+    """Decoding a set takes 90 ms, the camera sends one every 33 ms and the inbox holds 0.4 s: only skipping the
+    redundant sets before decoding keeps up."""
+    config = DpreconConfig()
+    config.keyframes.blur_threshold = 0.0
+    config.sync.inbox_s = 0.4
+    for stream, decode in list(assembler_module._DECODERS.items()):
+        monkeypatch.setitem(assembler_module._DECODERS, stream, lambda m, d=decode: time.sleep(0.03) or d(m))
+    from dprecon_ros.core.mapping.mapper import Mapper
+
+    counters = EventCounters()
+    assembler, mapper = FrameAssembler(config, counters), Mapper(config, counters)
+    assembler.wanted = mapper.keyframes.is_novel_pose
+    inbox = Inbox(config.sync.inbox_s, counters)
+    worker = IngestWorker(inbox, lambda: assembler, HANDLERS, mapper.add_frame, threading.Lock(), counters)
+    worker.start()
+    try:
+        start, by_frame = time.monotonic(), {}
+        for stream, msg, stamp in messages(walk, config):
+            by_frame.setdefault(stamp, []).append((stream, msg, stamp))
+        for n, stamp in enumerate(sorted(by_frame)):  # one set every 1/30 s of wall time, as a camera sends them
+            time.sleep(max(0.0, start + n / 30 - time.monotonic()))
+            for stream, msg, image_stamp in by_frame.get(stamp, []):
+                inbox.put(stream, msg, image_stamp)
+        deadline = time.monotonic() + 20
+        while worker.waiting_frames and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        assert worker.stop(5.0)
+    c = counters.snapshot()
+    assert lost_total(c) == 0 and c["accepted"] == len(mapper.keyframes) >= 5, c
+
+
+def test_a_reset_counts_the_frames_it_discards():
+    config = DpreconConfig()
+    a = FrameAssembler(config)
+    frames = [make_frame(stamp=10 + i / 30, T=moving(i, 0.02)) for i in range(3)]
+    for stream, msg, _ in messages(frames, config):
+        if stream != "pose":  # no pose yet: the sets wait
+            HANDLERS[stream](a, msg)
+    a.pop_frames()
+    assert a.waiting_frames == 3
+    a.reset()
+    assert a.counters.get("lost_reset") == 3 and a.waiting_frames == 0
+
+
+def test_one_image_with_a_stamp_from_another_clock_does_not_empty_the_inbox():
+    counters = EventCounters()
+    inbox = Inbox(span_s=1.0, counters=counters)
+    for t in range(10):
+        inbox.put("rgb", image(100 + t / 10), 100 + t / 10)
+    inbox.put("instance", image(90), 90.0)  # a segmenter 10 s behind (the assembler counts it late)
+    inbox.put("instance", image(0), 0.0)  # or on another clock altogether
+    assert counters.get("lost_backlog") == 0 and inbox.waiting_frames == 10
+
+
+def test_small_messages_are_bounded_too():
+    counters = EventCounters()
+    inbox = Inbox(span_s=1.0, counters=counters, max_messages=100)
+    for i in range(1000):
+        inbox.put("pose", f"P{i}", 0.0)
+    assert len(inbox) == 100 and counters.get("dropped_backlog_pose") == 900
+    assert inbox.get(0.01).msg == "P900"  # the newest were kept
+
+
+def test_a_frame_whose_set_fails_or_whose_selection_fails_is_still_accounted_for(walk, monkeypatch):
+    config = DpreconConfig()
+    config.keyframes.blur_threshold = 0.0
+    from dprecon_ros.core.mapping.mapper import Mapper
+
+    calls = {"decode": 0}
+    decode = assembler_module._DECODERS["rgb"]
+
+    def failing(msg):
+        calls["decode"] += 1
+        if calls["decode"] == 2:
+            raise MemoryError("no memory for this one")
+        return decode(msg)
+
+    monkeypatch.setitem(assembler_module._DECODERS, "rgb", failing)
+    counters = EventCounters()
+    assembler, mapper = FrameAssembler(config, counters), Mapper(config, counters)
+    assembler.wanted = mapper.keyframes.is_novel_pose
+
+    def selection(frame):
+        if frame.stamp == walk[12].stamp:
+            raise RuntimeError("association failed")
+        return mapper.add_frame(frame)
+
+    inbox = Inbox(config.sync.inbox_s, counters)
+    worker = IngestWorker(inbox, lambda: assembler, HANDLERS, selection, threading.Lock(), counters, idle_flush_s=lambda: 0.2)
+    worker.start()
+    try:
+        for stream, msg, stamp in messages(walk, config):
+            inbox.put(stream, msg, stamp)
+        deadline = time.monotonic() + 20
+        while worker.waiting_frames and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        assert worker.stop(5.0)
+    c = counters.snapshot()
+    assert c["lost_set_error"] == 1 and c.get("selection_error", 0) <= 1, c
+    assert c["received_rgb"] == c["considered"] + c["redundant"] + lost_total(c) == 40, c
+
+
+def test_a_colour_image_the_worker_holds_is_still_waiting():
+    counters = EventCounters()
+    inbox = Inbox(span_s=1.0, counters=counters)
+    inbox.put("rgb", image(1), 1.0)
+    delivery = inbox.get(0.01)
+    assert inbox.waiting_frames == 1  # taken, not yet through the assembler
+    inbox.done(delivery)
+    assert inbox.waiting_frames == 0
