@@ -251,6 +251,7 @@ class DpreconNode(Node):
         return export_reconstruction(recon, directory, self.config.topics.map_frame)
 
     def _publish_status(self) -> None:
+        counters, waiting = self._input_accounting()
         job = self.mapper.job
         running = job is not None and job.report is None  # a job handing over its result is finished
         p = job.progress if running else None
@@ -266,8 +267,9 @@ class DpreconNode(Node):
                 len(self.mapper.keyframes),
                 self.mapper.latest,
                 self.mapper.runs,
-                *self._input_accounting(),
+                counters,
                 self._last_error,
+                waiting,
             )
         )
 
@@ -299,14 +301,15 @@ class DpreconNode(Node):
         """Empty everywhere: frames waiting, keyframes, objects, the latched topics, the persisted map; a run
         in progress is cancelled and never publishes (its result no longer is the mapper's latest)."""
         job = self.mapper.job
-        # Between two messages of the ingest worker, and it waits until the keyframes are gone too: no frame is
-        # judged against the old map once the reset has begun. Lock order: input, then map.
+        # Lock order is map, then input (publishing reads the status under the input lock), so the input state
+        # is cleared between two messages of the ingest worker and the map after it; a frame taken in between
+        # is judged against the old keyframes and dropped by the mapper's epoch check (frame_of_replaced_map).
         with self._input_lock:
             self.inbox.clear("reset")  # received before the reset: of the old map
             self.assembler.reset()  # and so are images waiting for a match or for their labels
-            with self._map_lock:  # a run ending now either published before this or sees the reset
-                self.mapper.reset()
-                self._publish_empty_map()
+        with self._map_lock:  # a run ending now either published before this or sees the reset
+            self.mapper.reset()
+            self._publish_empty_map()
         if job is not None and not job.wait(timeout=self.config.reconstruction.cancel_timeout_s):
             self.counters.count("slow_cancel", "the cancelled reconstruction is still ending; it will not publish")
         response.success = True
@@ -334,7 +337,7 @@ class DpreconNode(Node):
         if not directory or not Path(directory).is_dir():
             response.success, response.message = False, f"no map directory {directory!r}"
             return response
-        with self._input_lock, self._map_lock:  # between two messages of the ingest worker (lock order as reset)
+        with self._map_lock:
             try:
                 loaded = self.mapper.load_map(directory)
             except MapFormatError as exc:  # nothing changed: the node keeps its map

@@ -92,6 +92,6 @@ def test_a_best_effort_camera_is_reported_not_silently_unmatched(tmp_path):
         assert client.spin_until(lambda: client.status is not None and counters(client.status).get("incompatible_qos_rgb", 0) >= 1, 30), (
             graph.logs()
         )
-        assert "topics.image_qos:=sensor_data" in graph.logs()
+        assert client.spin_until(lambda: "topics.image_qos:=sensor_data" in graph.logs(), 15), graph.logs()  # the advice
     finally:
         graph.close()

@@ -35,9 +35,10 @@ class TopicsConfig:
 class SyncConfig:
     tolerance_s: float = config_field(0.03, "max stamp difference when matching colour, depth, mask and pose", (0.0, 1.0))
     queue_s: float = config_field(
-        2.0,
-        "camera time of messages kept per stream while waiting for a match (a late pose or CameraInfo is waited for this long)",
-        (0.1, 60.0),
+        10.0,
+        "camera time of messages kept per stream while waiting for a match (a late pose or a first CameraInfo is waited"
+        " for this long, within queue_size)",
+        (0.1, 600.0),
     )
     queue_size: int = config_field(
         240, "messages kept per stream at most while waiting for a match (bounds memory at high rates)", (1, 10000)
