@@ -113,7 +113,11 @@ class DpreconNode(Node):
             table["tf"] = (TFMessage, "/tf", FrameAssembler.add_tf, RELIABLE_SMALL)
             table["tf_static"] = (TFMessage, "/tf_static", lambda a, m: a.add_tf(m, static=True), TF_STATIC)
         self._inputs = InputSubscriptions(
-            self, {key: (kind, name, profile) for key, (kind, name, _, profile) in table.items()}, self._receive, self._transport_events
+            self,
+            {key: (kind, name, profile) for key, (kind, name, _, profile) in table.items()},
+            self._receive,
+            self._transport_events,
+            own_thread=True,
         )
         self.inputs = self._inputs.subscriptions
         handlers = {key: add for key, (_, _, add, _) in table.items()}
@@ -124,7 +128,7 @@ class DpreconNode(Node):
             self.mapper.add_frame,
             self._input_lock,
             self.counters,
-            idle_flush_s=lambda: self.config.sync.reorder_window_s,
+            idle_flush_s=lambda: self.config.sync.idle_flush_s,
         )
         self.ingest.start()
 

@@ -48,6 +48,12 @@ class SyncConfig:
         1.0, "a stream is given up on for a frame only once it is this far past the frame's stamp", (0.0, 10.0)
     )
     labels_wait_s: float = config_field(5.0, "how long (in image stamps) a frame waits for its labels message", (0.0, 60.0))
+    idle_flush_s: float = config_field(
+        5.0,
+        "wall seconds without any input after which frames still waiting are resolved (a stream that stopped); longer"
+        " than any pause of a live publisher, or its delayed partners are dropped",
+        (0.1, 600.0),
+    )
     inbox_s: float = config_field(
         2.0,
         "camera time of images the node holds undecoded for its ingest worker; beyond it the oldest are dropped (lost_backlog)",
