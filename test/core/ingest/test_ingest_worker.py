@@ -101,6 +101,13 @@ def test_a_set_close_to_a_keyframe_is_never_decoded(monkeypatch):
     assert decoded.count("rgb") == 2 and decoded.count("depth") == 2 and decoded.count("instance") == 2
 
 
+def wait_resolved(worker: IngestWorker, timeout_s: float) -> None:
+    """Until no colour frame is waiting anywhere on the worker's path (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while worker.waiting_frames and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 class SlowSelection:
     """Keyframe selection that takes `delay_s` a frame: slower than the camera, as on a loaded robot."""
 
@@ -192,9 +199,7 @@ def test_a_stream_that_stops_leaves_no_frame_waiting(walk):
         for stream, msg, stamp in messages(walk[:3], config):
             if not (stream == "instance" and stamp == walk[2].stamp):
                 inbox.put(stream, msg, stamp)
-        deadline = time.monotonic() + 10
-        while worker.waiting_frames and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_resolved(worker, 10)
         c = counters.snapshot()
         assert worker.waiting_frames == 0 and c["lost_unmatched_instance"] == 1, c
         assert c["received_rgb"] == c["considered"] + c.get("redundant", 0) + lost_total(c) == 3, c
@@ -226,9 +231,7 @@ def test_a_camera_faster_than_decoding_loses_nothing_because_redundant_sets_are_
             time.sleep(max(0.0, start + n / 30 - time.monotonic()))
             for stream, msg, image_stamp in by_frame.get(stamp, []):
                 inbox.put(stream, msg, image_stamp)
-        deadline = time.monotonic() + 20
-        while worker.waiting_frames and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_resolved(worker, 20)
     finally:
         assert worker.stop(5.0)
     c = counters.snapshot()
@@ -297,9 +300,7 @@ def test_a_frame_whose_set_fails_or_whose_selection_fails_is_still_accounted_for
     try:
         for stream, msg, stamp in messages(walk, config):
             inbox.put(stream, msg, stamp)
-        deadline = time.monotonic() + 20
-        while worker.waiting_frames and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_resolved(worker, 20)
     finally:
         assert worker.stop(5.0)
     c = counters.snapshot()
