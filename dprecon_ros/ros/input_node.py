@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -30,21 +29,8 @@ class InputSubscriptions:
         table: dict[str, tuple[type, str, QoSProfile]],
         on_message: Callable[[str, object], None],
         events: Callable[[str], SubscriptionEventCallbacks],
-        own_thread: bool = False,
     ) -> None:
-        """`table`: stream -> (message type, topic as the owner would name it, QoS). With `own_thread` False the
-        subscriptions stay on the owner, in a reentrant group of its executor, and stop/destroy do nothing."""
-        self._thread = None
-        if not own_thread:
-            group = ReentrantCallbackGroup()
-            self.node = owner
-            self.subscriptions = {
-                stream: owner.create_subscription(
-                    kind, name, lambda m, s=stream: on_message(s, m), profile, callback_group=group, event_callbacks=events(stream)
-                )
-                for stream, (kind, name, profile) in table.items()
-            }
-            return
+        """`table`: stream -> (message type, topic as the owner would name it, QoS)."""
         self.node = Node(
             f"{owner.get_name()}_inputs",
             namespace=owner.get_namespace(),
@@ -70,15 +56,11 @@ class InputSubscriptions:
 
     def stop(self, timeout_s: float) -> bool:
         """No more input; True if the thread ended in time."""
-        if self._thread is None:
-            return True
         self._stop.set()
         self._executor.wake()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
     def destroy(self) -> None:
-        if self._thread is None:
-            return
         self._executor.shutdown(timeout_sec=SPIN_TIMEOUT_S)
         self.node.destroy_node()

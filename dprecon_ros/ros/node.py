@@ -117,7 +117,6 @@ class DpreconNode(Node):
             {key: (kind, name, profile) for key, (kind, name, _, profile) in table.items()},
             self._receive,
             self._transport_events,
-            own_thread=True,
         )
         self.inputs = self._inputs.subscriptions
         handlers = {key: add for key, (_, _, add, _) in table.items()}
