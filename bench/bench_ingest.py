@@ -1,15 +1,18 @@
 """Camera-rate ingestion: a publisher process (bench/_ingest_publisher.py) streams pre-rendered 640x480 sets
 (colour, depth, instance mask, labels, CameraInfo, pose; one stamp per set) into dprecon_node at each rate,
-with reconstruction off and with one running every --period-s, and reads back from ~/status what the node
-received, matched, skipped as redundant, considered and lost, with the node's CPU and memory meanwhile.
-Prints one table (one row per rate x reconstruction) and writes JSON to bench/results/.
+with reconstruction off and with a forced ~/reconstruct always in flight ("on"), and reads back from ~/status
+what the node received, matched, skipped as redundant, considered and lost, with the node's CPU and memory
+meanwhile. Both processes load config/fastdds_camera.xml unless --fastdds-profile none (Fast DDS defaults) or
+--profile-on names one side. Prints one table (one row per rate x reconstruction) and writes JSON to
+bench/results/.
 
     .venv/bin/python bench/bench_ingest.py                                               # 6 runs of 60 s (~8 min)
     .venv/bin/python bench/bench_ingest.py --seconds 10 --rates 30 --reconstruction off  # a quick look
 
-Every set must be accounted for once the node has caught up (received_rgb == published, frames_waiting == 0):
-column `check` is OK when published == considered + redundant + lost, else the difference. A counter the node
-does not publish reads 0. The first run renders the views with pybullet (~30 s, cached in bench/scenes/).
+Every set must be accounted for once the node has caught up (received_rgb + missed_rgb == published,
+frames_waiting == 0): column `check` is OK when published == considered + redundant + lost, else the
+difference; lost includes `missed_rgb`, colour images sent that never arrived (gaps in the publisher's
+sequence numbers). `late` is the publisher's missed deadlines. A counter the node does not publish reads 0. The first run renders the views with pybullet (~30 s, cached in bench/scenes/).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from dprecon_ros.testing.processes import start_logged  # noqa: E402
 from dprecon_ros.testing.ros_graph import RosGraph, params  # noqa: E402
 
 PUBLISHER = ROOT / "bench" / "_ingest_publisher.py"
+CAMERA_PROFILE = ROOT / "config" / "fastdds_camera.xml"
+PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 STREAMS = ("rgb", "depth", "instance", "camera_info", "labels", "pose")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -81,8 +86,51 @@ def node_parameters(args: argparse.Namespace, reconstruction: str) -> dict[str, 
     return {
         "topics.image_qos": args.image_qos,
         "compute.device": "cpu",
-        "reconstruction.period_s": args.period_s if reconstruction == "on" else 0.0,
+        "reconstruction.period_s": 0.0,  # "on" keeps a forced run in flight instead (ReconstructionLoad)
     }
+
+
+def process_envs(args: argparse.Namespace, base: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(node, publisher) environments: the Fast DDS profile goes to the processes --profile-on names."""
+    node_env, pub_env = dict(base), dict(base)
+    for env in (node_env, pub_env):
+        env.pop(PROFILE_VARIABLE, None)
+    if args.fastdds_profile != "none":
+        if args.profile_on in ("both", "node"):
+            node_env[PROFILE_VARIABLE] = args.fastdds_profile
+        if args.profile_on in ("both", "publisher"):
+            pub_env[PROFILE_VARIABLE] = args.fastdds_profile
+    return node_env, pub_env
+
+
+class ReconstructionLoad:
+    """Keeps one forced ~/reconstruct goal in flight while the stream lasts, so every set arrives while a
+    reconstruction runs (a periodic run does nothing once the keyframes stop changing). Goals start at most
+    every `min_gap_s`, so the few quick refusals before there are enough keyframes do not flood the node."""
+
+    def __init__(self, client, min_gap_s: float = 1.0) -> None:
+        self.client, self.goal, self.result, self.finished, self.failed = client, None, None, 0, 0
+        self.min_gap_s, self.sent_at = min_gap_s, -float("inf")
+
+    def poll(self) -> None:
+        if self.goal is None:
+            if time.monotonic() - self.sent_at < self.min_gap_s:
+                return
+            self.sent_at = time.monotonic()
+            from dprecon_msgs.action import Reconstruct
+
+            self.goal = self.client.reconstruct_action.send_goal_async(Reconstruct.Goal(force=True, stages=[]))
+        elif self.result is None and self.goal.done():
+            handle = self.goal.result()
+            if not handle.accepted:
+                self.failed += 1
+                self.goal = None
+                return
+            self.result = handle.get_result_async()
+        elif self.result is not None and self.result.done():
+            ok = self.result.result().result.success
+            self.finished, self.failed = self.finished + ok, self.failed + (not ok)
+            self.goal, self.result = None, None
 
 
 def publisher_args(args: argparse.Namespace) -> list[str]:
@@ -94,15 +142,20 @@ def run_once(args: argparse.Namespace, rate_hz: float, reconstruction: str, log_
     log_dir.mkdir(parents=True)
     graph = RosGraph(log_dir)
     try:
+        node_env, pub_env = process_envs(args, graph.env)
+        graph.env = node_env
         node = graph.start("dprecon_node", *params(node_parameters(args, reconstruction)))
         client = graph.client()
         if not client.spin_until(lambda: client.status is not None, 60):
             raise RuntimeError("dprecon_node published no status\n" + graph.logs())
+        if reconstruction == "on" and not client.reconstruct_action.wait_for_server(timeout_sec=30.0):
+            raise RuntimeError("dprecon_node offers no ~/reconstruct\n" + graph.logs())
+        load = ReconstructionLoad(client) if reconstruction == "on" else None
         sampler = Sampler(node.pid)
         report = log_dir / "publisher.json"
         log = log_dir / "publisher.log"
         cmd = [sys.executable, str(PUBLISHER), "--rate-hz", str(rate_hz), "--seconds", str(args.seconds), "--out", str(report)]
-        pub = start_logged(cmd + publisher_args(args), graph.env, log)
+        pub = start_logged(cmd + publisher_args(args), pub_env, log)
         graph.procs.append((pub, log))  # stopped with the graph, and its log shown with the others
         deadline = time.monotonic() + args.seconds + 180.0
         while pub.poll() is None:
@@ -110,6 +163,8 @@ def run_once(args: argparse.Namespace, rate_hz: float, reconstruction: str, log_
                 raise RuntimeError("dprecon_node ended or the publisher hung\n" + graph.logs())
             client.executor.spin_once(timeout_sec=0.1)
             sampler.poll()
+            if load is not None:
+                load.poll()
         if pub.returncode != 0:
             raise RuntimeError(f"publisher exited with {pub.returncode}\n" + graph.logs())
         published = json.loads(report.read_text())
@@ -124,6 +179,7 @@ def run_once(args: argparse.Namespace, rate_hz: float, reconstruction: str, log_
             "frames_waiting": int(getattr(status, "frames_waiting", 0)),
             "keyframes": status.keyframes,
             "runs": status.runs,
+            "forced_runs": {"finished": load.finished, "failed": load.failed} if load else None,
             "drained": drained,
             "drain_s": round(drain_s, 1),
             "samples": sampler.samples,
@@ -133,7 +189,7 @@ def run_once(args: argparse.Namespace, rate_hz: float, reconstruction: str, log_
 
 
 def wait_drained(client, sampler: Sampler, published_rgb: int, timeout_s: float, stall_s: float) -> tuple[bool, float]:
-    """Wait until the node received every colour frame and resolved them all; (done, seconds waited).
+    """Wait until every colour frame was received (or counted missed) and resolved; (done, seconds waited).
 
     Gives up once its counters and frames_waiting stood still for `stall_s` (frames it will never resolve).
     A node that does not count received_rgb is taken as done once its counters stood still for 3 s.
@@ -144,7 +200,7 @@ def wait_drained(client, sampler: Sampler, published_rgb: int, timeout_s: float,
         client.executor.spin_once(timeout_sec=0.1)
         sampler.poll()
         counters, waiting = counters_of(client.status), getattr(client.status, "frames_waiting", 0)
-        if counters.get("received_rgb", 0) >= published_rgb and waiting == 0:
+        if counters.get("received_rgb", 0) + counters.get("missed_rgb", 0) >= published_rgb and waiting == 0:
             return True, now - start
         if (counters, waiting) != last:
             last, since = (counters, waiting), now
@@ -162,7 +218,8 @@ def summarise(run: dict) -> dict:
     streaming = [s for s in run["samples"] if t0 + 1.0 <= s["t"] <= t1 + 1.0] or run["samples"]
     cpu = [s["cpu_pct"] for s in streaming]
     rss = [s["rss_mb"] for s in run["samples"]]
-    accounted = c.get("considered", 0) + c.get("redundant", 0) + sum(lost.values())
+    missed_rgb = c.get("missed_rgb", 0)  # sent, never received: gaps in the publisher's sequence numbers
+    accounted = c.get("considered", 0) + c.get("redundant", 0) + sum(lost.values()) + missed_rgb
     diff = accounted - pub["published_sets"]
     return {
         "published": pub["published_sets"],
@@ -173,8 +230,8 @@ def summarise(run: dict) -> dict:
         "considered": c.get("considered", 0),
         "redundant": c.get("redundant", 0),
         "accepted": c.get("accepted", 0),
-        "lost": sum(lost.values()),
-        "lost_by_reason": lost,
+        "lost": sum(lost.values()) + missed_rgb,
+        "lost_by_reason": {**lost, **({"missed_rgb": missed_rgb} if missed_rgb else {})},
         "cpu_pct": {"median": statistics.median(cpu), "max": max(cpu)},
         "rss_mb": {"start": rss[0], "peak": max(rss), "end": rss[-1]},
         "runs": run["runs"],
@@ -184,7 +241,7 @@ def summarise(run: dict) -> dict:
 
 def print_table(rows: list[tuple[dict, dict]]) -> None:
     head = (
-        f"{'Hz':>3} {'rec':>3} {'pub':>5} {'miss':>4} {'pubHz':>6} | {'rgb':>5} {'depth':>5} {'inst':>5} {'info':>5} {'lab':>4} {'pose':>5} | "
+        f"{'Hz':>3} {'rec':>3} {'pub':>5} {'late':>4} {'pubHz':>6} | {'rgb':>5} {'depth':>5} {'inst':>5} {'info':>5} {'lab':>4} {'pose':>5} | "
         f"{'sync':>5} {'cons':>5} {'red':>5} {'acc':>4} {'lost':>5} {'wait':>4} | {'CPU% med':>8} {'max':>4} | {'RSS MB st':>9} {'peak':>5} {'end':>5} | "
         f"{'runs':>4} {'check':>6} | lost by reason"
     )
@@ -239,7 +296,12 @@ def main() -> int:
     p.add_argument("--rates", type=float, nargs="+", default=[15.0, 30.0, 60.0], help="sets per second")
     p.add_argument("--reconstruction", nargs="+", choices=("off", "on"), default=["off", "on"])
     p.add_argument("--seconds", type=float, default=60.0, help="how long each stream lasts")
-    p.add_argument("--period-s", type=float, default=2.0, help="reconstruction period when it is on (tsdf backend)")
+    p.add_argument(
+        "--fastdds-profile",
+        default=str(CAMERA_PROFILE),
+        help="Fast DDS XML profile for the processes --profile-on names; 'none': Fast DDS defaults",
+    )
+    p.add_argument("--profile-on", choices=("both", "node", "publisher"), default="both")
     p.add_argument("--image-qos", choices=("reliable", "sensor_data"), default="reliable", help="the node's topics.image_qos")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
@@ -265,9 +327,10 @@ def main() -> int:
                 rows.append((run, summarise(run)))
 
     transports = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")  # LARGE_DATA: README, "Camera-rate images"
+    profile = "none" if args.fastdds_profile == "none" else f"{Path(args.fastdds_profile).name} on {args.profile_on}"
     print(
         f"\ningest: {args.width}x{args.height}, depth {args.depth_encoding}, image QoS {args.image_qos}, "
-        f"Fast DDS transports {transports}, {args.seconds:g} s per run"
+        f"Fast DDS profile {profile}, builtin transports {transports}, {args.seconds:g} s per run"
     )
     print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +340,7 @@ def main() -> int:
         "git": git_commit(),
         "machine": machine_info(),
         "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT"),
+        "fastdds_profile": {"file": args.fastdds_profile, "on": args.profile_on},
         "runs": [{**run, "summary": s} for run, s in rows],
     }
     path.write_text(json.dumps(record, indent=1))

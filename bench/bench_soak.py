@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -59,10 +60,19 @@ def main() -> int:
     p.add_argument("--max-slope-mb-per-min", type=float, default=2.0)
     p.add_argument("--max-rise-mb", type=float, default=50.0)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--memtrace", type=Path, help="trace the node's Python/numpy allocations (bench/_memtrace) into this folder")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="dprecon_soak_") as tmp:
         graph = RosGraph(Path(tmp))
+        plain_env = dict(graph.env)
+        if args.memtrace:
+            args.memtrace.mkdir(parents=True, exist_ok=True)
+            graph.env = {
+                **plain_env,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench" / "_memtrace"), plain_env.get("PYTHONPATH")])),
+                "DPRECON_MEMTRACE_DIR": str(args.memtrace.resolve()),
+            }
         try:
             node = graph.start(
                 "dprecon_node",
@@ -75,6 +85,7 @@ def main() -> int:
                     }
                 ),
             )
+            graph.env = plain_env  # the simulator is not traced
             sim = graph.start(
                 "dprecon_sim",
                 *params(

@@ -2,10 +2,11 @@
 
 Remap the camera driver's topics onto the node's inputs with the launch arguments, e.g.
 `ros2 launch dprecon_ros camera.launch.py rgb:=/camera/camera/color/image_raw pose:=/odom pose_source:=odometry`;
-`namespace:=robot1` puts the node and its (relative) inputs under /robot1.
+`namespace:=robot1` puts the node and its (relative) inputs under /robot1. The node loads
+config/fastdds_camera.xml (`fastdds_profile:=`); start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE.
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -36,6 +37,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),
         DeclareLaunchArgument("persist_dir", default_value="", description="persist keyframes here (resumed on restart)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
+            description="Fast DDS XML profile for camera-rate images (README, Camera-rate images); give the camera driver the same",
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node, its inputs and outputs (e.g. robot1)"),
     ]
     args += [DeclareLaunchArgument(name, default_value=topic, description=text) for topic, (name, text) in INPUT_REMAPS.items()]
@@ -57,4 +63,5 @@ def generate_launch_description() -> LaunchDescription:
         ],
         remappings=[(topic, LaunchConfiguration(name)) for topic, (name, _) in INPUT_REMAPS.items()],
     )
-    return LaunchDescription([*args, node])
+    profile = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile"))
+    return LaunchDescription([*args, profile, node])

@@ -3,7 +3,7 @@
 `ros2 launch dprecon_ros replay.launch.py bag:=/data/run1 rate:=0.5 export_dir:=/tmp/run1`
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -21,6 +21,12 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument("bag", description="bag directory or file"),
             DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
+            DeclareLaunchArgument(
+                "fastdds_profile",
+                default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
+                description="Fast DDS XML profile for camera-rate images (README, Camera-rate images); give the publishers the same",
+            ),
+            SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
             DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),
             Node(
                 package="dprecon_ros",

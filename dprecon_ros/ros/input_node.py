@@ -6,7 +6,8 @@ second) it took a whole core and the transport dropped what it could not take in
 messages into the inbox, so they need none of that: an inner node (`<name>_inputs`, as tf2's listener makes
 its own) is spun by a single-threaded executor of its own; at 60 Hz the node then used a quarter of a core.
 (rclpy's experimental events executor was lighter still, but fell seconds behind on /tf in a bag replay.) Topic names are resolved by the outer
-node first, so its namespace and remappings, node-specific ones included, apply unchanged.
+node first, so its namespace and remappings, node-specific ones included, apply unchanged. Each message is
+handed over with its publisher and publication sequence number, from which the inbox counts what never arrived.
 """
 
 from __future__ import annotations
@@ -22,15 +23,22 @@ from rclpy.qos import QoSProfile
 SPIN_TIMEOUT_S = 0.1  # how often the input thread looks at its stop flag
 
 
+def message_source(info: dict) -> tuple[bytes | None, int | None]:
+    """(publisher id, publication sequence number) of a received message; None where the RMW gives none."""
+    gid = info.get("publisher_gid") or {}
+    return gid.get("data"), info.get("publication_sequence_number")
+
+
 class InputSubscriptions:
     def __init__(
         self,
         owner: Node,
         table: dict[str, tuple[type, str, QoSProfile]],
-        on_message: Callable[[str, object], None],
+        on_message: Callable[[str, object, tuple[bytes | None, int | None]], None],
         events: Callable[[str], SubscriptionEventCallbacks],
     ) -> None:
-        """`table`: stream -> (message type, topic as the owner would name it, QoS)."""
+        """`table`: stream -> (message type, topic as the owner would name it, QoS); `on_message(stream, msg,
+        (publisher, sequence))`."""
         self.node = Node(
             f"{owner.get_name()}_inputs",
             namespace=owner.get_namespace(),
@@ -40,7 +48,11 @@ class InputSubscriptions:
         )
         self.subscriptions = {
             stream: self.node.create_subscription(
-                kind, owner.resolve_topic_name(name), lambda m, s=stream: on_message(s, m), profile, event_callbacks=events(stream)
+                kind,
+                owner.resolve_topic_name(name),
+                lambda m, info, s=stream: on_message(s, m, message_source(info)),
+                profile,
+                event_callbacks=events(stream),
             )
             for stream, (kind, name, profile) in table.items()
         }

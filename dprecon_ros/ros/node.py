@@ -42,7 +42,7 @@ from dprecon_ros.ros import conversions
 from dprecon_ros.ros.input_node import InputSubscriptions
 from dprecon_ros.ros.logging_bridge import bridge_core_logging
 from dprecon_ros.ros.params import attach_validation, declare_config
-from dprecon_ros.ros.qos import LABELS, LATCHED, MARKER_HISTORY, MARKERS, RELIABLE_SMALL, TF_STATIC, image_qos
+from dprecon_ros.ros.qos import LABELS, LATCHED, RELIABLE_SMALL, TF_STATIC, image_qos, markers_qos
 from dprecon_ros.ros.reconstruct_action import ReconstructAction
 from dprecon_ros.ros.runner import EXECUTOR_STOP_TIMEOUT_S, run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
@@ -134,7 +134,7 @@ class DpreconNode(Node):
         self.pub_objects = self.create_publisher(MapObjectArray, "~/objects", LATCHED)
         self.pub_graph = self.create_publisher(SceneGraph, "~/scene_graph", LATCHED)
         self.pub_graph_json = self.create_publisher(String, "~/scene_graph/json", LATCHED)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", MARKERS)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", markers_qos(self.config.topics.marker_history))
         self.pub_status = self.create_publisher(MapperStatus, "~/status", LATCHED)
 
         # Work timers run on the steady clock: with use_sim_time, ROS time stops when a bag or simulator
@@ -189,8 +189,8 @@ class DpreconNode(Node):
 
         return SubscriptionEventCallbacks(incompatible_qos=incompatible, message_lost=lost)
 
-    def _receive(self, stream: str, msg) -> None:
-        self.inbox.put(stream, msg, stamp_of(msg) if stream in IMAGE_STREAMS else 0.0)
+    def _receive(self, stream: str, msg, source: tuple[bytes | None, int | None]) -> None:
+        self.inbox.put(stream, msg, stamp_of(msg) if stream in IMAGE_STREAMS else 0.0, *source)
 
     # ---------------------------------------------------------- reconstruction
     def _periodic_reconstruction(self) -> None:
@@ -232,7 +232,7 @@ class DpreconNode(Node):
             self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
             self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
             # a snapshot before the oldest kept message would be the last one a late subscriber replays
-            if self._markers_since_snapshot >= MARKER_HISTORY - 1:
+            if self._markers_since_snapshot >= self.config.topics.marker_history - 1:
                 self._shown = None
             markers, shown = conversions.marker_update(recon, frame_id, self._shown)
             self._markers_since_snapshot = 0 if self._shown is None else self._markers_since_snapshot + 1

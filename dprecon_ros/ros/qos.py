@@ -34,12 +34,13 @@ def image_qos(name: str, depth: int = STREAM_DEPTH) -> QoSProfile:
     return QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")}, depth=depth)
 
 
-# Markers are sent incrementally (only what changed); a late subscriber replays this many, and the node
-# sends a full snapshot before the oldest kept one would be its last, so the replay always ends complete.
-MARKER_HISTORY = 16
-MARKERS = QoSProfile(
-    depth=MARKER_HISTORY,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
+# Markers are sent incrementally (only what changed); a late subscriber replays the last `history`, and the
+# node sends a full snapshot before the oldest kept one would be its last, so the replay always ends complete.
+# The writer keeps those messages, each up to every mesh of the map: topics.marker_history bounds that memory.
+MARKER_REPLAY_DEPTH = 64  # subscribers: at least any topics.marker_history
+
+
+def markers_qos(history: int) -> QoSProfile:
+    return QoSProfile(
+        depth=history, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST
+    )

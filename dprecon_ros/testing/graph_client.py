@@ -15,9 +15,9 @@ from rclpy.action import ActionClient
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from visualization_msgs.msg import MarkerArray
+from visualization_msgs.msg import Marker, MarkerArray
 
-from dprecon_ros.ros.qos import LATCHED, MARKERS
+from dprecon_ros.ros.qos import LATCHED, MARKER_REPLAY_DEPTH, markers_qos
 from dprecon_ros.testing.markers import replay_markers
 
 
@@ -38,14 +38,21 @@ class DpreconClient:
             String, f"{base}/scene_graph/json", lambda m: setattr(self, "graph_json", json.loads(m.data)), LATCHED
         )
         self.node.create_subscription(MapperStatus, f"{base}/status", lambda m: setattr(self, "status", m), LATCHED)
-        self.markers_received: list[MarkerArray] = []
-        self.node.create_subscription(MarkerArray, f"{base}/markers", self.markers_received.append, MARKERS)
+        self.markers_received: list[MarkerArray] = []  # since the last full snapshot: what replay_markers needs
+        self.markers_count = 0
+        self.node.create_subscription(MarkerArray, f"{base}/markers", self._on_markers, markers_qos(MARKER_REPLAY_DEPTH))
         self.reconstruct_action = ActionClient(self.node, Reconstruct, f"{base}/reconstruct")
         self.feedback: list = []
         self.export_client = self.node.create_client(ExportMap, f"{base}/export")
         self.reset_client = self.node.create_client(Trigger, f"{base}/reset")
         self.save_map_client = self.node.create_client(MapStore, f"{base}/save_map")
         self.load_map_client = self.node.create_client(MapStore, f"{base}/load_map")
+
+    def _on_markers(self, msg: MarkerArray) -> None:
+        self.markers_count += 1
+        if msg.markers and msg.markers[0].action == Marker.DELETEALL:  # a snapshot: nothing before it matters
+            self.markers_received.clear()
+        self.markers_received.append(msg)
 
     def spin_until(self, predicate, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

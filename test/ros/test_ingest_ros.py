@@ -78,7 +78,41 @@ def test_a_burst_at_60_hz_is_accounted_for_and_selects_the_offline_keyframes(sma
         assert lost_total(c) == 0, c
         assert c["received_rgb"] == c["considered"] + c["redundant"] + lost_total(c), c
         assert c["redundant"] >= len(frames) // 2, c  # the repeated sets were never decoded
+        assert not any(k.startswith("missed_") for k in c), c  # every message arrived: no gap invented
         assert c["accepted"] == client.status.keyframes == expected, (c, expected)
+    finally:
+        graph.close()
+
+
+def test_inputs_hand_over_each_message_with_its_publisher_and_sequence_number(tmp_path):
+    """What the inbox counts missed messages from: without it a loss before the node leaves no trace."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    from dprecon_ros.ros.input_node import InputSubscriptions
+    from dprecon_ros.ros.qos import image_qos
+
+    graph = RosGraph(tmp_path)
+    try:
+        client = graph.client()
+        got: list[tuple[str, bytes | None, int | None]] = []
+        inputs = InputSubscriptions(
+            client.node,
+            {"rgb": (Image, "probe/image", image_qos("reliable"))},
+            lambda stream, msg, source: got.append((stream, *source)),
+            lambda stream: SubscriptionEventCallbacks(),
+        )
+        pub = client.node.create_publisher(Image, "probe/image", image_qos("reliable"))
+        try:
+            assert client.spin_until(lambda: pub.get_subscription_count() == 1, 10)
+            for _ in range(5):
+                pub.publish(Image())
+            assert client.spin_until(lambda: len(got) == 5, 10), got
+            publishers = {publisher for _, publisher, _ in got}
+            assert len(publishers) == 1 and isinstance(next(iter(publishers)), bytes), got
+            assert [seq for *_, seq in got] == [1, 2, 3, 4, 5]
+        finally:
+            assert inputs.stop(5.0)
+            inputs.destroy()
     finally:
         graph.close()
 

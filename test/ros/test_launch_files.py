@@ -55,6 +55,10 @@ class Node(Recorded):
     pass
 
 
+class SetEnvironmentVariable(Recorded):
+    pass
+
+
 class LaunchDescription(Recorded):
     pass
 
@@ -67,7 +71,9 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
 
     return {
         "launch": module("launch", LaunchDescription=LaunchDescription),
-        "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument),
+        "launch.actions": module(
+            "launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, SetEnvironmentVariable=SetEnvironmentVariable
+        ),
         "launch.substitutions": module(
             "launch.substitutions", LaunchConfiguration=LaunchConfiguration, PathJoinSubstitution=PathJoinSubstitution
         ),
@@ -159,9 +165,22 @@ def test_parameter_files_load_into_the_typed_configs():
     assert set(leaves(sim)) <= names
 
 
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_gives_its_processes_the_camera_transport_profile(path, monkeypatch):
+    entities = load_description(path, monkeypatch)
+    arguments = {e.args[0]: e.kwargs for e in entities if isinstance(e, DeclareLaunchArgument)}
+    settings = [e for e in entities if isinstance(e, SetEnvironmentVariable)]
+    assert [e.args[0] for e in settings] == ["FASTDDS_DEFAULT_PROFILES_FILE"]
+    value = settings[0].args[1]
+    assert isinstance(value, LaunchConfiguration) and value.args[0] in arguments
+    assert resolve_share_path(arguments[value.args[0]]["default_value"]) == REPO / "config" / "fastdds_camera.xml"
+    first_node = next(i for i, e in enumerate(entities) if isinstance(e, Node))
+    assert entities.index(settings[0]) < first_node, "the variable must be set before the nodes start"
+
+
 def test_launch_and_config_files_are_installed():
     setup = (REPO / "setup.py").read_text()
-    assert 'glob("launch/*.py")' in setup and 'glob("config/*.yaml")' in setup
+    assert 'glob("launch/*.py")' in setup and 'glob("config/*.yaml")' in setup and 'glob("config/*.xml")' in setup
 
 
 def test_readme_gives_plain_commands_for_every_launch_file():

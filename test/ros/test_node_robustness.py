@@ -30,6 +30,7 @@ START_TIMEOUT_S = 60
 ANSWER_TIMEOUT_S = 30
 EXIT_WITHIN_S = 2.0
 QUEUED_GOALS = 3
+MARKER_HISTORY = 2
 HEAVY_RAYS = 512  # geometry steps of ~0.15 s on 2 cores: long torch calls, still quick to cancel
 
 
@@ -75,7 +76,8 @@ def served(tmp_path_factory):
     shutil.copytree(tmp / "source", tmp / "persist")
     graph = RosGraph(tmp)
     try:
-        node, client = started(graph, *node_args(tmp / "persist", reconstruction__max_queued_goals=QUEUED_GOALS))
+        args = node_args(tmp / "persist", reconstruction__max_queued_goals=QUEUED_GOALS, topics__marker_history=MARKER_HISTORY)
+        node, client = started(graph, *args)
         assert client.spin_until(lambda: client.objects is not None and len(client.objects.objects) == 1, 30), graph.logs()
         yield graph, client, node, tmp
     finally:
@@ -147,6 +149,35 @@ def test_a_burst_of_goals_is_answered_every_one(served):
     rejected = 20 - len(accepted)
     assert client.spin_until(lambda: counters(client.status).get("goal_rejected", 0) == rejected_before + rejected, 10)
     assert node.poll() is None
+
+
+def test_markers_keep_only_their_history_and_a_late_subscriber_still_sees_the_whole_map(served):
+    """The markers writer holds topics.marker_history messages (each can carry every mesh: that is its memory);
+    after more runs than that, a late subscriber replays at most that many and ends with the live state.
+    Last of the tests on `served`: it ends with a reset, whose message is the one no other equals."""
+    graph, client, node, tmp = served
+    for _ in range(MARKER_HISTORY + 2):
+        count = client.markers_count
+        assert client.reconstruct(timeout_s=60, force=True).success
+        assert client.spin_until(lambda count=count: client.markers_count > count, 10)
+    early = DpreconClient(client_name=f"markers_before_reset_{graph.domain}", context=graph.context)
+    try:
+        live = client.marker_state()
+        assert any(ns == "meshes" for ns, _ in live)
+        assert early.spin_until(lambda: early.marker_state().keys() == live.keys(), 10), (early.marker_state().keys(), live.keys())
+    finally:
+        early.close()
+    count = client.markers_count
+    assert client.reset().success and client.spin_until(lambda: client.markers_count > count, 10)
+    newest = client.markers_received[-1]
+    late = DpreconClient(client_name=f"markers_after_reset_{graph.domain}", context=graph.context)
+    try:
+        # messages arrive oldest first: once the newest is in, everything the writer held has come
+        assert late.spin_until(lambda: late.markers_received and late.markers_received[-1] == newest, 10)
+        assert late.markers_count <= MARKER_HISTORY, late.markers_count
+        assert late.marker_state() == {}
+    finally:
+        late.close()
 
 
 def test_a_node_starts_over_damaged_files_and_keeps_to_its_keyframe_limit(tmp_path):

@@ -22,6 +22,13 @@ class TopicsConfig:
     pose: str = config_field("camera/pose", "camera pose topic (PoseStamped or Odometry, see pose_source)", live=False)
     pose_source: str = config_field("pose", "where the camera pose comes from", choices=("pose", "odometry", "tf"), live=False)
     map_frame: str = config_field("map", "world frame of all outputs (REP-105)", live=False)
+    marker_history: int = config_field(
+        4,
+        "~/markers messages kept for late subscribers (transient local); markers are incremental with a full snapshot"
+        " at least every this many, and each kept message can hold every mesh, so memory grows with it (1 = always full)",
+        (1, 64),
+        live=False,
+    )
     image_qos: str = config_field(
         "reliable",
         "QoS of image and CameraInfo subscriptions: reliable (keep-last; best effort lost over half of each stream at 30 Hz"

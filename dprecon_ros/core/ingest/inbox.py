@@ -6,7 +6,8 @@ appends the message here, in arrival order (which keeps labels and poses ahead o
 and one worker takes them out. The queue is bounded in camera time: when the images held span more than
 `sync.inbox_s` behind the newest image seen, the oldest image goes, counted (`lost_backlog` for a colour
 image, which loses its set; `dropped_backlog_<stream>` for the others). A count bound covers every kind, the
-small messages too.
+small messages too. Messages that never arrived at all are counted `missed_<stream>` from the gaps in their
+publisher's sequence numbers (core/ingest/sequence_gaps.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.ingest.image_codec import raw_nbytes
+from dprecon_ros.core.ingest.sequence_gaps import SequenceGaps
 
 IMAGE_STREAMS = ("rgb", "depth", "instance")
 
@@ -43,12 +46,21 @@ class Inbox:
         self._nbytes = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._gaps = SequenceGaps()
 
-    def put(self, stream: str, msg, stamp: float = 0.0) -> None:
-        """Counts `received_<stream>`; never blocks on the worker."""
+    def put(self, stream: str, msg, stamp: float = 0.0, publisher: Hashable | None = None, sequence: int | None = None) -> None:
+        """Counts `received_<stream>`, and `missed_<stream>` when `publisher`'s `sequence` number skipped some;
+        never blocks on the worker."""
         self.counters.count(f"received_{stream}", "", logging.DEBUG)
         delivery = Delivery(stream, msg, stamp)
         with self._cond:
+            if missed := self._gaps.missed(stream, publisher, sequence):
+                self.counters.count(
+                    f"missed_{stream}",
+                    f"{missed} {stream} message(s) sent never arrived (lost by the transport, or a subscription queue"
+                    " overflowed: README, Camera-rate images)",
+                    amount=missed,
+                )
             self._items.append(delivery)
             if stream in IMAGE_STREAMS:
                 self._images.append(delivery)
