@@ -223,7 +223,7 @@ def summarise(run: dict) -> dict:
     diff = accounted - pub["published_sets"]
     return {
         "published": pub["published_sets"],
-        "missed": pub["missed_deadlines"],
+        "late": pub["missed_deadlines"],
         "pub_hz": pub["achieved_hz"],
         "received": {s: c.get(f"received_{s}", 0) for s in STREAMS},
         "synchronised": c.get("synchronised", 0),
@@ -251,7 +251,7 @@ def print_table(rows: list[tuple[dict, dict]]) -> None:
         r = s["received"]
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(s["lost_by_reason"].items())) or "-"
         print(
-            f"{run['rate_hz']:>3g} {run['reconstruction']:>3} {s['published']:>5} {s['missed']:>4} {s['pub_hz']:>6.2f} | "
+            f"{run['rate_hz']:>3g} {run['reconstruction']:>3} {s['published']:>5} {s['late']:>4} {s['pub_hz']:>6.2f} | "
             f"{r['rgb']:>5} {r['depth']:>5} {r['instance']:>5} {r['camera_info']:>5} {r['labels']:>4} {r['pose']:>5} | "
             f"{s['synchronised']:>5} {s['considered']:>5} {s['redundant']:>5} {s['accepted']:>4} {s['lost']:>5} {run['frames_waiting']:>4} | "
             f"{s['cpu_pct']['median']:>8.0f} {s['cpu_pct']['max']:>4.0f} | "

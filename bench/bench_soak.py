@@ -6,8 +6,10 @@ writes JSON to bench/results/.
     .venv/bin/python bench/bench_soak.py                 # 10 minutes at 30 Hz
     .venv/bin/python bench/bench_soak.py --minutes 2     # a quick look
 
-"Flat" means: over the second half of the run, the least-squares RSS slope is below --max-slope-mb-per-min
-and no sample exceeds the first sample of that half by more than --max-rise-mb.
+RSS rises during each run (its working set) and falls after it, so samples are compared like with like: per
+--window-s window (several runs), the lowest sample (the floor between runs) and the highest (a run's peak).
+"Flat" means: over the second half of the run, the least-squares slopes of both the floors and the peaks are
+below --max-slope-mb-per-min, and no window's peak exceeds the half's first peak by more than --max-rise-mb.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ def slope_per_min(times_s: list[float], values: list[float]) -> float:
     return 60.0 * sum((t - mt) * (v - mv) for t, v in zip(times_s, values)) / var if var > 0 else 0.0
 
 
+def floors_and_peaks(samples: list[dict], window_s: float) -> list[dict]:
+    """Per window: its middle time, the lowest RSS (between runs) and the highest (a run's working set)."""
+    out = []
+    end = samples[-1]["t_s"]
+    start = 0.0
+    while start < end:
+        rss = [s["rss_mb"] for s in samples if start <= s["t_s"] < start + window_s]
+        if rss:
+            out.append({"t_s": start + window_s / 2, "floor_mb": min(rss), "peak_mb": max(rss)})
+        start += window_s
+    return out
+
+
 def counters_of(status) -> dict[str, int]:
     return dict(zip(status.counter_names, (int(v) for v in status.counter_values)))
 
@@ -59,6 +74,7 @@ def main() -> int:
     p.add_argument("--sample-s", type=float, default=5.0)
     p.add_argument("--max-slope-mb-per-min", type=float, default=2.0)
     p.add_argument("--max-rise-mb", type=float, default=50.0)
+    p.add_argument("--window-s", type=float, default=60.0, help="floors and peaks are taken per window of this length")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--memtrace", type=Path, help="trace the node's Python/numpy allocations (bench/_memtrace) into this folder")
     args = p.parse_args()
@@ -132,16 +148,20 @@ def main() -> int:
 
     times = [s["t_s"] for s in samples]
     rss = [s["rss_mb"] for s in samples]
-    half = [s for s in samples if s["t_s"] >= times[-1] / 2]
-    half_slope = slope_per_min([s["t_s"] for s in half], [s["rss_mb"] for s in half])
-    half_rise = max(s["rss_mb"] for s in half) - half[0]["rss_mb"]
-    flat = half_slope < args.max_slope_mb_per_min and half_rise < args.max_rise_mb
+    windows = floors_and_peaks(samples, args.window_s)
+    half = [w for w in windows if w["t_s"] >= times[-1] / 2]
+    floor_slope = slope_per_min([w["t_s"] for w in half], [w["floor_mb"] for w in half])
+    peak_slope = slope_per_min([w["t_s"] for w in half], [w["peak_mb"] for w in half])
+    half_rise = max(w["peak_mb"] for w in half) - half[0]["peak_mb"]
+    flat = max(floor_slope, peak_slope) < args.max_slope_mb_per_min and half_rise < args.max_rise_mb
     summary = {
         "rss_start_mb": rss[0],
         "rss_peak_mb": max(rss),
         "rss_end_mb": rss[-1],
-        "last_half_slope_mb_per_min": round(half_slope, 2),
-        "last_half_rise_mb": round(half_rise, 1),
+        "last_half_floor_slope_mb_per_min": round(floor_slope, 2),
+        "last_half_peak_slope_mb_per_min": round(peak_slope, 2),
+        "last_half_peak_rise_mb": round(half_rise, 1),
+        "windows": windows,
         "keyframes_max": max(s["keyframes"] for s in samples),
         "keyframe_bound": args.max_keyframes,
         "runs": samples[-1]["runs"],
@@ -155,7 +175,8 @@ def main() -> int:
         print(f"{s['t_s']:7.0f} {s['rss_mb']:8.0f} {s['keyframes']:9d} {s['objects']:7d} {s['runs']:5d}")
     print(
         f"RSS start {summary['rss_start_mb']:.0f} MB, peak {summary['rss_peak_mb']:.0f} MB, end {summary['rss_end_mb']:.0f} MB; "
-        f"last half: slope {half_slope:+.2f} MB/min, rise {half_rise:.0f} MB -> {'flat' if flat else 'GROWING'}; "
+        f"last half: floors {floor_slope:+.2f} MB/min, peaks {peak_slope:+.2f} MB/min, peak rise {half_rise:.0f} MB"
+        f" -> {'flat' if flat else 'GROWING'}; "
         f"keyframes at most {summary['keyframes_max']} (bound {args.max_keyframes}), {summary['runs']} runs"
     )
     print("node counters:", ", ".join(f"{k}={v}" for k, v in sorted(final_counters.items())) or "none")

@@ -7,7 +7,7 @@ config/fastdds_camera.xml (`fastdds_profile:=`); start the camera driver with th
 """
 
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -39,8 +39,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         DeclareLaunchArgument(
             "fastdds_profile",
-            default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
-            description="Fast DDS XML profile for camera-rate images (README, Camera-rate images); give the camera driver the same",
+            default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
+            ),
+            description="Fast DDS XML profile (default: the one already set, else the package's camera-rate profile; README, Camera-rate images); give the camera driver the same",
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node, its inputs and outputs (e.g. robot1)"),
     ]

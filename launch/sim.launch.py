@@ -4,7 +4,7 @@
 """
 
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -29,8 +29,11 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("ground_truth_dir", default_value="", description="write ground-truth meshes here"),
             DeclareLaunchArgument(
                 "fastdds_profile",
-                default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
-                description="Fast DDS XML profile for camera-rate images (README, Camera-rate images); give the publishers the same",
+                default_value=EnvironmentVariable(
+                    "FASTDDS_DEFAULT_PROFILES_FILE",
+                    default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
+                ),
+                description="Fast DDS XML profile (default: the one already set, else the package's camera-rate profile; README, Camera-rate images); give the publishers the same",
             ),
             SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
             DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),

@@ -9,13 +9,17 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from dprecon_msgs.msg import MapObject, MapObjectArray, MapperStatus, SceneGraph, SceneGraphEdge, SceneGraphNode
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
-from shape_msgs.msg import Mesh, MeshTriangle
+from shape_msgs.msg import Mesh
 from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dprecon_ros.core.geometry import matrix_to_quat
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
 from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction
+from dprecon_ros.ros.cdr_arrays import ArraySlots, PlainArrays
+
+Arrays = PlainArrays | ArraySlots
+PLAIN = PlainArrays()
 
 RELATION_COLOURS = {"on": (0.1, 0.8, 0.1), "inside": (0.9, 0.5, 0.0), "next_to": (0.2, 0.4, 1.0)}
 
@@ -34,16 +38,12 @@ def _box_pose(box: OrientedBox) -> Pose:
     return Pose(position=_point(box.center), orientation=Quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
 
 
-def _colours(rgba_u8: np.ndarray) -> list[ColorRGBA]:
-    c = rgba_u8.astype(np.float32) / 255.0
-    return [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a)) for r, g, b, a in c]
+def _unit_colours(rgba_u8: np.ndarray) -> np.ndarray:
+    return rgba_u8.astype(np.float32) / 255.0
 
 
-def object_message(obj: ObjectReconstruction, header: Header) -> MapObject:
-    mesh = Mesh(
-        vertices=[_point(v) for v in obj.vertices],
-        triangles=[MeshTriangle(vertex_indices=[int(i) for i in f]) for f in obj.faces],
-    )
+def object_message(obj: ObjectReconstruction, header: Header, arrays: Arrays = PLAIN) -> MapObject:
+    mesh = Mesh(vertices=arrays.points(obj.vertices), triangles=arrays.triangles(obj.faces))
     return MapObject(
         header=header,
         id=obj.object_id,
@@ -52,15 +52,16 @@ def object_message(obj: ObjectReconstruction, header: Header) -> MapObject:
         box_size=Vector3(x=float(obj.box.extent[0]), y=float(obj.box.extent[1]), z=float(obj.box.extent[2])),
         centroid=_point(obj.centroid),
         mesh=mesh,
-        vertex_colors=_colours(obj.vertex_colors),
+        vertex_colors=arrays.colours(_unit_colours(obj.vertex_colors)),
         completeness=float(obj.completeness),
         observation_count=obj.observation_count,
     )
 
 
-def objects_message(recon: Reconstruction, frame_id: str) -> MapObjectArray:
+def objects_message(recon: Reconstruction, frame_id: str, arrays: Arrays = PLAIN) -> MapObjectArray:
+    """With `arrays` an ArraySlots, publish `arrays.serialize(message)` (the mesh arrays are placeholders)."""
     header = Header(stamp=to_time(recon.stamp), frame_id=frame_id)
-    return MapObjectArray(header=header, objects=[object_message(o, header) for o in recon.objects])
+    return MapObjectArray(header=header, objects=[object_message(o, header, arrays) for o in recon.objects])
 
 
 def _node(obj: ObjectReconstruction, kind: str) -> SceneGraphNode:
@@ -99,7 +100,7 @@ def scene_graph_json(recon: Reconstruction, frame_id: str) -> String:
 MESH_NAMESPACES = ("meshes", "boxes", "labels")
 
 
-def object_markers(obj: ObjectReconstruction, header: Header, with_box: bool) -> list[Marker]:
+def object_markers(obj: ObjectReconstruction, header: Header, with_box: bool, arrays: Arrays = PLAIN) -> list[Marker]:
     """The object's mesh (TRIANGLE_LIST with vertex colours) and, for objects, its box and label."""
     tri = obj.vertices[obj.faces.reshape(-1)]
     cols = obj.vertex_colors[obj.faces.reshape(-1)]
@@ -113,8 +114,8 @@ def object_markers(obj: ObjectReconstruction, header: Header, with_box: bool) ->
             pose=Pose(orientation=Quaternion(w=1.0)),
             scale=Vector3(x=1.0, y=1.0, z=1.0),
             color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-            points=[_point(p) for p in tri],
-            colors=_colours(cols),
+            points=arrays.points(tri),
+            colors=arrays.colours(_unit_colours(cols)),
         )
     ]
     if not with_box:
@@ -187,7 +188,9 @@ class MarkersShown:
     relations: set[tuple[str, int]] = field(default_factory=set)
 
 
-def marker_update(recon: Reconstruction, frame_id: str, shown: MarkersShown | None) -> tuple[MarkerArray, MarkersShown]:
+def marker_update(
+    recon: Reconstruction, frame_id: str, shown: MarkersShown | None, arrays: Arrays = PLAIN
+) -> tuple[MarkerArray, MarkersShown]:
     """Markers that take a viewer from `shown` to `recon`: objects whose version differs are re-sent, objects
     gone are deleted, per-object namespaces keyed by object id so an unchanged mesh is never resent. With
     `shown=None`, a DELETEALL and everything (a snapshot for late subscribers)."""
@@ -202,7 +205,7 @@ def marker_update(recon: Reconstruction, frame_id: str, shown: MarkersShown | No
     markers += delete_markers({(ns, oid) for oid in gone for ns in MESH_NAMESPACES}, header)
     for oid in sorted(present):
         if full or shown.versions.get(oid) != recon.versions.get(oid, -1):
-            markers += object_markers(present[oid], header, with_box=oid != recon.scene_graph.background_id)
+            markers += object_markers(present[oid], header, oid != recon.scene_graph.background_id, arrays)
     relations = relation_markers(recon, header)
     keys = {(m.ns, m.id) for m in relations}
     markers += delete_markers(shown.relations - keys, header)

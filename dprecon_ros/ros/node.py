@@ -7,6 +7,7 @@ Glue only: messages go into the core's FrameAssembler and Mapper, results come b
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -39,10 +40,11 @@ from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.export import export_reconstruction
 from dprecon_ros.io.offered_qos import SMALL_STREAM_DEPTH
 from dprecon_ros.ros import conversions
+from dprecon_ros.ros.cdr_arrays import ArraySlots
 from dprecon_ros.ros.input_node import InputSubscriptions
 from dprecon_ros.ros.logging_bridge import bridge_core_logging
 from dprecon_ros.ros.params import attach_validation, declare_config
-from dprecon_ros.ros.qos import LABELS, LATCHED, RELIABLE_SMALL, TF_STATIC, image_qos, markers_qos
+from dprecon_ros.ros.qos import LABELS, LATCHED, RELIABLE_SMALL, TF_STATIC, image_qos, markers_qos, transport_profile
 from dprecon_ros.ros.reconstruct_action import ReconstructAction
 from dprecon_ros.ros.runner import EXECUTOR_STOP_TIMEOUT_S, run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
@@ -87,6 +89,8 @@ class DpreconNode(Node):
             f"(backend {self.config.reconstruction.backend}), inputs {names}; "
             f"{len(self.mapper.keyframes)} keyframes and {len(self.mapper.model.objects)} objects resumed"
         )
+        transport, wrong = transport_profile(os.environ)
+        (self.get_logger().error if wrong else self.get_logger().info)(f"transport: {transport}")
 
     # ------------------------------------------------------------------ set-up
     def _create_interfaces(self) -> None:
@@ -228,16 +232,19 @@ class DpreconNode(Node):
     def _publish(self, recon: Reconstruction) -> None:
         with self._map_lock:
             frame_id = self.config.topics.map_frame
-            self.pub_objects.publish(conversions.objects_message(recon, frame_id))
+            # meshes go in as arrays, not one Python object per vertex (ros/cdr_arrays.py)
+            arrays = ArraySlots()
+            self.pub_objects.publish(arrays.serialize(conversions.objects_message(recon, frame_id, arrays)))
             self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
             self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
             # a snapshot before the oldest kept message would be the last one a late subscriber replays
             if self._markers_since_snapshot >= self.config.topics.marker_history - 1:
                 self._shown = None
-            markers, shown = conversions.marker_update(recon, frame_id, self._shown)
+            arrays = ArraySlots()
+            markers, shown = conversions.marker_update(recon, frame_id, self._shown, arrays)
             self._markers_since_snapshot = 0 if self._shown is None else self._markers_since_snapshot + 1
             self._shown = shown
-            self.pub_markers.publish(markers)
+            self.pub_markers.publish(arrays.serialize(markers))
         self._publish_status()
 
     def _publish_empty_map(self) -> None:

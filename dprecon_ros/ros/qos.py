@@ -1,5 +1,8 @@
 """QoS profiles: sensor data for live images, reliable for bag replay, transient-local for maps."""
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from dprecon_ros.io.offered_qos import LATCHED_DEPTH, SMALL_STREAM_DEPTH, STREAM_DEPTH
@@ -44,3 +47,17 @@ def markers_qos(history: int) -> QoSProfile:
     return QoSProfile(
         depth=history, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST
     )
+
+
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
+
+
+def transport_profile(environ: Mapping[str, str]) -> tuple[str, bool]:
+    """What the start-up log says about the DDS profile, and whether it is a problem: Fast DDS ignores a
+    profile it cannot read with only a line on stderr, and its defaults lose sets at camera rate."""
+    for name in PROFILE_VARIABLES:
+        if path := environ.get(name):
+            if not Path(path).is_file():
+                return f"{name}={path} does not exist: Fast DDS runs on its defaults", True
+            return f"Fast DDS profile {path}", False
+    return "Fast DDS defaults (camera-rate images need config/fastdds_camera.xml on the publisher: README)", False

@@ -84,6 +84,45 @@ def test_a_burst_at_60_hz_is_accounted_for_and_selects_the_offline_keyframes(sma
         graph.close()
 
 
+def test_images_lost_before_the_node_are_counted_missed(tmp_path):
+    """The node is stopped (SIGSTOP) while a camera with a one-deep reliable history sends a burst of full-size
+    images: the writer overwrites what the node never acknowledged, and shared memory recycles what it never
+    read. Whatever got through, every image sent is then either received or counted missed."""
+    import signal
+
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    burst = 60
+    graph = RosGraph(tmp_path)
+    try:
+        node = graph.start("dprecon_node", "-p", "reconstruction.period_s:=0.0")
+        client = graph.client()
+        pub = client.node.create_publisher(
+            Image, "/camera/color/image_raw", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        )
+
+        def image(n: int) -> Image:
+            msg = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=bytes(640 * 480 * 3))
+            msg.header.stamp.sec, msg.header.frame_id = 100 + n, "camera"
+            return msg
+
+        got = lambda name: counters(client.status).get(name, 0) if client.status is not None else 0  # noqa: E731
+        assert client.spin_until(lambda: pub.get_subscription_count() >= 1 and client.status is not None, 30), graph.logs()
+        pub.publish(image(0))
+        assert client.spin_until(lambda: got("received_rgb") == 1, 15), graph.logs()
+        node.send_signal(signal.SIGSTOP)
+        try:
+            for n in range(1, burst + 1):
+                pub.publish(image(n))
+        finally:
+            node.send_signal(signal.SIGCONT)
+        # the newest image always arrives (reliable): wait for it, then everything is accounted for
+        assert client.spin_until(lambda: got("received_rgb") + got("missed_rgb") == burst + 1, 30), counters(client.status)
+        assert got("missed_rgb") > 0, counters(client.status)
+    finally:
+        graph.close()
+
+
 def test_inputs_hand_over_each_message_with_its_publisher_and_sequence_number(tmp_path):
     """What the inbox counts missed messages from: without it a loss before the node leaves no trace."""
     from rclpy.event_handler import SubscriptionEventCallbacks

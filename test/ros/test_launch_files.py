@@ -47,6 +47,10 @@ class PathJoinSubstitution(Recorded):
     pass
 
 
+class EnvironmentVariable(Recorded):
+    pass
+
+
 class FindPackageShare(Recorded):
     pass
 
@@ -75,7 +79,10 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
             "launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, SetEnvironmentVariable=SetEnvironmentVariable
         ),
         "launch.substitutions": module(
-            "launch.substitutions", LaunchConfiguration=LaunchConfiguration, PathJoinSubstitution=PathJoinSubstitution
+            "launch.substitutions",
+            LaunchConfiguration=LaunchConfiguration,
+            PathJoinSubstitution=PathJoinSubstitution,
+            EnvironmentVariable=EnvironmentVariable,
         ),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", Node=Node),
@@ -173,7 +180,10 @@ def test_launch_file_gives_its_processes_the_camera_transport_profile(path, monk
     assert [e.args[0] for e in settings] == ["FASTDDS_DEFAULT_PROFILES_FILE"]
     value = settings[0].args[1]
     assert isinstance(value, LaunchConfiguration) and value.args[0] in arguments
-    assert resolve_share_path(arguments[value.args[0]]["default_value"]) == REPO / "config" / "fastdds_camera.xml"
+    # a profile the user already set (discovery server, interface allowlist) is kept; else the package's
+    default = arguments[value.args[0]]["default_value"]
+    assert isinstance(default, EnvironmentVariable) and default.args == ("FASTDDS_DEFAULT_PROFILES_FILE",)
+    assert resolve_share_path(default.kwargs["default_value"]) == REPO / "config" / "fastdds_camera.xml"
     first_node = next(i for i, e in enumerate(entities) if isinstance(e, Node))
     assert entities.index(settings[0]) < first_node, "the variable must be set before the nodes start"
 

@@ -69,3 +69,26 @@ def test_fastdds_applies_the_profile():
     # the probe can tell: without the profile no segment is that large
     assert all(size < segment for size in added_segments(None).values())
     assert all(size < 2 * FASTDDS_DEFAULT_SEGMENT for size in added_segments(None).values())
+
+
+def test_the_start_up_log_says_which_profile_and_flags_a_missing_one(tmp_path):
+    from dprecon_ros.ros.qos import transport_profile
+
+    assert transport_profile({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}) == (f"Fast DDS profile {PROFILE}", False)
+    text, wrong = transport_profile({"FASTDDS_DEFAULT_PROFILES_FILE": str(tmp_path / "gone.xml")})
+    assert wrong and "does not exist" in text
+    text, wrong = transport_profile({})
+    assert not wrong and "defaults" in text and "fastdds_camera.xml" in text
+
+
+def test_the_profile_keeps_udp_for_other_machines():
+    root = ET.parse(PROFILE).getroot()
+    participant = root.find("d:profiles/d:participant[@is_default_profile='true']", NS)
+    assert participant.findtext("d:rtps/d:useBuiltinTransports", namespaces=NS) == "false"  # else the SHM settings are not used
+    used = {t.text for t in participant.findall("d:rtps/d:userTransports/d:transport_id", NS)}
+    kinds = {
+        d.findtext("d:type", namespaces=NS)
+        for d in root.findall("d:profiles/d:transport_descriptors/d:transport_descriptor", NS)
+        if d.findtext("d:transport_id", namespaces=NS) in used
+    }
+    assert kinds == {"SHM", "UDPv4"}, kinds

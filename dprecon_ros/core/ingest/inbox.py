@@ -125,6 +125,7 @@ class Inbox:
             self._images.clear()
             self._dropped.clear()
             self._nbytes = 0
+            self._newest = -float("inf")  # a bag replayed after a reset starts the camera clock again
 
     def close(self) -> None:
         with self._cond:

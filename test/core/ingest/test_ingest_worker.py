@@ -68,6 +68,21 @@ def test_the_inbox_keeps_arrival_order_and_drops_the_oldest_images_beyond_its_sp
     assert inbox.nbytes == 0 and inbox.waiting_frames == 0
 
 
+def test_after_a_clear_the_same_stamps_again_are_not_backlog():
+    """A bag replayed after ~/reset goes back in camera time by less than the restart threshold: the inbox
+    must take it as a new stream, not as images seconds behind the newest it saw before."""
+    counters = EventCounters()
+    inbox = Inbox(span_s=1.0, counters=counters, jump_s=30.0)
+    for t in range(10):
+        inbox.put("rgb", image(t), float(t))
+        inbox.done(inbox.get(0.01))
+    inbox.clear("reset")
+    for t in range(10):
+        inbox.put("rgb", image(t), float(t))
+        inbox.done(inbox.get(0.01))
+    assert counters.get("lost_backlog") == 0 and counters.get("received_rgb") == 20
+
+
 def test_clearing_the_inbox_counts_each_waiting_colour_image_once():
     counters = EventCounters()
     inbox = Inbox(span_s=10.0, counters=counters)
