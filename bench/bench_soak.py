@@ -4,12 +4,13 @@ the node's resident memory (RSS) and keyframe count; prints a table and the verd
 writes JSON to bench/results/.
 
     .venv/bin/python bench/bench_soak.py                 # 10 minutes at 30 Hz
-    .venv/bin/python bench/bench_soak.py --minutes 2     # a quick look
+    .venv/bin/python bench/bench_soak.py --minutes 2     # a quick look (too short for a verdict)
 
 RSS rises during each run (its working set) and falls after it, so samples are compared like with like: per
 --window-s window (several runs), the lowest sample (the floor between runs) and the highest (a run's peak).
 "Flat" means: over the second half of the run, the least-squares slopes of both the floors and the peaks are
-below --max-slope-mb-per-min, and no window's peak exceeds the half's first peak by more than --max-rise-mb.
+below --max-slope-mb-per-min (2 MB/min is 120 MB an hour), and no window's peak exceeds the half's first peak
+by more than --max-rise-mb. A second half of fewer than 3 windows gets no verdict (exit 2).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dprecon_ros.testing.ros_graph import RosGraph, params  # noqa: E402
+
+MIN_WINDOWS = 3  # windows in the second half needed for a verdict
 
 
 def rss_mb(pid: int) -> float:
@@ -153,7 +156,8 @@ def main() -> int:
     floor_slope = slope_per_min([w["t_s"] for w in half], [w["floor_mb"] for w in half])
     peak_slope = slope_per_min([w["t_s"] for w in half], [w["peak_mb"] for w in half])
     half_rise = max(w["peak_mb"] for w in half) - half[0]["peak_mb"]
-    flat = max(floor_slope, peak_slope) < args.max_slope_mb_per_min and half_rise < args.max_rise_mb
+    judged = len(half) >= MIN_WINDOWS  # fewer windows give a slope of nothing: no verdict
+    flat = judged and max(floor_slope, peak_slope) < args.max_slope_mb_per_min and half_rise < args.max_rise_mb
     summary = {
         "rss_start_mb": rss[0],
         "rss_peak_mb": max(rss),
@@ -176,7 +180,7 @@ def main() -> int:
     print(
         f"RSS start {summary['rss_start_mb']:.0f} MB, peak {summary['rss_peak_mb']:.0f} MB, end {summary['rss_end_mb']:.0f} MB; "
         f"last half: floors {floor_slope:+.2f} MB/min, peaks {peak_slope:+.2f} MB/min, peak rise {half_rise:.0f} MB"
-        f" -> {'flat' if flat else 'GROWING'}; "
+        f" -> {'flat' if flat else ('GROWING' if judged else f'too short to judge (under {MIN_WINDOWS} windows)')}; "
         f"keyframes at most {summary['keyframes_max']} (bound {args.max_keyframes}), {summary['runs']} runs"
     )
     print("node counters:", ", ".join(f"{k}={v}" for k, v in sorted(final_counters.items())) or "none")

@@ -70,6 +70,9 @@ class Keyframe:
     index: int
     frame: Frame
     instance_to_object: dict[int, int] = field(default_factory=dict)
+    # the voxel keys association took from each instance (not persisted: recomputed when missing); what an
+    # object's keys are rebuilt from once keyframes are evicted
+    instance_keys: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def object_mask(self, object_id: int) -> np.ndarray:
         inst = [i for i, o in self.instance_to_object.items() if o == object_id]

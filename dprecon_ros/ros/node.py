@@ -347,13 +347,14 @@ class DpreconNode(Node):
         if not directory or not Path(directory).is_dir():
             response.success, response.message = False, f"no map directory {directory!r}"
             return response
+        try:  # read before taking the map lock: a slow or hung file system must not block ~/reset or publishing
+            saved = self.mapper.read_map(directory)
+        except MapFormatError as exc:  # nothing changed: the node keeps its map
+            response.success, response.message = False, f"{exc}; the current map is kept"
+            self.counters.count("map_unreadable", f"~/load_map refused: {exc}")
+            return response
         with self._map_lock:
-            try:
-                loaded = self.mapper.load_map(directory)
-            except MapFormatError as exc:  # nothing changed: the node keeps its map
-                response.success, response.message = False, f"{exc}; the current map is kept"
-                self.counters.count("map_unreadable", f"~/load_map refused: {exc}")
-                return response
+            loaded = self.mapper.install_map(saved, directory)
             response.keyframes, response.objects = loaded.keyframes, loaded.objects
             if self.mapper.latest is not None:
                 self._shown = None  # a different map: replace every marker

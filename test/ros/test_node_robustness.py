@@ -180,6 +180,42 @@ def test_markers_keep_only_their_history_and_a_late_subscriber_still_sees_the_wh
         late.close()
 
 
+def test_a_load_stuck_in_the_file_system_does_not_block_reset(served):
+    """~/load_map on a directory where one keyframe file is a FIFO (a hung mount, in effect): the read blocks,
+    but outside the map lock, so ~/reset still answers; once the file gives EOF the load ends, answered."""
+    import os
+    import threading
+
+    from dprecon_msgs.srv import MapStore
+
+    graph, client, node, tmp = served
+    stuck = tmp / "stuck"
+    shutil.copytree(tmp / "source", stuck)
+    fifo = stuck / "keyframe_000002.npz"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    opened, released = threading.Event(), threading.Event()
+
+    def release() -> None:  # opening the writing end waits for the node's reader; closing it gives EOF
+        fd = os.open(fifo, os.O_WRONLY)
+        opened.set()  # the node is now blocked reading it
+        released.wait(30)
+        os.close(fd)
+
+    writer = threading.Thread(target=release, daemon=True)
+    writer.start()
+    try:
+        assert client.load_map_client.wait_for_service(timeout_sec=10)
+        load = client.load_map_client.call_async(MapStore.Request(directory=str(stuck)))
+        assert client.spin_until(opened.is_set, 10), "the load never reached the FIFO"
+        assert client.reset(timeout_s=10).success  # not behind the stuck load
+    finally:
+        released.set()
+    client.executor.spin_until_future_complete(load, timeout_sec=30)
+    assert load.done() and "damaged" in load.result().message, load.result() if load.done() else "no answer"
+    assert node.poll() is None
+
+
 def test_a_node_starts_over_damaged_files_and_keeps_to_its_keyframe_limit(tmp_path):
     write_tiny_map(tmp_path / "persist", tiny_frames())
     good = (tmp_path / "persist" / "keyframe_000000.npz").read_bytes()

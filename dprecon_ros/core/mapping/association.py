@@ -121,6 +121,7 @@ class ObjectAssociator:
         self._next_id = 1
         self._rng = np.random.default_rng(seed)
         self.merged_into: dict[int, int] = {}
+        self.frame_keys: dict[int, np.ndarray] = {}  # instance id -> voxel keys of the last associated frame
 
     def _overlap(self, inst_keys: np.ndarray, obj: TrackedObject) -> float:
         """max(voxel overlap, share of either one inside the other's box); both tolerate one voxel.
@@ -144,6 +145,7 @@ class ObjectAssociator:
             pts = instance_points(frame, inst, self.config, self._rng)
             if len(pts):
                 instances[inst] = voxel_keys(pts, vs)
+        self.frame_keys = instances
         scores = []
         for inst, keys in instances.items():
             label = frame.labels.get(inst, "object")
@@ -193,6 +195,35 @@ class ObjectAssociator:
                     if drop == oid:
                         break
                     obj = kept
+
+    def instance_keys(self, frame: Frame) -> dict[int, np.ndarray]:
+        """The voxel keys of each instance of `frame`, as association takes them (for keyframes read back)."""
+        keys = {}
+        for inst in frame.instance_ids():
+            pts = instance_points(frame, inst, self.config, self._rng)
+            if len(pts):
+                keys[inst] = voxel_keys(pts, self.config.voxel_size_m)
+        return keys
+
+    def rebuild(self, held: list[tuple[dict[int, int], dict[int, np.ndarray]]], objects: set[int]) -> list[int]:
+        """Rebuild `objects`' keys from the keyframes still held, each (instance -> object, instance -> keys):
+        what evicted keyframes alone had seen goes with them, and an object no held keyframe shows is dropped
+        (a robot that drives on would otherwise grow every object's keys and the object list without bound).
+        Returns the dropped ids."""
+        support: dict[int, list[np.ndarray]] = {oid: [] for oid in objects if oid in self.objects}
+        for instance_to_object, keys in held:
+            for inst, oid in instance_to_object.items():
+                if oid in support and inst in keys:
+                    support[oid].append(keys[inst])
+        dropped = []
+        for oid, parts in support.items():
+            if parts:
+                self.objects[oid].keys = np.unique(np.concatenate(parts))
+                self.objects[oid]._dilated = None
+            else:
+                del self.objects[oid]
+                dropped.append(oid)
+        return dropped
 
     def resolve(self, object_id: int) -> int:
         while object_id in self.merged_into:

@@ -82,7 +82,8 @@ class KeyframeBuffer:
             return False
         return True
 
-    def add(self, frame: Frame, instance_to_object: dict[int, int]) -> Keyframe:
+    def add(self, frame: Frame, instance_to_object: dict[int, int]) -> tuple[Keyframe, list[Keyframe]]:
+        """(the new keyframe, the keyframes evicted to make room for it)."""
         with self._lock:
             kf = Keyframe(self._next_index, frame, dict(instance_to_object))
             self._next_index += 1
@@ -90,7 +91,7 @@ class KeyframeBuffer:
             evicted = self._evict_locked()
         if self.persist_dir is not None:
             self._persist(kf, evicted)
-        return kf
+        return kf, evicted
 
     def _pose_gaps(self) -> np.ndarray:
         """(n, n) pose distances between held keyframes, metres + weighted radians; inf on the diagonal.

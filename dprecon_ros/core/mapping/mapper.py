@@ -27,6 +27,7 @@ from dprecon_ros.core.scene_model import SceneModel
 from dprecon_ros.core.stages.base import RunCancelled
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.store.map_store import (
+    SavedMap,
     clear_map,
     has_association,
     has_saved_map,
@@ -187,12 +188,29 @@ class Mapper:
                 mapping = {}
             else:
                 mapping = self.associator.associate(frame)
-            kf = self.keyframes.add(frame, mapping)
+            kf, evicted = self.keyframes.add(frame, mapping)
+            kf.instance_keys = self.associator.frame_keys
             self.counters.count("accepted", "", logging.DEBUG)
             self._apply_merges()
+            if evicted:
+                self._forget(evicted)
             if self.persist_dir is not None:
                 self._persist_association()
         return kf
+
+    def _forget(self, evicted: list[Keyframe]) -> None:
+        """Association forgets what only evicted keyframes saw: the objects they showed are rebuilt from the
+        keyframes still held, and dropped where none shows them."""
+        touched = {self.associator.resolve(o) for kf in evicted for o in kf.instance_to_object.values()}
+        if not touched:
+            return
+        held = self.keyframes.snapshot()
+        for kf in held:
+            if kf.instance_keys is None:  # read back from disk
+                kf.instance_keys = self.associator.instance_keys(kf.frame) if kf.frame.depth_m is not None else {}
+        dropped = self.associator.rebuild([(kf.instance_to_object, kf.instance_keys) for kf in held], touched)
+        if dropped:
+            self.counters.count("object_forgotten", f"objects {dropped} are in no keyframe left; dropped", logging.INFO, len(dropped))
 
     def _apply_merges(self) -> None:
         for kf in self.keyframes.snapshot():
@@ -254,10 +272,18 @@ class Mapper:
         """Replace everything with the map in `directory`; a running job is cancelled. MapFormatError, and
         nothing changes, if it cannot be read or holds no readable keyframe. Damaged keyframe files are
         skipped and counted, never moved (the directory is the caller's)."""
-        return self._load(directory, move_aside=False)
+        return self.install_map(self.read_map(directory), directory)
+
+    def read_map(self, directory: str | Path, move_aside: bool = False) -> SavedMap:
+        """The map in `directory`, read without touching this one: a caller that serialises map changes reads
+        first, outside its lock (a slow or hung file system then blocks nobody), and installs after."""
+        return load_map(directory, self.config.association, self.counters, move_aside)
 
     def _load(self, directory: str | Path, move_aside: bool) -> MapLoad:
-        saved = load_map(directory, self.config.association, self.counters, move_aside)
+        return self.install_map(self.read_map(directory, move_aside), directory)
+
+    def install_map(self, saved: SavedMap, directory: str | Path) -> MapLoad:
+        """Replace everything with a map from read_map()."""
         if saved.missing_keyframes:
             self.counters.count(
                 "map_keyframes_missing",

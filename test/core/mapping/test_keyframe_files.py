@@ -87,7 +87,7 @@ def test_a_buffer_filled_from_disk_keeps_to_a_smaller_count_bound():
     kept = sorted(round(k.frame.T_world_camera[0, 3], 2) for k in buf.snapshot())
     assert len(kept) == 4 and len(dropped) == 2 and kept[0] == 0.0 and kept[-1] == 3.0
     assert (1.0 in kept) != (1.05 in kept) and (2.0 in kept) != (2.02 in kept)
-    assert buf.add(make_frame(T=at(9.0)), {}).index == 6  # indices go on after the highest read
+    assert buf.add(make_frame(T=at(9.0)), {})[0].index == 6  # indices go on after the highest read
 
 
 def test_a_buffer_filled_from_disk_keeps_to_its_memory_bound():

@@ -71,7 +71,7 @@ def test_persist_dir_mirrors_the_buffer_and_survives_a_restart(tmp_path):
     assert sorted(k.index for k in restored) == sorted(k.index for k in buf.snapshot())
     fresh = KeyframeBuffer(cfg)
     fresh.replace(restored)
-    assert fresh.add(make_frame(T=at(9.0)), {}).index == max(k.index for k in restored) + 1
+    assert fresh.add(make_frame(T=at(9.0)), {})[0].index == max(k.index for k in restored) + 1
 
 
 def test_unwritable_persist_dir_is_counted(tmp_path):

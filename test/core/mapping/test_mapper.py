@@ -1,5 +1,6 @@
 """Mapper: keyframes in, counted refusals, reset, and resuming a persist directory after a restart."""
 
+import numpy as np
 from conftest import filled
 
 from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, TOO_FEW_KEYFRAMES, Mapper
@@ -48,3 +49,43 @@ def test_reset_clears_everything(coarse_config, small_frames):
     mapper.reconstruct()
     mapper.reset()
     assert len(mapper.keyframes) == 0 and not mapper.associator.objects and mapper.latest is None and not mapper.model.objects
+
+
+def driving_on(count: int, step_m: float = 2.0):
+    """A camera driving along x past one box per frame, each box where no earlier one was."""
+    from conftest import make_frame
+
+    from dprecon_ros.core.geometry import make_transform
+
+    return [make_frame(stamp=float(i), T=make_transform(np.eye(3), [i * step_m, 0.0, 0.0]), seed=i) for i in range(count)]
+
+
+def test_association_forgets_what_only_evicted_keyframes_saw(coarse_config):
+    """A robot that drives on: objects seen only by evicted keyframes are dropped, so association stays
+    within the keyframe bound instead of growing with the distance travelled."""
+    coarse_config.keyframes.max_keyframes = 4
+    mapper = Mapper(coarse_config)
+    for frame in driving_on(20):
+        mapper.add_frame(frame)
+    held = mapper.keyframes.snapshot()
+    shown = {o for kf in held for o in kf.instance_to_object.values()}
+    assert len(held) == 4 and set(mapper.associator.objects) == shown, (set(mapper.associator.objects), shown)
+    assert mapper.counters.get("object_forgotten") == 20 - len(shown)
+
+
+def test_an_objects_keys_are_rebuilt_from_the_keyframes_still_held(coarse_config):
+    """One object seen by every frame, each frame adding keys of its own: after evictions the object's keys
+    are exactly the union of what the held keyframes saw."""
+    from conftest import make_frame
+
+    from dprecon_ros.core.geometry import make_transform
+
+    coarse_config.keyframes.max_keyframes = 3
+    coarse_config.keyframes.min_translation_m = 0.05
+    mapper = Mapper(coarse_config)
+    for i in range(12):  # sliding 6 cm a frame along the plane: overlapping views of one long object
+        mapper.add_frame(make_frame(stamp=float(i), size=(80, 64), T=make_transform(np.eye(3), [0.06 * i, 0.0, 0.0]), seed=i))
+    (obj,) = mapper.associator.objects.values()
+    held = mapper.keyframes.snapshot()
+    expected = np.unique(np.concatenate([kf.instance_keys[i] for kf in held for i in kf.instance_to_object]))
+    assert np.array_equal(obj.keys, expected)
