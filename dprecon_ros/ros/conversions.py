@@ -213,6 +213,32 @@ def marker_update(
     return MarkerArray(markers=markers + relations), now
 
 
+class MarkerStream:
+    """The ~/markers sequence: incremental updates, and a full snapshot before the oldest of the `history`
+    messages a late subscriber replays would be its last, so its replay always ends complete."""
+
+    def __init__(self, history: int) -> None:
+        self.history = history
+        self.shown: MarkersShown | None = None  # None: the next message is a full snapshot
+        self.since_snapshot = 0
+
+    def next(self, recon: Reconstruction, frame_id: str, arrays: Arrays = PLAIN) -> MarkerArray:
+        if self.since_snapshot >= self.history - 1:
+            self.shown = None
+        markers, shown = marker_update(recon, frame_id, self.shown, arrays)
+        self.since_snapshot = 0 if self.shown is None else self.since_snapshot + 1
+        self.shown = shown
+        return markers
+
+    def cleared(self) -> None:
+        """An empty map was published (a DELETEALL): that is a snapshot of nothing."""
+        self.shown, self.since_snapshot = MarkersShown(), 0
+
+    def replace_all(self) -> None:
+        """A different map: the next message replaces every marker."""
+        self.shown = None
+
+
 def empty_map_messages(frame_id: str, stamp: Time) -> tuple[MapObjectArray, SceneGraph, MarkerArray]:
     """What the latched topics carry after a reset: no objects, no graph, every marker deleted."""
     header = Header(stamp=stamp, frame_id=frame_id)

@@ -76,8 +76,7 @@ class DpreconNode(Node):
         self._last_error = ""
         # publishing, reset and load take this lock: the latched topics always end at the node's current map
         self._map_lock = threading.RLock()
-        self._shown: conversions.MarkersShown | None = None  # None: the next marker message is a full snapshot
-        self._markers_since_snapshot = 0
+        self._markers = conversions.MarkerStream(self.config.topics.marker_history)
         self._period_timer = None
         self._create_interfaces()
         if self.mapper.latest is not None:
@@ -237,13 +236,8 @@ class DpreconNode(Node):
             self.pub_objects.publish(arrays.serialize(conversions.objects_message(recon, frame_id, arrays)))
             self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
             self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
-            # a snapshot before the oldest kept message would be the last one a late subscriber replays
-            if self._markers_since_snapshot >= self.config.topics.marker_history - 1:
-                self._shown = None
             arrays = ArraySlots()
-            markers, shown = conversions.marker_update(recon, frame_id, self._shown, arrays)
-            self._markers_since_snapshot = 0 if self._shown is None else self._markers_since_snapshot + 1
-            self._shown = shown
+            markers = self._markers.next(recon, frame_id, arrays)
             self.pub_markers.publish(arrays.serialize(markers))
         self._publish_status()
 
@@ -254,7 +248,7 @@ class DpreconNode(Node):
             self.pub_graph.publish(graph)
             self.pub_graph_json.publish(String(data=conversions.empty_graph_json(self.config.topics.map_frame)))
             self.pub_markers.publish(markers)
-            self._shown, self._markers_since_snapshot = conversions.MarkersShown(), 0
+            self._markers.cleared()
         self._publish_status()
 
     def _export(self, recon: Reconstruction, directory: str) -> list[Path]:
@@ -357,7 +351,7 @@ class DpreconNode(Node):
             loaded = self.mapper.install_map(saved, directory)
             response.keyframes, response.objects = loaded.keyframes, loaded.objects
             if self.mapper.latest is not None:
-                self._shown = None  # a different map: replace every marker
+                self._markers.replace_all()
                 self._publish(self.mapper.latest)
             else:
                 self._publish_empty_map()

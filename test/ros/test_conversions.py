@@ -38,3 +38,30 @@ def test_updates_send_only_changed_objects_and_delete_what_is_gone():
     assert {m.id for m in third.markers if m.ns == "meshes" and m.action == Marker.ADD} == {1}
     state = replay_markers([first, second, third])
     assert {i for ns, i in state if ns == "meshes"} == {1, 3} and not any(ns.startswith("relations/") for ns, _ in state)
+
+
+def test_a_late_subscriber_replaying_the_kept_history_always_ends_with_the_whole_map():
+    """Runs that refit one object of three at a time: incremental messages leave the others out, so only the
+    snapshot cadence makes the last `history` messages enough."""
+    from dprecon_ros.ros.conversions import MarkerStream
+
+    history = 3
+    stream = MarkerStream(history)
+    objects = [obj(1, 0.0), obj(2, 1.0), obj(3, 2.0)]
+    versions = {1: 1, 2: 1, 3: 1}
+    sent = []
+    for run in range(10):
+        versions[1 + run % 3] += 1
+        sent.append(stream.next(recon(objects, dict(versions)), "map"))
+        live = replay_markers(sent)
+        assert replay_markers(sent[-history:]) == live, f"after run {run}"
+        assert {oid for ns, oid in live if ns == "meshes"} == {1, 2, 3}
+    assert sum(1 for m in sent if m.markers and m.markers[0].action == Marker.DELETEALL) >= len(sent) // history
+
+
+def test_the_default_marker_history_keeps_few_full_maps():
+    """Each kept message can carry every mesh (12 MB for the soak's room): 16 of them were most of the node's
+    growth in the soak."""
+    from dprecon_ros.config import DpreconConfig
+
+    assert DpreconConfig().topics.marker_history <= 4
