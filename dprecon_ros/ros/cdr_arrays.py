@@ -16,6 +16,7 @@ ColorRGBA (16) always do; MeshTriangle (12) does with one or two sentinels, chos
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ class _Splice:
     data: bytes  # the array, packed as the elements are
     length: int  # its element count
     elements: list  # the placeholder list itself, as the message holds it
+    plain: Callable[[], list]  # every element built, for the rare message whose lengths cannot be located
 
 
 class PlainArrays:
@@ -70,7 +72,7 @@ class ArraySlots:
         k = self._next()
         values = (-1.0e300 - k * 1.0e285, 3.25e-300, -4.75e-300)
         elements = [Point(x=values[0], y=values[1], z=values[2])]
-        self._splices.append(_Splice(struct.pack("<3d", *values), 1, xyz.tobytes(), len(xyz), elements))
+        self._splices.append(_Splice(struct.pack("<3d", *values), 1, xyz.tobytes(), len(xyz), elements, lambda: PlainArrays.points(xyz)))
         return elements
 
     def colours(self, rgba: np.ndarray) -> list[ColorRGBA]:
@@ -81,7 +83,7 @@ class ArraySlots:
         k = self._next()
         values = np.array([-1.0e38 - k * 1.0e32, -2.5e37, 1.5e-38, -7.5e37], dtype="<f4")
         elements = [ColorRGBA(r=float(values[0]), g=float(values[1]), b=float(values[2]), a=float(values[3]))]
-        self._splices.append(_Splice(values.tobytes(), 1, rgba.tobytes(), len(rgba), elements))
+        self._splices.append(_Splice(values.tobytes(), 1, rgba.tobytes(), len(rgba), elements, lambda: PlainArrays.colours(rgba)))
         return elements
 
     def triangles(self, faces: np.ndarray) -> list[MeshTriangle]:
@@ -94,7 +96,9 @@ class ArraySlots:
             [[0xFFFFFF00 - 6 * k - 3 * j, 0xFFFFFF01 - 6 * k - 3 * j, 0xFFFFFF02 - 6 * k - 3 * j] for j in range(count)], dtype="<u4"
         )
         elements = [MeshTriangle(vertex_indices=[int(i) for i in row]) for row in sentinel]
-        self._splices.append(_Splice(sentinel.tobytes(), count, faces.tobytes(), len(faces), elements))
+        self._splices.append(
+            _Splice(sentinel.tobytes(), count, faces.tobytes(), len(faces), elements, lambda: PlainArrays.triangles(faces))
+        )
         return elements
 
     def serialize(self, msg) -> bytes:
@@ -126,13 +130,21 @@ class ArraySlots:
                 if first[at - gap : at - gap + 4] == struct.pack("<I", splice.count)
                 and second[at_second - gap : at_second - gap + 4] == struct.pack("<I", splice.count + n)
             ]
-            if len(gaps) != 1:
-                raise ValueError("cannot tell where a sequence's length is")
+            if not gaps:
+                raise ValueError("no sequence length before a placeholder")
+            if len(gaps) > 1:  # the padding happened to read as the length both times: build this one in full
+                return self._plain(msg)
             where.append((at, gaps[0], splice))
         for at, gap, splice in sorted(where, key=lambda w: w[0], reverse=True):  # from the end: offsets stay valid
             first[at - gap : at - gap + 4] = struct.pack("<I", splice.length)
             first[at : at + len(splice.sentinel)] = splice.data
         return bytes(first)
+
+    def _plain(self, msg) -> bytes:
+        for splice in self._splices:
+            splice.elements[:] = splice.plain()
+        self._splices = []
+        return serialize_message(msg)
 
 
 def _unique(data: bytes | bytearray, pattern: bytes) -> int:

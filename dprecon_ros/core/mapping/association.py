@@ -211,18 +211,25 @@ class ObjectAssociator:
         (a robot that drives on would otherwise grow every object's keys and the object list without bound).
         Returns the dropped ids."""
         support: dict[int, list[np.ndarray]] = {oid: [] for oid in objects if oid in self.objects}
+        shown: set[int] = set()
         for instance_to_object, keys in held:
             for inst, oid in instance_to_object.items():
+                shown.add(oid)
                 if oid in support and inst in keys:
                     support[oid].append(keys[inst])
-        dropped = []
         for oid, parts in support.items():
             if parts:
                 self.objects[oid].keys = np.unique(np.concatenate(parts))
                 self.objects[oid]._dilated = None
-            else:
-                del self.objects[oid]
-                dropped.append(oid)
+            # shown, but no keys came out (e.g. keys recomputed under a changed erosion): keep what it had
+        untouched = set(self.objects) - set(support)
+        return self.drop_unshown(untouched | (shown & set(support)))
+
+    def drop_unshown(self, shown: set[int]) -> list[int]:
+        """Drop the objects not in `shown` (the object ids held keyframes refer to); the dropped ids."""
+        dropped = sorted(set(self.objects) - shown)
+        for oid in dropped:
+            del self.objects[oid]
         return dropped
 
     def resolve(self, object_id: int) -> int:

@@ -319,6 +319,12 @@ class Mapper:
             self.associator = associator
             dropped = self.keyframes.replace(keyframes)
             self._apply_merges()  # keyframe files keep the ids they were written with
+            # objects only the keyframes left out (or long evicted ones) showed are not part of this map
+            shown = {o for kf in self.keyframes.snapshot() for o in kf.instance_to_object.values()}
+            if forgotten := self.associator.drop_unshown(shown):
+                self.counters.count(
+                    "object_forgotten", f"objects {forgotten} are in no keyframe kept; dropped", logging.INFO, len(forgotten)
+                )
             self.model = model
             self.latest = reassemble(model, self.config) if model.states() else None
             if clear_persisted and self.persist_dir is not None:

@@ -89,3 +89,34 @@ def test_an_objects_keys_are_rebuilt_from_the_keyframes_still_held(coarse_config
     held = mapper.keyframes.snapshot()
     expected = np.unique(np.concatenate([kf.instance_keys[i] for kf in held for i in kf.instance_to_object]))
     assert np.array_equal(obj.keys, expected)
+
+
+def test_a_restart_into_a_smaller_buffer_forgets_the_objects_left_out(coarse_config, tmp_path):
+    coarse_config.keyframes.persist_dir = str(tmp_path / "kf")
+    first = Mapper(coarse_config)
+    for frame in driving_on(10):
+        first.add_frame(frame)
+    coarse_config.keyframes.max_keyframes = 3
+    resumed = Mapper(coarse_config)
+    shown = {o for kf in resumed.keyframes.snapshot() for o in kf.instance_to_object.values()}
+    assert len(resumed.keyframes) == 3 and set(resumed.associator.objects) == shown
+    assert {s.object_id for s in resumed.seeds()} <= shown
+
+
+def test_an_object_held_keyframes_show_is_kept_even_if_its_keys_come_out_empty(coarse_config, tmp_path):
+    """Keys of keyframes read back are recomputed with the current configuration: if none come out (a larger
+    mask erosion), the object still shown keeps the keys it had."""
+    coarse_config.keyframes.persist_dir = str(tmp_path / "kf")
+    coarse_config.keyframes.max_keyframes = 3
+    coarse_config.keyframes.min_translation_m = 0.05
+    first = Mapper(coarse_config)
+    for frame in driving_on(3, step_m=0.06):
+        first.add_frame(frame)
+    coarse_config.association.mask_erosion_px = 50  # larger than the masks: no points at all
+    resumed = Mapper(coarse_config)
+    before = {oid: o.keys.copy() for oid, o in resumed.associator.objects.items()}
+    for frame in driving_on(5, step_m=0.06)[3:]:
+        resumed.add_frame(frame)
+    shown = {o for kf in resumed.keyframes.snapshot() for o in kf.instance_to_object.values()}
+    assert shown <= set(resumed.associator.objects), (shown, set(resumed.associator.objects))
+    assert all(resumed.associator.objects[o].keys.size for o in shown & set(before))
