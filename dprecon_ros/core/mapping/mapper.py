@@ -189,7 +189,7 @@ class Mapper:
             else:
                 mapping = self.associator.associate(frame)
             kf, evicted = self.keyframes.add(frame, mapping)
-            kf.instance_keys = self.associator.frame_keys
+            kf.instance_keys = self.associator.frame_keys if frame.depth_m is not None else {}
             self.counters.count("accepted", "", logging.DEBUG)
             self._apply_merges()
             if evicted:

@@ -42,6 +42,11 @@ def test_frames_without_depth_are_kept_but_not_associated(coarse_config, small_f
     nodepth = type(frame)(**{**frame.__dict__, "depth_m": None})
     assert mapper.add_frame(nodepth) is not None
     assert mapper.counters.get("no_depth") == 1 and not mapper.associator.objects
+    # after a frame with depth, one without must not inherit its voxel keys (they would support its objects)
+    mapper.add_frame(small_frames[0][1])
+    moved = type(frame)(**{**small_frames[0][4].__dict__, "depth_m": None})
+    kf = mapper.add_frame(moved)
+    assert kf is not None and kf.instance_keys == {}
 
 
 def test_reset_clears_everything(coarse_config, small_frames):
