@@ -6,11 +6,12 @@ Remap the camera driver's topics onto the node's inputs with the launch argument
 config/fastdds_camera.xml (`fastdds_profile:=`); start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE.
 """
 
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from dprecon_ros.launch_transport import transport_profile_actions
 from launch import LaunchDescription
 
 # node input topic (the config default, relative: it follows the node's namespace) -> launch argument that
@@ -37,14 +38,6 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),
         DeclareLaunchArgument("persist_dir", default_value="", description="persist keyframes here (resumed on restart)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
-        DeclareLaunchArgument(
-            "fastdds_profile",
-            default_value=EnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE",
-                default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
-            ),
-            description="Fast DDS XML profile (default: the one already set, else the package's camera-rate profile; README, Camera-rate images); give the camera driver the same",
-        ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node, its inputs and outputs (e.g. robot1)"),
     ]
     args += [DeclareLaunchArgument(name, default_value=topic, description=text) for topic, (name, text) in INPUT_REMAPS.items()]
@@ -66,5 +59,4 @@ def generate_launch_description() -> LaunchDescription:
         ],
         remappings=[(topic, LaunchConfiguration(name)) for topic, (name, _) in INPUT_REMAPS.items()],
     )
-    profile = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile"))
-    return LaunchDescription([*args, profile, node])
+    return LaunchDescription([*args, *transport_profile_actions("the camera driver"), node])

@@ -3,11 +3,12 @@
 `ros2 launch dprecon_ros sim.launch.py views:=15 shuffle_ids:=true export_dir:=/tmp/dprecon`
 """
 
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from dprecon_ros.launch_transport import transport_profile_actions
 from launch import LaunchDescription
 
 
@@ -27,15 +28,7 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument("rate_hz", default_value="2.0", description="simulated frames per second"),
             DeclareLaunchArgument("ground_truth_dir", default_value="", description="write ground-truth meshes here"),
-            DeclareLaunchArgument(
-                "fastdds_profile",
-                default_value=EnvironmentVariable(
-                    "FASTDDS_DEFAULT_PROFILES_FILE",
-                    default_value=PathJoinSubstitution([FindPackageShare("dprecon_ros"), "config", "fastdds_camera.xml"]),
-                ),
-                description="Fast DDS XML profile (default: the one already set, else the package's camera-rate profile; README, Camera-rate images); give the publishers the same",
-            ),
-            SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
+            *transport_profile_actions("the publishers"),
             DeclareLaunchArgument("export_dir", default_value="", description="export meshes and scene graph here after every run"),
             Node(
                 package="dprecon_ros",

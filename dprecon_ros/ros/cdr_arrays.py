@@ -106,9 +106,10 @@ class ArraySlots:
 
         Where the sequence's length sits is not known from the bytes alone: 8-aligned elements (Point) follow
         it directly or after 4 bytes of padding, and rclpy leaves padding uninitialised, so it may hold
-        anything, a copy of the length included. So the message is serialised a second time with one more
-        placeholder element in every sequence: the length is the word that reads `count` in the first and
-        `count + 1` in the second (the fields before it serialise the same both times)."""
+        anything, a copy of the length included. So the message is serialised a second time with more
+        placeholder elements in every sequence (a multiple of 8 bytes more, so every later field keeps its
+        alignment): the length is the word that reads `count` in the first and `count + extra` in the second.
+        Where both candidates still read so, the message is built in full instead."""
         first = bytearray(serialize_message(msg))
         if first[:2] != b"\x00\x01":
             raise ValueError("expected little-endian CDR from the RMW")

@@ -139,13 +139,7 @@ class ObjectAssociator:
 
     def associate(self, frame: Frame) -> dict[int, int]:
         """Map this frame's instance ids to object ids, creating objects as needed."""
-        vs = self.config.voxel_size_m
-        instances = {}
-        for inst in frame.instance_ids():
-            pts = instance_points(frame, inst, self.config, self._rng)
-            if len(pts):
-                instances[inst] = voxel_keys(pts, vs)
-        self.frame_keys = instances
+        instances = self.frame_keys = self.instance_keys(frame)
         scores = []
         for inst, keys in instances.items():
             label = frame.labels.get(inst, "object")
@@ -197,7 +191,8 @@ class ObjectAssociator:
                     obj = kept
 
     def instance_keys(self, frame: Frame) -> dict[int, np.ndarray]:
-        """The voxel keys of each instance of `frame`, as association takes them (for keyframes read back)."""
+        """The voxel keys of each instance of `frame` (none without depth): what association compares, and what an
+        object's keys are rebuilt from after evictions."""
         keys = {}
         for inst in frame.instance_ids():
             pts = instance_points(frame, inst, self.config, self._rng)

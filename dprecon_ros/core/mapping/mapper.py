@@ -207,7 +207,7 @@ class Mapper:
         held = self.keyframes.snapshot()
         for kf in held:
             if kf.instance_keys is None:  # read back from disk
-                kf.instance_keys = self.associator.instance_keys(kf.frame) if kf.frame.depth_m is not None else {}
+                kf.instance_keys = self.associator.instance_keys(kf.frame)
         dropped = self.associator.rebuild([(kf.instance_to_object, kf.instance_keys) for kf in held], touched)
         if dropped:
             self.counters.count("object_forgotten", f"objects {dropped} are in no keyframe left; dropped", logging.INFO, len(dropped))
