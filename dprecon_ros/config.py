@@ -30,6 +30,7 @@ from dprecon_ros.core.pipeline_config import ReconstructionConfig
 from dprecon_ros.core.scene_graph_config import SceneGraphConfig
 from dprecon_ros.core.stages.geometry.config import GeometryConfig
 from dprecon_ros.core.stages.mesh import MeshConfig
+from dprecon_ros.core.stages.prior.config import PriorConfig
 
 
 @dataclass
@@ -43,6 +44,7 @@ class DpreconConfig:
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     tsdf: TsdfConfig = field(default_factory=TsdfConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     scene_graph: SceneGraphConfig = field(default_factory=SceneGraphConfig)
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepare a GPU benchmark run on the lent device machine, which cannot fetch anything and has neither
-# pybullet, open3d nor the ROS wheels: download the few pure/compiled wheels the offline path needs for its
-# Python (3.12) into .whl/, and render the bench's hard scene (bench_backends.py --scene hard) into bags with
-# ground truth under bench/scenes/gpu/ (both git-ignored; name them in the device call's `carry`). Then, on
-# the device, one call: BENCH_COMMIT=<sha> bash bench/run_gpu.sh
+# pybullet, open3d, diffusers nor the ROS wheels: download the few pure/compiled wheels the offline path and
+# the prior bench (bench/bench_prior_gpu.py) need for its Python (3.12) into .whl/, and render the bench's
+# hard scene (bench_backends.py --scene hard) into bags with ground truth under bench/scenes/gpu/ (both
+# git-ignored; name them in the device call's `carry`, which holds 64 MiB in all with the working tree).
+# Then, on the device, one call: BENCH_COMMIT=<sha> bash bench/run_gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,6 +14,18 @@ mkdir -p .whl
   --python-version "$PY_VERSION" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
   "$(grep '^trimesh==' requirements.txt)" "$(grep '^rosbags==' requirements.txt)" "$(grep '^fast-simplification==' requirements.txt)"
 rm -f .whl/numpy-*.whl  # the device has numpy already
+# diffusers (pure Python) for the prior bench: the device has its other dependencies (torch, transformers,
+# huggingface_hub, safetensors) but not importlib_metadata (nor, perhaps, the zipp that one needs); Pillow,
+# which diffusers imports, is not in the device's listed packages, so it travels too (7 MB; a copy on
+# /tmp/site shadows the device's harmlessly). --no-deps: resolving would fetch what the device already has.
+# Versions as pinned here (requirements.txt, the venv).
+venv_version() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
+DIFFUSERS=$(grep -m1 '^diffusers==' requirements.txt || echo diffusers==0.42.1)
+.venv/bin/python -m pip download -q --disable-pip-version-check --dest .whl --no-deps --only-binary=:all: \
+  --python-version "$PY_VERSION" --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  "$DIFFUSERS" "importlib_metadata==$(venv_version importlib_metadata)" "zipp==$(venv_version zipp)" \
+  "pillow==$(venv_version pillow)"
 VIEWS=${VIEWS:-"10 15"}
 for views in $VIEWS; do
   for ids in kept shuffled; do
@@ -24,3 +37,5 @@ for views in $VIEWS; do
   done
 done
 du -sh .whl bench/scenes/gpu
+carried_mib=$(du -scm .whl bench/scenes/gpu | tail -1 | cut -f1)
+[ "$carried_mib" -lt 60 ] || echo "prepare_device: .whl + bench/scenes/gpu is ${carried_mib} MiB; a device call carries 64 MiB with the tree" >&2

@@ -76,6 +76,24 @@ def small_frames():
         return [f for f, _ in sim.frames()], sim.ground_truth()
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A Stable-Diffusion-architecture checkpoint with random weights, saved where a real one would be."""
+    pytest.importorskip("diffusers")
+    from dprecon_ros.testing.tiny_diffusion import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def arc_frames():
+    """6 views at 160x120 over a 140° arc: the objects' far sides are never seen."""
+    from dprecon_ros.sim.simulator import RoomSimulator, SimConfig
+
+    with RoomSimulator(SimConfig(num_views=6, width=160, height=120, arc_deg=140.0)) as sim:
+        return [f for f, _ in sim.frames()], sim.ground_truth()
+
+
 @pytest.fixture
 def coarse_config() -> DpreconConfig:
     """CPU, coarse voxels and small meshes: for tests about behaviour, not quality."""

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dprecon_ros")
 BOUNDS_DECIMALS = 5  # box corners are compared to 10 µm: float noise must not trigger a refit
+EDIT_STAGES = ("prior", "mesh", "texture")  # what an edit re-runs, in the configured order
+
+
+class EditRefused(RuntimeError):
+    """An edit that cannot run (no such object, no fitted field, no prior here); the message says why."""
 
 
 @dataclass
@@ -106,9 +111,13 @@ class Pipeline:
         force: bool = False,
         cancel: threading.Event | None = None,
         progress: ProgressFn | None = None,
+        edits: dict[int, str] | None = None,
     ) -> RunOutcome | None:
         """Run the stages over `model`; None when nothing needs refitting. `config` must be the caller's
-        snapshot: stages read it for the whole run."""
+        snapshot: stages read it for the whole run. `edits` (object id -> prompt) runs a text-driven edit of
+        those objects instead (see `run_edit`)."""
+        if edits:
+            return self.run_edit(model, keyframes, config, compute, edits, cancel, progress)
         names = list(stage_names) if stage_names else config.reconstruction.stage_names()
         stages = make_stages(names)
         usable = usable_keyframes(keyframes)
@@ -129,6 +138,20 @@ class Pipeline:
             del work.objects[oid]
         prepare_states(work, seeds, usable, seen, dirty)
         ctx = RunContext(config, compute, usable, seeds, dirty, names, self.counters, cancel or threading.Event(), progress)
+        work = self.run_stages(stages, work, ctx)
+        for oid in ctx.dirty:
+            state = work.state(oid)
+            if state is not None:
+                state.fingerprint = prints[oid]
+        work.revision += 1
+        work.assembly_fingerprint = assembly
+        work.stamp = max((kf.frame.stamp for kf in keyframes), default=0.0)
+        work.keyframe_ids = tuple(kf.index for kf in keyframes)
+        recon = assemble(work, config, names, ctx.dirty, removed, ctx.timings)
+        return RunOutcome(work, recon, sorted(ctx.dirty))
+
+    def run_stages(self, stages: list[Stage], work: SceneModel, ctx: RunContext) -> SceneModel:
+        """The stages in order over the fork; then the refitted states count one more version."""
         for index, stage in enumerate(stages):
             ctx.stage, ctx.stage_index = stage.name, index
             ctx.check_cancelled()
@@ -141,14 +164,38 @@ class Pipeline:
             state = work.state(oid)
             if state is not None:
                 state.version += 1
-                state.fingerprint = prints[oid]
                 state.volume = None  # volumes are rebuilt when needed; the model keeps fields and meshes
+        return work
+
+    def run_edit(
+        self,
+        model: SceneModel,
+        keyframes: list[Keyframe],
+        config: DpreconConfig,
+        compute: Compute,
+        edits: dict[int, str],
+        cancel: threading.Event | None,
+        progress: ProgressFn | None,
+    ) -> RunOutcome:
+        """A text-driven edit: the prior (and the stages after it) for the named objects only, with their new
+        prompts; their fingerprints stay, so later runs keep the edit until their observations change."""
+        missing = sorted(oid for oid in edits if model.state(oid) is None or model.state(oid).field is None)
+        if missing:
+            raise EditRefused(f"objects {missing} have no fitted field to edit (run a reconstruction with the full backend first)")
+        names = [n for n in config.reconstruction.stage_names() if n in EDIT_STAGES]
+        if "prior" not in names:  # a node running the tsdf or neural preset still edits through the prior
+            names = ["prior", *(names or ["mesh"])]
+        work = model.fork()
+        usable = usable_keyframes(keyframes)
+        seeds = [s.seed for s in work.objects.values() if s.seed is not None]
+        ctx = RunContext(config, compute, usable, seeds, set(edits), names, self.counters, cancel or threading.Event(), progress)
+        ctx.edits = dict(edits)
+        work = self.run_stages(make_stages(names), work, ctx)
+        if not work.prior_status.startswith("on"):
+            raise EditRefused(f"the prior cannot run: {work.prior_status.removeprefix('off: ')}")
         work.revision += 1
-        work.assembly_fingerprint = assembly
-        work.stamp = max((kf.frame.stamp for kf in keyframes), default=0.0)
-        work.keyframe_ids = tuple(kf.index for kf in keyframes)
-        recon = assemble(work, config, names, ctx.dirty, removed, ctx.timings)
-        return RunOutcome(work, recon, sorted(ctx.dirty))
+        recon = assemble(work, config, names, set(edits), set(), ctx.timings)
+        return RunOutcome(work, recon, sorted(edits))
 
     def run_stage(self, stage: Stage, model: SceneModel, ctx: RunContext) -> SceneModel:
         """One stage; out of device memory, once more on the CPU at a reduced size."""

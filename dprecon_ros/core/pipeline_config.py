@@ -6,17 +6,21 @@ from dataclasses import dataclass
 
 from dprecon_ros.config_fields import config_field
 
-# reconstruction.backend names a stage list; `full` grows as the prior and texture stages land
+# reconstruction.backend names a stage list; `full` is DP-Recon (the texture stage joins it when it lands)
 PRESETS: dict[str, list[str]] = {
     "tsdf": ["fuse", "mesh"],
     "neural": ["fuse", "geometry", "mesh"],
-    "full": ["fuse", "geometry", "prior", "mesh", "texture"],
+    "full": ["fuse", "geometry", "prior", "mesh"],
 }
 
 
 @dataclass
 class ReconstructionConfig:
-    backend: str = config_field("tsdf", "preset stage list: tsdf = fuse+mesh, neural = fuse+geometry+mesh", choices=tuple(PRESETS))
+    backend: str = config_field(
+        "tsdf",
+        "preset stage list: tsdf = fuse+mesh, neural = fuse+geometry+mesh, full = fuse+geometry+prior+mesh (DP-Recon)",
+        choices=tuple(PRESETS),
+    )
     stages: list[str] = config_field([], "stages to run in order (fuse, geometry, mesh, ...); empty = the backend preset's list")
     period_s: float = config_field(15.0, "seconds between periodic reconstructions; 0 = only on demand", (0.0, 86400.0))
     min_keyframes: int = config_field(3, "a run needs at least this many keyframes", (1, 10000))

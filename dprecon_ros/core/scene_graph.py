@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from dprecon_ros.core.boxes import oriented_box
+from dprecon_ros.core.observedness import generated_share, has_provenance
 from dprecon_ros.core.scene_graph_config import SceneGraphConfig
 from dprecon_ros.core.types import BACKGROUND_ID, ObjectReconstruction, Relation, SceneGraph
 
@@ -29,10 +30,11 @@ def _footprint_overlap(upper: ObjectReconstruction, lower: ObjectReconstruction,
     except (QhullError, ValueError):
         return 0.0
     eq = hull.equations
-    inside = (pts[:, :2] @ eq[:, :2].T + eq[:, 2]).max(axis=1) <= 1e-9
+    inside = (pts[:, :2] @ eq[:, :2].T + eq[:, 2]).max(axis=1) <= HULL_TOLERANCE_M
     return float(inside.mean())
 
 
+HULL_TOLERANCE_M = 1e-9  # a point on a hull facet counts as inside
 SUPPORT_RING_M = 0.05  # the support's top is read this far around an object's footprint too
 UP_FACING = 0.7  # a support's top faces up: its faces' normals have at least this z component
 
@@ -62,11 +64,14 @@ def _support_top(lower: ObjectReconstruction, upper: ObjectReconstruction, max_g
 
 def _inside_fraction(a: ObjectReconstruction, b: ObjectReconstruction) -> float:
     """Fraction of `a`'s vertices inside the convex hull of `b` (a brick in a tray, a cup in a box)."""
-    try:
-        hull = Delaunay(b.vertices[:: max(1, len(b.vertices) // 2000)])
+    if not len(a.vertices):
+        return 0.0
+    try:  # the hull's facets as half-spaces: one matrix product, where a simplex search can take seconds on flat sets
+        hull = ConvexHull(b.vertices[:: max(1, len(b.vertices) // 2000)])
     except (QhullError, ValueError):
         return 0.0
-    return float((hull.find_simplex(a.vertices) >= 0).mean()) if len(a.vertices) else 0.0
+    offsets = a.vertices @ hull.equations[:, :3].T + hull.equations[:, 3]
+    return float((offsets <= HULL_TOLERANCE_M).all(axis=1).mean())
 
 
 def _horizontal_gap(a: ObjectReconstruction, b: ObjectReconstruction) -> float:
@@ -165,6 +170,14 @@ def build_scene_graph(objects: list[ObjectReconstruction], background: ObjectRec
     return SceneGraph(objects=objects, relations=relations, background_id=BACKGROUND_ID, background_label=config.floor_label)
 
 
+def provenance_fields(obj: ObjectReconstruction | None) -> dict:
+    """Completeness (observed share), generated share, and whether per-vertex provenance exists at all:
+    without it both shares are 0 and mean "unknown", not "nothing observed"."""
+    if obj is None:
+        return {"completeness": 0.0, "generated_share": 0.0, "provenance": False}
+    return {"completeness": float(obj.completeness), "generated_share": generated_share(obj), "provenance": has_provenance(obj)}
+
+
 def scene_graph_to_dict(
     graph: SceneGraph, background: ObjectReconstruction | None, frame_id: str, stamp: float, mesh_paths: dict[int, str] | None = None
 ) -> dict:
@@ -180,7 +193,7 @@ def scene_graph_to_dict(
             "centroid": [float(v) for v in o.centroid],
             "box": o.box.to_dict(),
             "observation_count": o.observation_count,
-            "completeness": float(o.completeness),
+            **provenance_fields(o),
             "num_faces": int(len(o.faces)),
             "mesh": mesh_paths.get(o.object_id, ""),
         }
@@ -195,6 +208,7 @@ def scene_graph_to_dict(
             "centroid": [float(v) for v in background.centroid] if background is not None else [0.0, 0.0, 0.0],
             "box": background.box.to_dict() if background is not None else None,
             "observation_count": background.observation_count if background is not None else 0,
+            **provenance_fields(background),
             "num_faces": int(len(background.faces)) if background is not None else 0,
             "mesh": mesh_paths.get(graph.background_id, ""),
         },

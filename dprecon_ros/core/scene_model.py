@@ -47,6 +47,7 @@ class ObjectState:
     volume: object | None = None
     field: nn.Module | None = None
     mesh: TriangleMesh | None = None
+    prompt: str = ""  # the prompt of the object's last text-driven edit; later prior runs keep it
 
     @property
     def is_background(self) -> bool:
@@ -61,6 +62,7 @@ class SceneModel:
     appearance: nn.Module | None = None  # the geometry stage's colour network, shared by all fields
     log_beta: float | None = None  # the geometry stage's VolSDF sharpness, shared by all fields
     visibility: VoxelGrid | None = None  # transmittance reached per cell (map frame), from the prior stage
+    prior_status: str = ""  # "on: <guidance>" or "off: <why>" after a run with the prior stage; "" without it
     revision: int = 0
     assembly_fingerprint: str = ""  # the scene-graph configuration the last result was assembled with
     stamp: float = 0.0

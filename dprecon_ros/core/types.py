@@ -74,6 +74,13 @@ class Keyframe:
     # object's keys are rebuilt from once keyframes are evicted
     instance_keys: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def nbytes(self) -> int:
+        """The images plus the association keys: both live as long as the keyframe, so both count against
+        `keyframes.max_memory_mb`."""
+        keys = sum(k.nbytes for k in self.instance_keys.values()) if self.instance_keys else 0
+        return self.frame.nbytes + keys
+
     def object_mask(self, object_id: int) -> np.ndarray:
         inst = [i for i, o in self.instance_to_object.items() if o == object_id]
         if not inst:
@@ -136,11 +143,13 @@ class ObjectSeed:
 
 @dataclass
 class TriangleMesh:
-    """Vertices (N, 3) in metres in the map frame, faces (M, 3) int64, vertex colours (N, 4) uint8 RGBA."""
+    """Vertices (N, 3) in metres in the map frame, faces (M, 3) int64, vertex colours (N, 4) uint8 RGBA; where
+    a visibility grid exists, how observed each vertex was (N,) float32 in [0, 1] (provenance)."""
 
     vertices: np.ndarray
     faces: np.ndarray
     vertex_colors: np.ndarray
+    observed: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> TriangleMesh:
@@ -163,7 +172,8 @@ class ObjectReconstruction:
     centroid: np.ndarray
     box: OrientedBox
     observation_count: int
-    completeness: float = 0.0
+    completeness: float = 0.0  # the observed share of the surface (area); 1 - completeness was generated or inferred
+    vertex_observed: np.ndarray | None = None  # (N,) how observed each vertex was, in [0, 1]; None without a visibility grid
 
     @property
     def is_empty(self) -> bool:
@@ -206,6 +216,7 @@ class Reconstruction:
     removed: set[int] = field(default_factory=set)
     revision: int = 0
     versions: dict[int, int] = field(default_factory=dict)  # object id (0 = background) -> refit count
+    prior_status: str = ""  # "on: <guidance>", "off: <why>", or "" when the stage list has no prior
 
     @classmethod
     def empty(cls, stamp: float = 0.0, backend: str = "") -> Reconstruction:

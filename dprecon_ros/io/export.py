@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from dprecon_ros.core.observedness import has_provenance
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
 from dprecon_ros.core.types import ObjectReconstruction, Reconstruction
 
@@ -21,17 +22,29 @@ from dprecon_ros.core.types import ObjectReconstruction, Reconstruction
 GLTF_FROM_MAP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 GLTF_AXES = "glTF y-up: a map point (x, y, z) is stored as (x, z, -y)"
 BACKGROUND_NAME = "background"
+# glTF custom vertex attribute (application-specific names start with "_"): how observed each vertex was, in
+# [0, 1], float32 SCALAR; written only for meshes with provenance
+OBSERVED_ATTRIBUTE = "_OBSERVED"
+
+
+def vertex_attributes(obj: ObjectReconstruction) -> dict[str, np.ndarray]:
+    """Custom per-vertex attributes trimesh writes to glTF: the observedness where the object has it."""
+    if not has_provenance(obj) or len(obj.vertices) == 0:  # an empty accessor has no min/max to write
+        return {}
+    return {OBSERVED_ATTRIBUTE: np.asarray(obj.vertex_observed, dtype=np.float32)}
 
 
 def to_trimesh(obj: ObjectReconstruction) -> trimesh.Trimesh:
     """The object's mesh in the map frame (z-up, metres)."""
-    return trimesh.Trimesh(obj.vertices, obj.faces, vertex_colors=obj.vertex_colors, process=False)
+    return trimesh.Trimesh(
+        obj.vertices, obj.faces, vertex_colors=obj.vertex_colors, vertex_attributes=vertex_attributes(obj), process=False
+    )
 
 
 def to_gltf_mesh(obj: ObjectReconstruction) -> trimesh.Trimesh:
     """The object's mesh in glTF axes (y-up, metres)."""
     vertices = np.asarray(obj.vertices, dtype=np.float64) @ GLTF_FROM_MAP.T
-    return trimesh.Trimesh(vertices, obj.faces, vertex_colors=obj.vertex_colors, process=False)
+    return trimesh.Trimesh(vertices, obj.faces, vertex_colors=obj.vertex_colors, vertex_attributes=vertex_attributes(obj), process=False)
 
 
 def load_glb_in_map_frame(path: str | Path) -> trimesh.Trimesh:
@@ -63,8 +76,9 @@ def glb_bytes(obj: ObjectReconstruction, name: str | None = None) -> bytes:
 
 
 def export_reconstruction(recon: Reconstruction, directory: str | Path, frame_id: str = "map") -> list[Path]:
-    """Write objects/<id>_<label>.glb, background.glb, scene.glb (all y-up) and scene_graph.json (boxes and
-    centroids in `frame_id`); returns the paths."""
+    """Write objects/<id>_<label>.glb, background.glb, scene.glb (all y-up; meshes with provenance carry the
+    `_OBSERVED` vertex attribute) and scene_graph.json (boxes and centroids in `frame_id`, each object's
+    provenance and the run's prior status); returns the paths."""
     out = Path(directory)
     (out / "objects").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -88,6 +102,7 @@ def export_reconstruction(recon: Reconstruction, directory: str | Path, frame_id
     graph = scene_graph_to_dict(recon.scene_graph, recon.background, frame_id, recon.stamp, mesh_paths)
     graph["mesh_axes"] = GLTF_AXES
     graph["backend"] = recon.backend
+    graph["prior_status"] = recon.prior_status
     graph["timings_s"] = recon.timings_s
     graph_path = out / "scene_graph.json"
     graph_path.write_text(json.dumps(graph, indent=2))

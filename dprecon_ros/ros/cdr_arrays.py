@@ -10,11 +10,17 @@ Instead, each large sequence is given one or two sentinel elements with values n
 serialised by rclpy as usual, then each sentinel run is found in the bytes and replaced by the array's bytes,
 with the sequence's length fixed. CDR aligns each value to its size (at most 8) from the start of the data,
 so a splice keeps every later field's alignment when it shifts them by a multiple of 8: Point (24 bytes) and
-ColorRGBA (16) always do; MeshTriangle (12) does with one or two sentinels, chosen by the array's parity.
+ColorRGBA (16) always do; MeshTriangle (12) does with one or two sentinels, float32 (4) with two or three,
+chosen by the array's parity.
+
+Plain float32 sequences (per-vertex observedness) are held by the message as a copy (rclpy converts every
+assigned value to its own array.array), so their placeholders cannot be grown in place like element lists;
+they need not be: a 4-byte-aligned sequence's length always sits directly before its first element.
 """
 
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +33,10 @@ from std_msgs.msg import ColorRGBA
 
 SMALL = 3  # sequences shorter than this are built as objects: nothing to save
 _EXTRA = {24: 1, 16: 1, 12: 2}  # element bytes -> elements adding a multiple of 8 bytes
+LENGTH_BYTES = 4  # a CDR sequence length is a uint32
+LENGTH_GAPS = (4, 8)  # bytes from a length to its first element: none or 4 bytes of padding before 8-aligned ones
+FLOAT_SENTINEL_BASE = -2.0e38  # float32 placeholders: far outside any value these sequences carry ([0, 1])
+FLOAT_SENTINEL_STEP = 2.5e32  # distinct values per placeholder, far above float32's spacing there (about 2e31)
 
 
 @dataclass
@@ -35,8 +45,13 @@ class _Splice:
     count: int  # how many placeholder elements
     data: bytes  # the array, packed as the elements are
     length: int  # its element count
-    elements: list  # the placeholder list itself, as the message holds it
-    plain: Callable[[], list]  # every element built, for the rare message whose lengths cannot be located
+    elements: list | None = None  # the placeholder list itself, as the message holds it (element sequences)
+    plain: Callable[[], list] | None = None  # every element built, for the rare message whose lengths cannot be located
+    gap: int | None = None  # bytes from the length to the first element where CDR fixes them; None: to be located
+
+    @property
+    def element_bytes(self) -> int:
+        return len(self.sentinel) // self.count
 
 
 class PlainArrays:
@@ -54,6 +69,11 @@ class PlainArrays:
     @staticmethod
     def triangles(faces: np.ndarray) -> list[MeshTriangle]:
         return [MeshTriangle(vertex_indices=[int(i) for i in f]) for f in np.asarray(faces).reshape(-1, 3)]
+
+    @staticmethod
+    def floats(values: np.ndarray) -> array.array:
+        """A float32[] field's value (what rclpy stores it as)."""
+        return array.array("f", np.ascontiguousarray(values, dtype=np.float32).reshape(-1).tobytes())
 
 
 class ArraySlots:
@@ -101,51 +121,96 @@ class ArraySlots:
         )
         return elements
 
+    def floats(self, values: np.ndarray) -> array.array:
+        """A float32[] field (`values` in a range far from the placeholders, e.g. [0, 1]). The message copies
+        what it is given, so this placeholder is found by its values alone, its length right before it."""
+        values = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
+        if len(values) < SMALL:
+            return PlainArrays.floats(values)
+        count = 2 if len(values) % 2 == 0 else 3  # the shift, 4 * (length - count), is a multiple of 8
+        k = self._next()
+        sentinel = np.array([FLOAT_SENTINEL_BASE - (4 * k + j) * FLOAT_SENTINEL_STEP for j in range(count)], dtype="<f4")
+        self._splices.append(_Splice(sentinel.tobytes(), count, values.tobytes(), len(values), gap=LENGTH_BYTES))
+        return PlainArrays.floats(sentinel)
+
     def serialize(self, msg) -> bytes:
         """The message's CDR with every placeholder run replaced by its array.
 
-        Where the sequence's length sits is not known from the bytes alone: 8-aligned elements (Point) follow
-        it directly or after 4 bytes of padding, and rclpy leaves padding uninitialised, so it may hold
+        Where an element sequence's length sits is not known from the bytes alone: 8-aligned elements (Point)
+        follow it directly or after 4 bytes of padding, and rclpy leaves padding uninitialised, so it may hold
         anything, a copy of the length included. So the message is serialised a second time with more
-        placeholder elements in every sequence (a multiple of 8 bytes more, so every later field keeps its
-        alignment): the length is the word that reads `count` in the first and `count + extra` in the second.
-        Where both candidates still read so, the message is built in full instead."""
+        placeholder elements in every such sequence (a multiple of 8 bytes more, so every later field keeps
+        its alignment): the length is the word that reads `count` in the first and `count + extra` in the
+        second. Where both candidates still read so, those sequences are built in full instead."""
         first = bytearray(serialize_message(msg))
         if first[:2] != b"\x00\x01":
             raise ValueError("expected little-endian CDR from the RMW")
-        extra = [_EXTRA[len(s.sentinel) // s.count] for s in self._splices]
-        for splice, n in zip(self._splices, extra):
+        where = self._locate_element_lists(msg, first)
+        if where is None:  # the padding happened to read as the length both times
+            return self._plain(msg)
+        return _apply(first, where + self._locate_fixed(first))
+
+    def _element_lists(self) -> list[_Splice]:
+        return [s for s in self._splices if s.gap is None]
+
+    def _locate_element_lists(self, msg, first: bytearray) -> list[tuple[int, int, _Splice]] | None:
+        """(offset, gap, splice) of each element-list placeholder in `first`; None where one is ambiguous."""
+        splices = self._element_lists()
+        if not splices:  # nothing to locate: no second serialisation
+            return []
+        extra = [_EXTRA[s.element_bytes] for s in splices]
+        for splice, n in zip(splices, extra):
             splice.elements.extend([splice.elements[0]] * n)
         try:
             second = serialize_message(msg)
         finally:
-            for splice, n in zip(self._splices, extra):
+            for splice, n in zip(splices, extra):
                 del splice.elements[-n:]
         where = []
-        for splice, n in zip(self._splices, extra):
-            element = len(splice.sentinel) // splice.count
-            at, at_second = _unique(first, splice.sentinel), _unique(second, splice.sentinel + splice.sentinel[:element] * n)
+        for splice, n in zip(splices, extra):
+            at = _unique(first, splice.sentinel)
+            at_second = _unique(second, splice.sentinel + splice.sentinel[: splice.element_bytes] * n)
             gaps = [
-                gap
-                for gap in (4, 8)
-                if first[at - gap : at - gap + 4] == struct.pack("<I", splice.count)
-                and second[at_second - gap : at_second - gap + 4] == struct.pack("<I", splice.count + n)
+                gap for gap in LENGTH_GAPS if _reads(first, at - gap, splice.count) and _reads(second, at_second - gap, splice.count + n)
             ]
             if not gaps:
                 raise ValueError("no sequence length before a placeholder")
-            if len(gaps) > 1:  # the padding happened to read as the length both times: build this one in full
-                return self._plain(msg)
+            if len(gaps) > 1:
+                return None
             where.append((at, gaps[0], splice))
-        for at, gap, splice in sorted(where, key=lambda w: w[0], reverse=True):  # from the end: offsets stay valid
-            first[at - gap : at - gap + 4] = struct.pack("<I", splice.length)
-            first[at : at + len(splice.sentinel)] = splice.data
-        return bytes(first)
+        return where
+
+    def _locate_fixed(self, data: bytearray) -> list[tuple[int, int, _Splice]]:
+        """(offset, gap, splice) of each placeholder whose length CDR puts at a fixed distance before it."""
+        where = []
+        for splice in self._splices:
+            if splice.gap is None:
+                continue
+            at = _unique(data, splice.sentinel)
+            if not _reads(data, at - splice.gap, splice.count):
+                raise ValueError("no sequence length before a placeholder")
+            where.append((at, splice.gap, splice))
+        return where
 
     def _plain(self, msg) -> bytes:
-        for splice in self._splices:
+        """The message with its element lists built in full; float placeholders are still spliced."""
+        for splice in self._element_lists():
             splice.elements[:] = splice.plain()
-        self._splices = []
-        return serialize_message(msg)
+        self._splices = [s for s in self._splices if s.gap is not None]
+        data = bytearray(serialize_message(msg))
+        return _apply(data, self._locate_fixed(data))
+
+
+def _reads(data: bytes | bytearray, at: int, value: int) -> bool:
+    return at >= 0 and data[at : at + LENGTH_BYTES] == struct.pack("<I", value)
+
+
+def _apply(data: bytearray, where: list[tuple[int, int, _Splice]]) -> bytes:
+    """Each placeholder run replaced by its array and its length set, from the end so offsets stay valid."""
+    for at, gap, splice in sorted(where, key=lambda w: w[0], reverse=True):
+        data[at - gap : at - gap + LENGTH_BYTES] = struct.pack("<I", splice.length)
+        data[at : at + len(splice.sentinel)] = splice.data
+    return bytes(data)
 
 
 def _unique(data: bytes | bytearray, pattern: bytes) -> int:

@@ -14,6 +14,7 @@ from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dprecon_ros.core.geometry import matrix_to_quat
+from dprecon_ros.core.observedness import MARKER_RGB, display_colours, generated_share, has_provenance
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
 from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction
 from dprecon_ros.ros.cdr_arrays import ArraySlots, PlainArrays
@@ -42,6 +43,11 @@ def _unit_colours(rgba_u8: np.ndarray) -> np.ndarray:
     return rgba_u8.astype(np.float32) / 255.0
 
 
+def _vertex_observed(obj: ObjectReconstruction, arrays: Arrays):
+    """One value per mesh vertex, or empty where provenance is unknown (no visibility grid)."""
+    return arrays.floats(obj.vertex_observed) if has_provenance(obj) else PLAIN.floats(np.zeros(0, np.float32))
+
+
 def object_message(obj: ObjectReconstruction, header: Header, arrays: Arrays = PLAIN) -> MapObject:
     mesh = Mesh(vertices=arrays.points(obj.vertices), triangles=arrays.triangles(obj.faces))
     return MapObject(
@@ -53,7 +59,9 @@ def object_message(obj: ObjectReconstruction, header: Header, arrays: Arrays = P
         centroid=_point(obj.centroid),
         mesh=mesh,
         vertex_colors=arrays.colours(_unit_colours(obj.vertex_colors)),
+        vertex_observed=_vertex_observed(obj, arrays),
         completeness=float(obj.completeness),
+        generated_share=generated_share(obj),
         observation_count=obj.observation_count,
     )
 
@@ -94,16 +102,20 @@ def empty_graph_json(frame_id: str) -> str:
 def scene_graph_json(recon: Reconstruction, frame_id: str) -> String:
     graph = scene_graph_to_dict(recon.scene_graph, recon.background, frame_id, recon.stamp)
     graph["backend"] = recon.backend
+    graph["prior_status"] = recon.prior_status
     return String(data=json.dumps(graph))
 
 
 MESH_NAMESPACES = ("meshes", "boxes", "labels")
 
 
-def object_markers(obj: ObjectReconstruction, header: Header, with_box: bool, arrays: Arrays = PLAIN) -> list[Marker]:
-    """The object's mesh (TRIANGLE_LIST with vertex colours) and, for objects, its box and label."""
+def object_markers(
+    obj: ObjectReconstruction, header: Header, with_box: bool, arrays: Arrays = PLAIN, colours: str = MARKER_RGB
+) -> list[Marker]:
+    """The object's mesh (TRIANGLE_LIST with vertex colours, or observedness with `colours="observed"`) and,
+    for objects, its box and label."""
     tri = obj.vertices[obj.faces.reshape(-1)]
-    cols = obj.vertex_colors[obj.faces.reshape(-1)]
+    cols = display_colours(obj, colours)[obj.faces.reshape(-1)]
     markers = [
         Marker(
             header=header,
@@ -189,11 +201,12 @@ class MarkersShown:
 
 
 def marker_update(
-    recon: Reconstruction, frame_id: str, shown: MarkersShown | None, arrays: Arrays = PLAIN
+    recon: Reconstruction, frame_id: str, shown: MarkersShown | None, arrays: Arrays = PLAIN, colours: str = MARKER_RGB
 ) -> tuple[MarkerArray, MarkersShown]:
     """Markers that take a viewer from `shown` to `recon`: objects whose version differs are re-sent, objects
     gone are deleted, per-object namespaces keyed by object id so an unchanged mesh is never resent. With
-    `shown=None`, a DELETEALL and everything (a snapshot for late subscribers)."""
+    `shown=None`, a DELETEALL and everything (a snapshot for late subscribers). `colours`: the
+    `topics.marker_colors` mode of the meshes."""
     header = Header(stamp=to_time(recon.stamp), frame_id=frame_id)
     full = shown is None
     shown = shown or MarkersShown()
@@ -205,7 +218,7 @@ def marker_update(
     markers += delete_markers({(ns, oid) for oid in gone for ns in MESH_NAMESPACES}, header)
     for oid in sorted(present):
         if full or shown.versions.get(oid) != recon.versions.get(oid, -1):
-            markers += object_markers(present[oid], header, oid != recon.scene_graph.background_id, arrays)
+            markers += object_markers(present[oid], header, oid != recon.scene_graph.background_id, arrays, colours)
     relations = relation_markers(recon, header)
     keys = {(m.ns, m.id) for m in relations}
     markers += delete_markers(shown.relations - keys, header)
@@ -221,13 +234,16 @@ class MarkerStream:
         self.history = history
         self.shown: MarkersShown | None = None  # None: the next message is a full snapshot
         self.since_snapshot = 0
+        self.colours = MARKER_RGB  # the colour mode of the meshes shown
 
-    def next(self, recon: Reconstruction, frame_id: str, arrays: Arrays = PLAIN) -> MarkerArray:
-        if self.since_snapshot >= self.history - 1:
+    def next(self, recon: Reconstruction, frame_id: str, arrays: Arrays = PLAIN, colours: str = MARKER_RGB) -> MarkerArray:
+        """`colours`: the `topics.marker_colors` mode; a change resends every mesh (a snapshot), since
+        unchanged meshes are otherwise never resent and would keep the old colours."""
+        if self.since_snapshot >= self.history - 1 or colours != self.colours:
             self.shown = None
-        markers, shown = marker_update(recon, frame_id, self.shown, arrays)
+        markers, shown = marker_update(recon, frame_id, self.shown, arrays, colours)
         self.since_snapshot = 0 if self.shown is None else self.since_snapshot + 1
-        self.shown = shown
+        self.shown, self.colours = shown, colours
         return markers
 
     def cleared(self) -> None:
@@ -275,6 +291,7 @@ def status_message(
         last_run_duration_s=float(recon.timings_s.get("total", 0.0)) if recon else 0.0,
         last_run_stamp=to_time(recon.stamp if recon else 0.0),
         frames_waiting=frames_waiting,
+        prior=recon.prior_status if recon else "",
         counter_names=list(counters),
         counter_values=[int(v) for v in counters.values()],
         last_error=last_error,

@@ -45,12 +45,13 @@ from dprecon_ros.ros.input_node import InputSubscriptions
 from dprecon_ros.ros.logging_bridge import bridge_core_logging
 from dprecon_ros.ros.params import attach_validation, declare_config
 from dprecon_ros.ros.qos import LABELS, LATCHED, RELIABLE_SMALL, TF_STATIC, image_qos, markers_qos, transport_profile
-from dprecon_ros.ros.reconstruct_action import ReconstructAction
+from dprecon_ros.ros.reconstruct_action import EditAction, ReconstructAction
 from dprecon_ros.ros.runner import EXECUTOR_STOP_TIMEOUT_S, run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
 
 STATUS_PERIOD_S = 1.0
-# inputs, services, timers and publishing run side by side; each held ~/reconstruct goal takes one more
+# inputs, services, timers and publishing run side by side; each held ~/reconstruct or ~/edit_object goal
+# takes one more
 BASE_EXECUTOR_THREADS = 4
 # at shutdown, after the last goals were answered: the answers are sent, but DDS delivers them from its own
 # threads, which go with the node
@@ -147,7 +148,10 @@ class DpreconNode(Node):
         self._schedule_periodic_runs()
         services = ReentrantCallbackGroup()
         capacity = self.config.reconstruction.max_queued_goals
-        self.reconstruct_action = ReconstructAction(self, self.mapper, self.counters, capacity, self._finish, services)
+        self.actions = [
+            ReconstructAction(self, self.mapper, self.counters, capacity, self._finish, services),
+            EditAction(self, self.mapper, self.counters, capacity, self._finish, services),
+        ]
         for kind, name, handler in (
             (ExportMap, "~/export", self._srv_export),
             (Trigger, "~/reset", self._srv_reset),
@@ -170,6 +174,9 @@ class DpreconNode(Node):
     def _on_parameters_changed(self, names: list[str]) -> None:
         if "reconstruction.period_s" in names:
             self._schedule_periodic_runs()
+        if "topics.marker_colors" in names and self.mapper.latest is not None:  # recoloured at once, not at the next run
+            with self._map_lock:
+                self._publish(self.mapper.latest)
 
     # --------------------------------------------------------------- ingestion
     def _transport_events(self, stream: str) -> SubscriptionEventCallbacks:
@@ -212,9 +219,11 @@ class DpreconNode(Node):
                 return
             if report.status == RECONSTRUCTED:  # one line per reconstruction: what ran, what came out, how long
                 recon = report.reconstruction
+                what = f"edited {sorted(job.edits)} ({'; '.join(job.edits.values())})" if job.edits else "reconstructed"
+                prior = f"; prior {recon.prior_status}" if recon.prior_status else ""
                 self.get_logger().info(
-                    f"reconstructed: stages {'+'.join(recon.stages)} (backend {recon.backend}), {len(recon.objects)} objects "
-                    f"({len(report.refitted_objects)} refitted), {len(recon.scene_graph.relations)} relations, {report.duration_s:.2f} s"
+                    f"{what}: stages {'+'.join(recon.stages)} (backend {recon.backend}), {len(recon.objects)} objects "
+                    f"({len(report.refitted_objects)} refitted), {len(recon.scene_graph.relations)} relations, {report.duration_s:.2f} s{prior}"
                 )
             else:  # unchanged, too few keyframes, cancelled: not a reconstruction (the mapper counts them)
                 self.get_logger().debug(f"reconstruction {report.status}: {report.message}")
@@ -237,7 +246,7 @@ class DpreconNode(Node):
             self.pub_graph.publish(conversions.scene_graph_message(recon, frame_id))
             self.pub_graph_json.publish(conversions.scene_graph_json(recon, frame_id))
             arrays = ArraySlots()
-            markers = self._markers.next(recon, frame_id, arrays)
+            markers = self._markers.next(recon, frame_id, arrays, self.config.topics.marker_colors)
             self.pub_markers.publish(arrays.serialize(markers))
         self._publish_status()
 
@@ -361,7 +370,7 @@ class DpreconNode(Node):
     # ----------------------------------------------------------------- shutdown
     @property
     def executor_threads(self) -> int:
-        return BASE_EXECUTOR_THREADS + self.config.reconstruction.max_queued_goals
+        return BASE_EXECUTOR_THREADS + len(self.actions) * self.config.reconstruction.max_queued_goals
 
     @property
     def stop_budget_s(self) -> float:
@@ -390,12 +399,14 @@ class DpreconNode(Node):
             if not stop(timeout):
                 self.get_logger().warning(f"the {name} did not stop within {timeout} s")
                 threads_stopped = False
-        held = self.reconstruct_action.stop_accepting()
+        held = sum(action.stop_accepting() for action in self.actions)
         joined = self.mapper.stop(timeout)
         if not joined:
             self.get_logger().warning(f"the reconstruction did not stop within {timeout} s; exiting without waiting for it")
-        if not self.reconstruct_action.wait_answered(timeout):
-            self.get_logger().warning(f"~/reconstruct goals still unanswered after {timeout} s")
+        deadline = time.monotonic() + timeout  # one wait for all the actions' goals together
+        for action in self.actions:
+            if not action.wait_answered(max(0.0, deadline - time.monotonic())):
+                self.get_logger().warning(f"{action.action_name} goals still unanswered after {timeout} s")
         if held:
             time.sleep(ANSWER_DELIVERY_S)
         return joined and threads_stopped  # a thread still running: the process must leave at once

@@ -8,7 +8,7 @@ import time
 
 import rclpy
 import rclpy.executors
-from dprecon_msgs.action import Reconstruct
+from dprecon_msgs.action import EditObject, Reconstruct
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
 from dprecon_msgs.srv import ExportMap, MapStore
 from rclpy.action import ActionClient
@@ -42,6 +42,7 @@ class DpreconClient:
         self.markers_count = 0
         self.node.create_subscription(MarkerArray, f"{base}/markers", self._on_markers, markers_qos(MARKER_REPLAY_DEPTH))
         self.reconstruct_action = ActionClient(self.node, Reconstruct, f"{base}/reconstruct")
+        self.edit_action = ActionClient(self.node, EditObject, f"{base}/edit_object")
         self.feedback: list = []
         self.export_client = self.node.create_client(ExportMap, f"{base}/export")
         self.reset_client = self.node.create_client(Trigger, f"{base}/reset")
@@ -95,12 +96,22 @@ class DpreconClient:
             raise TimeoutError("~/reconstruct goal not answered")
         return future.result()
 
+    def send_edit(self, object_id: int, prompt: str, timeout_s: float = 30.0):
+        """Send an `~/edit_object` goal; the goal handle (accepted or rejected)."""
+        if not self.edit_action.wait_for_server(timeout_sec=timeout_s):
+            raise TimeoutError("action ~/edit_object not available")
+        future = self.edit_action.send_goal_async(EditObject.Goal(object_id=object_id, prompt=prompt))
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done():
+            raise TimeoutError("~/edit_object goal not answered")
+        return future.result()
+
     def wait_result(self, handle, timeout_s: float):
         """(status, result) of a goal; TimeoutError if it does not end in time."""
         future = handle.get_result_async()
         self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
         if not future.done():
-            raise TimeoutError(f"~/reconstruct did not finish in {timeout_s} s")
+            raise TimeoutError(f"the goal did not finish in {timeout_s} s")
         return future.result().status, future.result().result
 
     def cancel(self, handle, timeout_s: float = 10.0):

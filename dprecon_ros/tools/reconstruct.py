@@ -1,7 +1,8 @@
 """dprecon-reconstruct: offline reconstruction of a rosbag2, straight into the core (no ROS graph).
 
-dprecon-reconstruct --bag PATH --out DIR [--backend tsdf|neural] [--stages fuse mesh] [--device cpu] [--config YAML]
+dprecon-reconstruct --bag PATH --out DIR [--backend tsdf|neural|full] [--stages fuse mesh] [--device cpu] [--config YAML]
 dprecon-reconstruct --resume MAP_DIR [--bag PATH] --out DIR     (continue a saved map, with a bag's frames or none)
+dprecon-reconstruct --resume MAP_DIR --edit 3="a teddy bear" --out DIR   (text-driven edit of object 3)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dprecon_ros.config import ConfigError, DpreconConfig, load_config
 from dprecon_ros.core.compute import DeviceUnavailable, resolve_device
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.ingest.assembler import FrameAssembler
-from dprecon_ros.core.mapping.mapper import Mapper
+from dprecon_ros.core.mapping.mapper import REFUSED, Mapper
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.bags import read_frames
@@ -29,7 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", default=None, help="rosbag2 directory or file (mcap or sqlite3)")
     p.add_argument("--resume", default=None, help="a saved map directory (~/save_map, or a node's persist_dir) to continue")
     p.add_argument("--out", required=True, help="output directory (meshes, scene graph, and the saved map in OUT/map)")
-    p.add_argument("--backend", default=None, help="stage preset: tsdf, neural (default from config: tsdf)")
+    p.add_argument("--backend", default=None, help="stage preset: tsdf, neural, full (default from config: tsdf)")
+    p.add_argument(
+        "--prior-model", default=None, help="diffusers checkpoint of the prior: a directory, or a Hugging Face id in the local cache"
+    )
+    p.add_argument(
+        "--edit",
+        action="append",
+        default=[],
+        metavar="ID=PROMPT",
+        help="after the run, edit object ID with the prior towards PROMPT (repeatable)",
+    )
     p.add_argument("--stages", nargs="+", default=None, help="stage list instead of the preset, e.g. fuse geometry mesh")
     p.add_argument("--force", action="store_true", help="refit every object even if a resumed map has it up to date")
     p.add_argument("--config", default=None, help="YAML config (plain or a ROS params file)")
@@ -48,6 +59,8 @@ def config_from_args(args: argparse.Namespace) -> DpreconConfig:
         overrides["reconstruction.backend"] = args.backend
     if args.device:
         overrides["compute.device"] = args.device
+    if args.prior_model:
+        overrides["prior.model"] = args.prior_model
     if args.stages:
         overrides["reconstruction.stages"] = args.stages
     if args.pose_source:
@@ -57,6 +70,21 @@ def config_from_args(args: argparse.Namespace) -> DpreconConfig:
         if value is not None:
             overrides[f"topics.{name}"] = value
     return load_config(args.config, overrides)
+
+
+class EditFailed(RuntimeError):
+    """An --edit that could not run (no such object, no fitted field, no weights for the prior)."""
+
+
+def parse_edits(entries: list[str]) -> dict[int, str]:
+    """`ID=PROMPT` entries -> {id: prompt}; a malformed one is a usage error."""
+    edits = {}
+    for entry in entries:
+        key, sep, prompt = entry.partition("=")
+        if not sep or not key.strip().isdigit() or not prompt.strip():
+            raise ValueError(f"--edit {entry!r}: expected ID=PROMPT, e.g. 3='a teddy bear'")
+        edits[int(key)] = prompt.strip()
+    return edits
 
 
 def run(args: argparse.Namespace) -> Reconstruction | None:
@@ -95,6 +123,11 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
     if bar is not None:
         bar.n = 100
         bar.close()
+    edits = parse_edits(args.edit)
+    if edits:
+        report = mapper.reconstruct(progress=progress, edits=edits)
+        if report.status == REFUSED:
+            raise EditFailed(report.message)
     recon = report.reconstruction
     if recon is None:
         print(
@@ -123,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dprecon-reconstruct: no bag at {args.bag}", file=sys.stderr)
         return 2
     try:
+        parse_edits(args.edit)
+    except ValueError as exc:
+        print(f"dprecon-reconstruct: {exc}", file=sys.stderr)
+        return 2
+    try:
         return 0 if run(args) is not None else 1
+    except EditFailed as exc:
+        print(f"dprecon-reconstruct: edit refused: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print(f"dprecon-reconstruct: config error: {exc}", file=sys.stderr)
         return 2

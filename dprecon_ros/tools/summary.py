@@ -10,13 +10,14 @@ def reconstruction_summary(recon: Reconstruction, keyframes: int, frames: int, c
     labels = {o.object_id: o.label for o in recon.objects}
     labels[recon.scene_graph.background_id] = recon.scene_graph.background_label
     objects = format_table(
-        ["id", "label", "faces", "observations", "centroid (m)", "box extent (m)"],
+        ["id", "label", "faces", "observations", "observed share", "centroid (m)", "box extent (m)"],
         [
             [
                 o.object_id,
                 o.label,
                 len(o.faces),
                 o.observation_count,
+                f"{o.completeness:.2f}" if o.vertex_observed is not None else "-",
                 " ".join(f"{v:+.2f}" for v in o.centroid),
                 " ".join(f"{v:.2f}" for v in o.box.extent),
             ]
@@ -36,6 +37,7 @@ def reconstruction_summary(recon: Reconstruction, keyframes: int, frames: int, c
             objects,
             "relations:",
             *(relations or ["  (none)"]),
+            *([f"prior: {recon.prior_status}"] if recon.prior_status else []),
             f"timings: {timings}",
             f"input events: {dropped}",
         ]

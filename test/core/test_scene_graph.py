@@ -1,5 +1,7 @@
 """Relations from geometry, on hand-made boxes."""
 
+import json
+
 import numpy as np
 import trimesh
 
@@ -157,3 +159,31 @@ def test_the_support_is_read_around_a_dent_beneath_the_object():
     table = ObjectReconstruction(1, "table", v, f, np.full((len(v), 4), 255, np.uint8), v.mean(axis=0), oriented_box(v), 5)
     mug = dense(box_object(2, "mug", (0.3, 0.1, 0.72), (0.08, 0.08, 0.1)))  # bottom at 0.67, sunk 3 cm
     assert ("mug", "on", "table") in relations([table, mug])
+
+
+CUP_OBSERVED_SHARE = 0.7
+
+
+def with_provenance(obj: ObjectReconstruction, completeness: float) -> ObjectReconstruction:
+    """The object as the prior stage reports it: per-vertex observedness and its observed share."""
+    obj.vertex_observed = np.linspace(0.0, 1.0, len(obj.vertices), dtype=np.float32)
+    obj.completeness = completeness
+    return obj
+
+
+def test_the_json_graph_says_per_object_how_much_was_generated_and_whether_that_is_known():
+    """Without provenance (tsdf, neural) both shares are 0 and `provenance` is false: unknown, not unseen."""
+    from dprecon_ros.core.scene_graph import build_scene_graph, scene_graph_to_dict
+
+    table = box_object(1, "table", (0, 0, 0.35), (1.2, 0.8, 0.7))
+    cup = with_provenance(box_object(2, "cup", (0.05, 0.1, 0.75), (0.08, 0.08, 0.1)), CUP_OBSERVED_SHARE)
+    floor = with_provenance(_floor(), 1.0)
+    as_json = scene_graph_to_dict(build_scene_graph([table, cup], floor, SceneGraphConfig()), floor, "map", 0.0)
+    nodes = {n["label"]: n for n in as_json["objects"]}
+    assert nodes["cup"]["provenance"] is True
+    assert np.isclose(nodes["cup"]["completeness"], CUP_OBSERVED_SHARE) and np.isclose(
+        nodes["cup"]["generated_share"], 1 - CUP_OBSERVED_SHARE
+    )
+    assert nodes["table"]["provenance"] is False and nodes["table"]["generated_share"] == 0.0 and nodes["table"]["completeness"] == 0.0
+    assert nodes["background"]["provenance"] is True and nodes["background"]["generated_share"] == 0.0
+    assert json.loads(json.dumps(as_json)) == as_json  # plain JSON types, no numpy scalars

@@ -11,7 +11,7 @@ import numpy as np
 import trimesh
 
 from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction, Relation, SceneGraph
-from dprecon_ros.io.export import export_reconstruction
+from dprecon_ros.io.export import OBSERVED_ATTRIBUTE, export_reconstruction
 
 TABLE_TOP_M = 0.75
 MUG_HEIGHT_M = 0.10
@@ -85,3 +85,59 @@ def test_glb_meshes_and_nodes_are_named_id_label(tmp_path):
     scene = gltf_json(tmp_path / "scene.glb")
     assert sorted(m["name"] for m in scene["meshes"]) == ["2_table", "3_mug", "background"]
     assert sorted(n["name"] for n in scene["nodes"] if "mesh" in n) == ["2_table", "3_mug", "background"]
+
+
+PRIOR_OFF = "off: no weights"
+GL_FLOAT = 5126  # glTF componentType of float32
+
+
+def glb_attribute(path: Path, mesh_name: str, attribute: str) -> np.ndarray | None:
+    """A float32 SCALAR vertex attribute of the named mesh, read from the GLB's own chunks (JSON, then BIN);
+    None where the mesh has no such attribute."""
+    doc = gltf_json(path)
+    data = path.read_bytes()
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    bin_start = 20 + json_length + 8  # after the JSON chunk and the BIN chunk's length and type
+    (mesh,) = [m for m in doc["meshes"] if m["name"] == mesh_name]
+    attributes = mesh["primitives"][0]["attributes"]
+    if attribute not in attributes:
+        return None
+    accessor = doc["accessors"][attributes[attribute]]
+    assert accessor["type"] == "SCALAR" and accessor["componentType"] == GL_FLOAT
+    assert accessor["count"] == doc["accessors"][attributes["POSITION"]]["count"]
+    view = doc["bufferViews"][accessor["bufferView"]]
+    start = bin_start + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+    return np.frombuffer(data, "<f4", count=accessor["count"], offset=start)
+
+
+def with_provenance(recon: Reconstruction) -> Reconstruction:
+    """The mug observed from one side (observedness rising with map x), the table without provenance."""
+    mug = recon.objects[1]
+    x = mug.vertices[:, 0]
+    mug.vertex_observed = ((x - x.min()) / np.ptp(x)).astype(np.float32)
+    mug.completeness = float(np.mean(mug.vertex_observed >= 0.5))
+    recon.prior_status = PRIOR_OFF
+    return recon
+
+
+def test_glb_carries_observedness_as_a_custom_vertex_attribute_only_where_known(tmp_path):
+    recon = with_provenance(mug_on_table())
+    export_reconstruction(recon, tmp_path)
+    mug = recon.objects[1]
+    for path in (tmp_path / "objects" / "3_mug.glb", tmp_path / "scene.glb"):
+        written = glb_attribute(path, "3_mug", OBSERVED_ATTRIBUTE)
+        assert written is not None and len(written) == len(mug.vertices), path
+        assert np.allclose(written, mug.vertex_observed, atol=1e-6), path
+    assert glb_attribute(tmp_path / "objects" / "2_table.glb", "2_table", OBSERVED_ATTRIBUTE) is None
+    assert glb_attribute(tmp_path / "scene.glb", "2_table", OBSERVED_ATTRIBUTE) is None
+    assert glb_attribute(tmp_path / "background.glb", "background", OBSERVED_ATTRIBUTE) is None
+
+
+def test_scene_graph_json_records_the_prior_and_each_objects_provenance(tmp_path):
+    recon = with_provenance(mug_on_table())
+    export_reconstruction(recon, tmp_path)
+    graph = json.loads((tmp_path / "scene_graph.json").read_text())
+    assert graph["prior_status"] == PRIOR_OFF
+    nodes = {n["label"]: n for n in graph["objects"]}
+    assert nodes["mug"]["provenance"] is True and np.isclose(nodes["mug"]["generated_share"], 1 - recon.objects[1].completeness)
+    assert nodes["table"]["provenance"] is False and nodes["table"]["generated_share"] == 0.0

@@ -65,3 +65,95 @@ def test_the_default_marker_history_keeps_few_full_maps():
     from dprecon_ros.config import DpreconConfig
 
     assert DpreconConfig().topics.marker_history <= 4
+
+
+COMPLETENESS = 0.6
+PRIOR_ON = "on: reference"
+
+
+def observed_obj(oid: int, x: float) -> ObjectReconstruction:
+    """A box whose vertices alternate between seen (1) and generated (0)."""
+    o = obj(oid, x)
+    o.vertex_observed = (np.arange(len(o.vertices)) % 2).astype(np.float32)
+    o.completeness = COMPLETENESS
+    return o
+
+
+def test_object_messages_carry_per_vertex_provenance_and_the_generated_share():
+    from std_msgs.msg import Header
+
+    from dprecon_ros.ros.conversions import object_message
+
+    seen, unknown = observed_obj(1, 0.0), obj(2, 1.0)
+    msg = object_message(seen, Header())
+    assert np.array_equal(np.asarray(msg.vertex_observed, np.float32), seen.vertex_observed)
+    assert len(msg.vertex_observed) == len(msg.mesh.vertices)
+    assert np.isclose(msg.completeness, COMPLETENESS) and np.isclose(msg.generated_share, 1 - COMPLETENESS)
+    msg = object_message(unknown, Header())
+    assert len(msg.vertex_observed) == 0 and msg.generated_share == 0.0  # unknown: nothing claimed
+
+
+def test_status_and_json_graph_report_the_prior_of_the_current_map():
+    import json
+
+    from builtin_interfaces.msg import Time
+
+    from dprecon_ros.ros.conversions import scene_graph_json, status_message
+
+    r = recon([obj(1, 0.0)], {1: 1})
+    r.prior_status = PRIOR_ON
+
+    def status(current: Reconstruction | None):
+        return status_message(Time(), "idle", 1.0, 0, 0, "full", ["fuse", "prior"], 3, current, 1, {}, "")
+
+    assert status(r).prior == PRIOR_ON
+    assert status(None).prior == ""
+    assert json.loads(scene_graph_json(r, "map").data)["prior_status"] == PRIOR_ON
+
+
+def mesh_colours(markers, oid: int) -> np.ndarray:
+    """The (points, 4) colours of an object's mesh marker."""
+    (mesh,) = [m for m in markers.markers if m.ns == "meshes" and m.id == oid]
+    return np.array([[c.r, c.g, c.b, c.a] for c in mesh.colors])
+
+
+def test_observed_marker_colours_show_provenance_and_keep_rgb_without_it():
+    from dprecon_ros.core.observedness import MARKER_OBSERVED, observed_colours
+
+    seen, unknown = observed_obj(1, 0.0), obj(2, 1.0)
+    r = recon([seen, unknown], {1: 1, 2: 1})
+    rgb, _ = marker_update(r, "map", None)
+    shown, _ = marker_update(r, "map", None, colours=MARKER_OBSERVED)
+    expected = observed_colours(seen.vertex_colors, seen.vertex_observed)[seen.faces.reshape(-1)] / 255.0
+    assert np.allclose(mesh_colours(shown, 1), expected, atol=1e-6)
+    assert not np.allclose(mesh_colours(rgb, 1), expected, atol=1e-6)
+    assert np.allclose(mesh_colours(shown, 2), mesh_colours(rgb, 2))  # no provenance: rgb
+
+
+def test_switching_the_marker_colours_resends_every_mesh():
+    """Unchanged meshes are never resent, so a new colour mode must come as a snapshot."""
+    from dprecon_ros.core.observedness import MARKER_OBSERVED
+    from dprecon_ros.ros.conversions import MarkerStream
+
+    stream = MarkerStream(history=4)
+    r = recon([observed_obj(1, 0.0), observed_obj(2, 1.0)], {1: 1, 2: 1})
+    stream.next(r, "map")
+    unchanged = stream.next(r, "map")
+    assert not [m for m in unchanged.markers if m.ns == "meshes"]
+    switched = stream.next(r, "map", colours=MARKER_OBSERVED)
+    assert switched.markers[0].action == Marker.DELETEALL
+    assert {m.id for m in switched.markers if m.ns == "meshes"} == {1, 2}
+
+
+def test_marker_colours_default_to_rgb_and_reject_unknown_modes():
+    import pytest
+
+    from dprecon_ros.config import DpreconConfig
+    from dprecon_ros.config_fields import ConfigError, apply_overrides
+
+    config = DpreconConfig()
+    assert config.topics.marker_colors == "rgb"
+    apply_overrides(config, {"topics": {"marker_colors": "observed"}})
+    assert config.topics.marker_colors == "observed"
+    with pytest.raises(ConfigError, match="marker_colors"):
+        apply_overrides(config, {"topics": {"marker_colors": "rainbow"}})

@@ -13,7 +13,9 @@ class KeyframeConfig:
     min_rotation_deg: float = config_field(12.0, "... or turned this much from every keyframe", (0.0, 180.0))
     max_keyframes: int = config_field(60, "keyframe count bound (the most redundant is evicted)", (2, 10000))
     max_memory_mb: float = config_field(
-        1024.0, "memory bound of the keyframes plus the frames waiting to become one (decoded, queued), MiB", (1.0, 1.0e6)
+        1024.0,
+        "memory bound of the keyframes (images and association voxel keys) plus the frames waiting to become one (decoded, queued), MiB",
+        (1.0, 1.0e6),
     )
     waiting_share: float = config_field(
         0.25,

@@ -56,7 +56,7 @@ class KeyframeBuffer:
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(k.frame.nbytes for k in self._keyframes)
+            return sum(k.nbytes for k in self._keyframes)
 
     def is_novel(self, frame: Frame) -> bool:
         """True if the frame's pose is far enough from every keyframe held."""
@@ -82,10 +82,13 @@ class KeyframeBuffer:
             return False
         return True
 
-    def add(self, frame: Frame, instance_to_object: dict[int, int]) -> tuple[Keyframe, list[Keyframe]]:
-        """(the new keyframe, the keyframes evicted to make room for it)."""
+    def add(
+        self, frame: Frame, instance_to_object: dict[int, int], instance_keys: dict[int, np.ndarray] | None = None
+    ) -> tuple[Keyframe, list[Keyframe]]:
+        """(the new keyframe, the keyframes evicted to make room for it). The association's voxel keys come
+        with the frame so that the memory bound counts them from the start."""
         with self._lock:
-            kf = Keyframe(self._next_index, frame, dict(instance_to_object))
+            kf = Keyframe(self._next_index, frame, dict(instance_to_object), instance_keys)
             self._next_index += 1
             self._keyframes.append(kf)
             evicted = self._evict_locked()
@@ -110,14 +113,14 @@ class KeyframeBuffer:
         budget = self.config.max_memory_mb * 2**20
         # waiting frames take at most their share: a backlog must never evict the map itself
         limit_bytes = budget - min(self.waiting_bytes(), self.config.waiting_share * budget)
-        nbytes = sum(k.frame.nbytes for k in self._keyframes)
+        nbytes = sum(k.nbytes for k in self._keyframes)
         gaps = None
         while len(self._keyframes) > 1 and (len(self._keyframes) > self.config.max_keyframes or nbytes > limit_bytes):
             gaps = self._pose_gaps() if gaps is None else gaps
             i = int(np.argmin(gaps.min(axis=1)))
             gaps = np.delete(np.delete(gaps, i, axis=0), i, axis=1)
             evicted.append(self._keyframes.pop(i))
-            nbytes -= evicted[-1].frame.nbytes
+            nbytes -= evicted[-1].nbytes
             self.counters.count("evicted_keyframe", "", logging.DEBUG)
         return evicted
 

@@ -22,7 +22,7 @@ from dprecon_ros.core.heap import release_free_memory
 from dprecon_ros.core.mapping.association import ObjectAssociator
 from dprecon_ros.core.mapping.keyframe_files import LOGGED_REASONS, scan_directory
 from dprecon_ros.core.mapping.keyframes import KeyframeBuffer
-from dprecon_ros.core.pipeline import Pipeline, reassemble
+from dprecon_ros.core.pipeline import EditRefused, Pipeline, reassemble
 from dprecon_ros.core.scene_model import SceneModel
 from dprecon_ros.core.stages.base import RunCancelled
 from dprecon_ros.core.store.manifest import MapFormatError
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dprecon_ros")
 
 RECONSTRUCTED, UNCHANGED, TOO_FEW_KEYFRAMES, CANCELLED, FAILED = "reconstructed", "unchanged", "too_few_keyframes", "cancelled", "failed"
+REFUSED = "refused"  # an edit that cannot run (no such object, no fitted field, no prior here)
 
 
 @dataclass
@@ -97,7 +98,15 @@ class Progress:
 class RunJob:
     """A reconstruction running in its own thread; cancel it, wait for it, read its progress."""
 
-    def __init__(self, mapper: Mapper, force: bool, stages: list[str] | None, on_done: Callable[[RunJob], None] | None = None) -> None:
+    def __init__(
+        self,
+        mapper: Mapper,
+        force: bool,
+        stages: list[str] | None,
+        on_done: Callable[[RunJob], None] | None = None,
+        edits: dict[int, str] | None = None,
+    ) -> None:
+        self.edits = dict(edits or {})
         self.cancel_event = threading.Event()
         self.on_done = on_done
         self.progress = Progress(stage="starting")
@@ -111,7 +120,9 @@ class RunJob:
 
     def _run(self, mapper: Mapper, force: bool, stages: list[str] | None) -> None:
         try:
-            self.report = mapper.reconstruct(force=force, stages=stages, cancel=self.cancel_event, progress=self._on_progress)
+            self.report = mapper.reconstruct(
+                force=force, stages=stages, cancel=self.cancel_event, progress=self._on_progress, edits=self.edits
+            )
         except BaseException as exc:  # reported to whoever waits; the thread must not die silently
             self.error = exc
             self.report = RunReport(FAILED, mapper.latest, message=f"{type(exc).__name__}: {exc}")
@@ -188,8 +199,8 @@ class Mapper:
                 mapping = {}
             else:
                 mapping = self.associator.associate(frame)
-            kf, evicted = self.keyframes.add(frame, mapping)
-            kf.instance_keys = self.associator.frame_keys if frame.depth_m is not None else {}
+            keys = self.associator.frame_keys if frame.depth_m is not None else {}
+            kf, evicted = self.keyframes.add(frame, mapping, keys)
             self.counters.count("accepted", "", logging.DEBUG)
             self._apply_merges()
             if evicted:
@@ -299,6 +310,7 @@ class Mapper:
         associator = ObjectAssociator(self.config.association)
         for kf in keyframes:
             kf.instance_to_object = associator.associate(kf.frame) if kf.frame.depth_m is not None else {}
+            kf.instance_keys = associator.frame_keys if kf.frame.depth_m is not None else {}  # counted by the memory bound
         self._replace_map(keyframes, associator, SceneModel(), source=source)
 
     def _replace_map(
@@ -358,9 +370,15 @@ class Mapper:
             ]
 
     def reconstruct(
-        self, force: bool = False, stages: list[str] | None = None, cancel: threading.Event | None = None, progress=None
+        self,
+        force: bool = False,
+        stages: list[str] | None = None,
+        cancel: threading.Event | None = None,
+        progress=None,
+        edits: dict[int, str] | None = None,
     ) -> RunReport:
-        """Run the pipeline now, in this thread, on snapshots of the keyframes, objects and configuration."""
+        """Run the pipeline now, in this thread, on snapshots of the keyframes, objects and configuration.
+        `edits` (object id -> prompt) runs a text-driven edit of those objects instead."""
         with self._run_lock:
             t0 = time.perf_counter()
             with self.config_lock:
@@ -375,8 +393,11 @@ class Mapper:
                 return RunReport(TOO_FEW_KEYFRAMES, self.latest, message=message)
             try:
                 outcome = self.pipeline.run(
-                    model, keyframes, seeds, config, compute_from_config(config.compute), stages, force, cancel, progress
+                    model, keyframes, seeds, config, compute_from_config(config.compute), stages, force, cancel, progress, edits
                 )
+            except EditRefused as exc:
+                self.counters.count("edit_refused", f"edit refused: {exc}", logging.WARNING)
+                return RunReport(REFUSED, self.latest, duration_s=time.perf_counter() - t0, message=str(exc))
             except RunCancelled as exc:
                 self.counters.count("run_cancelled", f"reconstruction {exc}", logging.INFO)
                 return RunReport(CANCELLED, self.latest, duration_s=time.perf_counter() - t0, message=str(exc))
@@ -412,13 +433,19 @@ class Mapper:
                 self.counters.count("persist_error", f"cannot persist the map to {self.persist_dir}: {exc}")
 
     # ------------------------------------------------------------------ jobs
-    def start(self, force: bool = False, stages: list[str] | None = None, on_done: Callable[[RunJob], None] | None = None) -> RunJob | None:
+    def start(
+        self,
+        force: bool = False,
+        stages: list[str] | None = None,
+        on_done: Callable[[RunJob], None] | None = None,
+        edits: dict[int, str] | None = None,
+    ) -> RunJob | None:
         """Start a run in the background; None if one is running already. `on_done(job)` runs in the job's
         thread when it ends, whatever the outcome (the node publishes from there)."""
         with self._lock:
             if self._stopped or (self._job is not None and self._job.running):
                 return None
-            self._job = RunJob(self, force, stages, on_done).start()
+            self._job = RunJob(self, force, stages, on_done, edits).start()
             return self._job
 
     def stop(self, timeout_s: float) -> bool:

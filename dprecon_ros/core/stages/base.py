@@ -45,6 +45,7 @@ class RunContext:
     stage: str = ""
     stage_index: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    edits: dict[int, str] = field(default_factory=dict)  # object id -> new prompt: a text-driven edit of those objects only
 
     def progress(self, fraction: float) -> None:
         if self.on_progress is not None:

@@ -7,8 +7,9 @@ from dprecon_ros.core.stages.base import STAGES, Stage
 from dprecon_ros.core.stages.fuse import FuseStage
 from dprecon_ros.core.stages.geometry.stage import GeometryStage
 from dprecon_ros.core.stages.mesh import MeshStage
+from dprecon_ros.core.stages.prior.stage import PriorStage
 
-BUILT_IN = (FuseStage, GeometryStage, MeshStage)
+BUILT_IN = (FuseStage, GeometryStage, PriorStage, MeshStage)
 
 
 def make_stages(names: list[str]) -> list[Stage]:

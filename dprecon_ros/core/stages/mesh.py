@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from dprecon_ros.config_fields import config_field
 from dprecon_ros.core.fusion.fuse import fuse_background, fuse_object
 from dprecon_ros.core.meshing import drop_small_components, extract_mesh, sdf_grid_surface, simplify
+from dprecon_ros.core.provenance import vertex_observedness
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
 from dprecon_ros.core.types import TriangleMesh
@@ -29,6 +30,12 @@ class MeshConfig:
         0.05, "drop object mesh components smaller than this fraction of the largest (1 = largest only)", (0.0, 1.0)
     )
     min_weight: float = config_field(0.5, "voxels observed with less total weight are treated as unknown", (0.0, 1000.0))
+    observed_threshold: float = config_field(
+        0.5, "provenance: a vertex counts as observed where the visibility grid outside it is at least this", (0.0, 1.0)
+    )
+    observed_offset_cells: float = config_field(
+        1.0, "provenance: the visibility grid is read this many of its cells outside each vertex, along its normal", (0.0, 10.0)
+    )
 
 
 log = logging.getLogger("dprecon_ros")
@@ -45,6 +52,9 @@ class MeshStage(Stage):
             ctx.check_cancelled()
             ctx.progress(i / max(1, len(states)))
             state.mesh = self.mesh_state(model, state, ctx)
+            if model.visibility is not None and not state.mesh.is_empty:
+                m = state.mesh
+                m.observed = vertex_observedness(model.visibility, m.vertices, m.faces, ctx.config.mesh.observed_offset_cells)
             if state.mesh.is_empty and not state.is_background:
                 log.info("object %d (%s) produced no surface", state.object_id, state.label)
         return model

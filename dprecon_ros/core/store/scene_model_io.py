@@ -43,6 +43,7 @@ def _state_meta(state: ObjectState, arrays: dict[str, np.ndarray]) -> dict:
         "seed": None,
         "mesh": state.mesh is not None,
         "field": None,
+        "prompt": state.prompt,
     }
     if state.seed is not None:
         s = state.seed
@@ -53,6 +54,8 @@ def _state_meta(state: ObjectState, arrays: dict[str, np.ndarray]) -> dict:
             state.mesh.faces,
             state.mesh.vertex_colors,
         )
+        if state.mesh.observed is not None:
+            arrays[f"{key}.observed"] = state.mesh.observed
     if state.field is not None:
         meta["field"] = {**_box_meta(state.field.box), "levels": len(state.field.levels)}
         for level, values in enumerate(state.field.levels):
@@ -66,7 +69,9 @@ def _state_from(meta: dict, arrays) -> ObjectState:
     if meta["seed"] is not None:
         s = meta["seed"]
         seed = ObjectSeed(meta["id"], meta["label"], np.array(s["lo"]), np.array(s["hi"]), int(s["observations"]))
-    mesh = TriangleMesh(arrays[f"{key}.vertices"], arrays[f"{key}.faces"], arrays[f"{key}.colors"]) if meta["mesh"] else None
+    mesh = None
+    if meta["mesh"]:
+        mesh = TriangleMesh(arrays[f"{key}.vertices"], arrays[f"{key}.faces"], arrays[f"{key}.colors"], arrays.get(f"{key}.observed"))
     field = None
     if meta["field"] is not None:
         if "levels" in meta["field"]:
@@ -84,6 +89,7 @@ def _state_from(meta: dict, arrays) -> ObjectState:
         int(meta["observation_count"]),
         field=field,
         mesh=mesh,
+        prompt=str(meta.get("prompt", "")),
     )
 
 
@@ -101,6 +107,7 @@ def save_scene_model(model: SceneModel, directory: Path) -> list[str]:
         "background": _state_meta(model.background, arrays) if model.background is not None else None,
         "appearance": None,
         "visibility": None,
+        "prior_status": model.prior_status,
     }
     if model.normalisation is not None:
         meta["normalisation"] = {"center": model.normalisation.center.tolist(), "scale": model.normalisation.scale}
@@ -134,6 +141,7 @@ def load_scene_model(directory: Path) -> SceneModel:
             stamp=float(meta["stamp"]),
             keyframe_ids=tuple(meta["keyframe_ids"]),
             history=list(meta["history"]),
+            prior_status=str(meta.get("prior_status", "")),
         )
         if meta["normalisation"] is not None:
             model.normalisation = SceneNormalisation(np.array(meta["normalisation"]["center"]), float(meta["normalisation"]["scale"]))

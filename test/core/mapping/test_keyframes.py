@@ -50,6 +50,15 @@ def test_memory_bound():
     assert len(buf) == 2 and buf.nbytes <= frame_mb * 2.5 * 2**20
 
 
+def test_memory_bound_counts_the_association_keys_held_with_each_keyframe():
+    frame_bytes = make_frame(size=(400, 300)).nbytes
+    keys = {1: np.zeros(frame_bytes // 8, dtype=np.int64)}  # keys as large as the images: each keyframe is twice its frame
+    buf = KeyframeBuffer(KeyframeConfig(max_memory_mb=frame_bytes * 4.5 / 2**20))
+    for x in range(5):
+        buf.add(make_frame(size=(400, 300), T=at(float(x))), {1: 1}, keys)
+    assert len(buf) == 2 and buf.nbytes == 4 * frame_bytes
+
+
 def test_keyframe_file_round_trip(tmp_path):
     frame = make_frame(stamp=12.5, T=at(0.3, 20))
     frame.depth_m[0, 0] = np.nan

@@ -125,3 +125,18 @@ def test_an_object_held_keyframes_show_is_kept_even_if_its_keys_come_out_empty(c
     shown = {o for kf in resumed.keyframes.snapshot() for o in kf.instance_to_object.values()}
     assert shown <= set(resumed.associator.objects), (shown, set(resumed.associator.objects))
     assert all(resumed.associator.objects[o].keys.size for o in shown & set(before))
+
+
+def test_the_memory_bound_counts_each_keyframes_association_keys_from_its_admission(coarse_config, small_frames):
+    """The keys come with the keyframe into the buffer: the bound that evicts already counts them, so the buffer
+    is within its bound after every frame, not only after the next one."""
+    frames = small_frames[0][:4]
+    everything = filled(coarse_config, frames).keyframes  # no bound reached: what the four keyframes weigh
+    keys = sum(k.nbytes for kf in everything.snapshot() for k in kf.instance_keys.values())
+    assert keys > 0 and everything.nbytes == sum(f.nbytes for f in frames) + keys
+    coarse_config.keyframes.max_memory_mb = (everything.nbytes - 1) / 2**20  # one byte short of all four with their keys
+    mapper = Mapper(coarse_config)
+    for frame in frames:
+        mapper.add_frame(frame)
+        assert mapper.keyframes.nbytes <= coarse_config.keyframes.max_memory_mb * 2**20
+    assert len(mapper.keyframes) == len(frames) - 1

@@ -1,0 +1,1 @@
+"""Stage `prior`: DP-Recon stage 2, unseen geometry completed by score distillation."""

@@ -1,0 +1,112 @@
+"""The prior through the node: with weights it runs and `~/edit_object` edits one object end to end; without
+weights the node says the prior is off and still publishes the map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from action_msgs.msg import GoalStatus
+
+from dprecon_ros.testing.ros_graph import RosGraph, params, sim_params
+
+pytestmark = pytest.mark.ros
+
+VIEWS = 6
+TOY = {  # the full preset at toy size: seconds on a CPU
+    "reconstruction.backend": "full",
+    "reconstruction.period_s": 0.0,
+    "topics.image_qos": "reliable",
+    "tsdf.object_voxel_m": 0.02,
+    "geometry.cpu_preset": False,
+    "geometry.iterations": 10,
+    "geometry.rays_per_batch": 64,
+    "geometry.object_resolution": 16,
+    "geometry.background_resolution": 16,
+    "geometry.feature_resolution": 8,
+    "geometry.background_patches": 1,
+    "geometry.patch_size": 4,
+    "prior.cpu_preset": False,
+    "prior.iterations": 4,
+    "prior.views_per_step": 1,
+    "prior.render_size": 16,
+    "prior.latent_size": 16,
+    "prior.samples_per_ray": 12,
+    "prior.rays_per_batch": 32,
+    "prior.visibility_resolution": 24,
+    "prior.visibility_rays_per_image": 100,
+    "prior.visibility_samples_per_ray": 12,
+}
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory, tiny_checkpoint):
+    """One simulator feeding two nodes: `with_prior` has a (tiny, random) checkpoint, `no_weights` has none."""
+    tmp = tmp_path_factory.mktemp("prior_graph")
+    graph = RosGraph(tmp)
+    graph.start("dprecon_node", *params({**TOY, "prior.model": str(tiny_checkpoint)}), "-r", "__node:=with_prior", name="with_prior")
+    graph.start("dprecon_node", *params({**TOY, "prior.model": str(tmp / "no_weights")}), "-r", "__node:=no_weights", name="no_weights")
+    sim = graph.start("dprecon_sim", *sim_params(VIEWS, sim__width=160, sim__height=120, wait_for_subscribers_s=60.0))
+    try:
+        assert sim.wait(timeout=180) == 0, graph.logs()
+        yield graph, tmp
+    finally:
+        graph.close()
+
+
+def client_of(graph: RosGraph, name: str):
+    from dprecon_ros.testing.graph_client import DpreconClient
+
+    return DpreconClient(node_name=name, client_name=f"client_{name}_{graph.domain}", context=graph.context)
+
+
+def test_without_weights_the_status_says_the_prior_is_off_and_the_map_is_published(two_nodes):
+    graph, _ = two_nodes
+    client = client_of(graph, "no_weights")
+    try:
+        assert client.wait_for_keyframes_settled(minimum=VIEWS - 2, settle_s=1.0, timeout_s=60) >= VIEWS - 2
+        result = client.reconstruct(timeout_s=300)
+        assert result.success and result.objects >= 3, result.message + graph.logs()
+        assert client.spin_until(lambda: client.status is not None and client.status.prior.startswith("off: no checkpoint"), 10), (
+            client.status
+        )
+        assert client.spin_until(lambda: client.objects is not None and len(client.objects.objects) >= 3, 10)
+        assert all(len(o.vertex_observed) == 0 and o.generated_share == 0.0 for o in client.objects.objects)
+        handle = client.send_edit(client.objects.objects[0].id, "a teddy bear")  # accepted, then refused with the reason
+        status, edit = client.wait_result(handle, 120) if handle.accepted else (None, None)
+        assert handle.accepted and status == GoalStatus.STATUS_ABORTED and "prior cannot run" in edit.message, edit
+    finally:
+        client.close()
+
+
+def test_the_prior_runs_and_edit_object_changes_that_object_only(two_nodes):
+    graph, _ = two_nodes
+    client = client_of(graph, "with_prior")
+    try:
+        assert client.wait_for_keyframes_settled(minimum=VIEWS - 2, settle_s=1.0, timeout_s=60) >= VIEWS - 2
+        result = client.reconstruct(timeout_s=300)
+        assert result.success, result.message + graph.logs()
+        assert client.spin_until(lambda: client.status is not None and client.status.prior.startswith("on: stable-diffusion"), 10)
+        assert client.spin_until(lambda: client.objects is not None and len(client.objects.objects) >= 3, 10)
+        before = {o.id: np.array([[p.x, p.y, p.z] for p in o.mesh.vertices]) for o in client.objects.objects}
+        assert all(len(o.vertex_observed) == len(o.mesh.vertices) for o in client.objects.objects)
+        target = sorted(before)[0]
+        rejected = client.send_edit(9999, "a teddy bear")
+        assert not rejected.accepted
+        handle = client.send_edit(target, "a teddy bear")
+        assert handle.accepted
+        status, edit = client.wait_result(handle, 300)
+        assert status == GoalStatus.STATUS_SUCCEEDED and edit.success, edit.message + graph.logs()
+
+        def republished() -> bool:
+            objs = {o.id: o for o in client.objects.objects}
+            mesh = np.array([[p.x, p.y, p.z] for p in objs[target].mesh.vertices])
+            return mesh.shape != before[target].shape or not np.allclose(mesh, before[target])
+
+        assert client.spin_until(republished, 30), "the edited object was not republished with a new mesh"
+        after = {o.id: np.array([[p.x, p.y, p.z] for p in o.mesh.vertices]) for o in client.objects.objects}
+        for oid in before:
+            if oid != target:
+                assert after[oid].shape == before[oid].shape and np.allclose(after[oid], before[oid])  # the others untouched
+        assert "edited [" in graph.logs()
+    finally:
+        client.close()
