@@ -45,7 +45,7 @@ SMALL = {  # CPU sizes: the geometry of bench_backends' small runs, the prior's 
     "geometry.background_resolution": 48,
     "geometry.feature_resolution": 32,
     "geometry.progress_every": 50,
-    "prior.cpu.iterations": 240,
+    "prior.cpu.iterations": 900,
 }
 METRICS = ("unseen_recall", "fscore", "chamfer_cm", "observed_fscore", "completeness")
 
