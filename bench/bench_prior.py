@@ -159,7 +159,10 @@ def main() -> int:
     for name, frames, gt in scene_inputs(args):
         geometry, recon = run(frames, gt, {**base, "reconstruction.backend": "neural"}, args)
         register_reference_guidance(reference_meshes(recon, gt), args.strength)
-        prior, _ = run(frames, gt, {**base, "reconstruction.backend": "full", "prior.guidance": "reference"}, args)
+        prior, recon_prior = run(frames, gt, {**base, "reconstruction.backend": "full", "prior.guidance": "reference"}, args)
+        ids = {(o.object_id, o.label) for o in recon.objects}
+        if ids != {(o.object_id, o.label) for o in recon_prior.objects}:  # the reference meshes are keyed by the first run's ids
+            raise SystemExit(f"{name}: the two runs associated different objects; the reference meshes would not match")
         gain = prior["mean"]["unseen_recall"] - geometry["mean"]["unseen_recall"]
         drift = prior["mean"]["observed_fscore"] - geometry["mean"]["observed_fscore"]
         print(f"\n{name}: {len(frames)} frames; prior {prior['prior_status']}")

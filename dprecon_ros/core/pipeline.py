@@ -22,10 +22,12 @@ import numpy as np
 
 from dprecon_ros.core.compute import Compute, is_out_of_memory, release_device_memory
 from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.guidance.base import guidance_available
 from dprecon_ros.core.result import assemble
 from dprecon_ros.core.scene_model import BACKGROUND_ID, ObjectState, SceneModel
 from dprecon_ros.core.stages.base import ProgressFn, RunContext, Stage
 from dprecon_ros.core.stages.catalog import make_stages
+from dprecon_ros.core.stages.prior.config import prompt_overrides
 from dprecon_ros.core.types import Keyframe, ObjectSeed, Reconstruction
 
 if TYPE_CHECKING:
@@ -62,11 +64,17 @@ def fingerprints(
     """What each object's fit depends on: the stage list and its configuration, the object's box, label and
     observations, and the keyframes that saw it (all keyframes for the background)."""
     sections = sorted({s for stage in stages for s in stage.config_sections})
-    shared = {"stages": [s.name for s in stages], "config": {s: dataclasses.asdict(getattr(config, s)) for s in sections}}
+    values = {s: dataclasses.asdict(getattr(config, s)) for s in sections}
+    # a per-object prompt belongs to that object's fingerprint alone: overriding one prompt refits one object
+    prompts = prompt_overrides(values["prior"].pop("prompts")) if "prior" in values else {}
+    if "prior" in values:  # weights that appear later must refit what was fitted without them
+        values["prior"]["available"] = guidance_available(config.prior)
+    shared = {"stages": [s.name for s in stages], "config": values}
     out = {}
     for seed in seeds:
         box = np.round(np.concatenate([seed.lo, seed.hi]), BOUNDS_DECIMALS).tolist()
-        out[seed.object_id] = _digest([shared, seed.label, box, seed.observations, list(seen[seed.object_id])])
+        own = [seed.label, box, seed.observations, list(seen[seed.object_id])]
+        out[seed.object_id] = _digest([shared, *own, prompts[seed.object_id]] if seed.object_id in prompts else [shared, *own])
     masks = [[kf.index, sorted(kf.instance_to_object)] for kf in keyframes]
     out[BACKGROUND_ID] = _digest([shared, masks])
     return out
@@ -193,6 +201,10 @@ class Pipeline:
         work = self.run_stages(make_stages(names), work, ctx)
         if not work.prior_status.startswith("on"):
             raise EditRefused(f"the prior cannot run: {work.prior_status.removeprefix('off: ')}")
+        for oid in edits:  # its new shape comes from the prompt, not the cameras: nothing of it counts as observed
+            mesh = work.state(oid).mesh
+            if mesh is not None and mesh.observed is not None:
+                mesh.observed = np.zeros_like(mesh.observed)
         work.revision += 1
         recon = assemble(work, config, names, set(edits), set(), ctx.timings)
         return RunOutcome(work, recon, sorted(edits))

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
-from dprecon_msgs.srv import ExportMap, MapStore
+from dprecon_msgs.srv import ExportMap, MapStore, SetPrompt
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -22,6 +22,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -35,6 +36,7 @@ from dprecon_ros.core.ingest.assembler import FrameAssembler, stamp_of
 from dprecon_ros.core.ingest.inbox import IMAGE_STREAMS, Inbox
 from dprecon_ros.core.ingest.worker import IngestWorker
 from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, Mapper, RunJob
+from dprecon_ros.core.scene_model import BACKGROUND_ID
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.export import export_reconstruction
@@ -157,6 +159,7 @@ class DpreconNode(Node):
             (Trigger, "~/reset", self._srv_reset),
             (MapStore, "~/save_map", self._srv_save_map),
             (MapStore, "~/load_map", self._srv_load_map),
+            (SetPrompt, "~/set_prompt", self._srv_set_prompt),
         ):
             guard = guarded(name, handler, self.counters, self.get_logger())
             self.create_service(kind, name, guard, qos_profile=REQUESTS, callback_group=services)
@@ -327,6 +330,24 @@ class DpreconNode(Node):
             self.counters.count("slow_cancel", "the cancelled reconstruction is still ending; it will not publish")
         response.success = True
         response.message = "keyframes, objects and the persisted map cleared; a running reconstruction was cancelled"
+        return response
+
+    def _srv_set_prompt(self, request, response):
+        """Through the `prior.prompts` parameter, so the parameter always says which prompts are in force."""
+        prompt = " ".join(request.prompt.split())  # one line: an entry is 'ID=prompt'
+        if request.object_id == BACKGROUND_ID:
+            response.success, response.message = False, "the background's prompt is the prior.background_prompt parameter"
+            return response
+        kept = [e for e in self.config.prior.prompts if e.partition("=")[0].strip() != str(request.object_id)]
+        entries = kept + ([f"{request.object_id}={prompt}"] if prompt else [])
+        result = self.set_parameters([Parameter("prior.prompts", Parameter.Type.STRING_ARRAY, entries)])[0]
+        response.success = result.successful
+        if not result.successful:
+            response.message = f"prior.prompts not changed: {result.reason}"
+        elif prompt:
+            response.message = f"object {request.object_id} will be refitted with {prompt!r} at the next run"
+        else:
+            response.message = f"object {request.object_id}'s override is cleared (its prompt is its last edit's, or the label template)"
         return response
 
     def _map_dir(self, request) -> str:

@@ -10,7 +10,7 @@ import rclpy
 import rclpy.executors
 from dprecon_msgs.action import EditObject, Reconstruct
 from dprecon_msgs.msg import MapObjectArray, MapperStatus, SceneGraph
-from dprecon_msgs.srv import ExportMap, MapStore
+from dprecon_msgs.srv import ExportMap, MapStore, SetPrompt
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -48,6 +48,7 @@ class DpreconClient:
         self.reset_client = self.node.create_client(Trigger, f"{base}/reset")
         self.save_map_client = self.node.create_client(MapStore, f"{base}/save_map")
         self.load_map_client = self.node.create_client(MapStore, f"{base}/load_map")
+        self.set_prompt_client = self.node.create_client(SetPrompt, f"{base}/set_prompt")
 
     def _on_markers(self, msg: MarkerArray) -> None:
         self.markers_count += 1
@@ -142,6 +143,9 @@ class DpreconClient:
 
     def load_map(self, directory: str, timeout_s: float = 120.0):
         return self.call(self.load_map_client, MapStore.Request(directory=directory), timeout_s)
+
+    def set_prompt(self, object_id: int, prompt: str, timeout_s: float = 30.0):
+        return self.call(self.set_prompt_client, SetPrompt.Request(object_id=object_id, prompt=prompt), timeout_s)
 
     def export(self, directory: str, timeout_s: float = 120.0):
         return self.call(self.export_client, ExportMap.Request(directory=directory), timeout_s)

@@ -17,7 +17,7 @@ from dprecon_ros.config import ConfigError, DpreconConfig, load_config
 from dprecon_ros.core.compute import DeviceUnavailable, resolve_device
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.ingest.assembler import FrameAssembler
-from dprecon_ros.core.mapping.mapper import REFUSED, Mapper
+from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, Mapper
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.bags import read_frames
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> Reconstruction | None:
     edits = parse_edits(args.edit)
     if edits:
         report = mapper.reconstruct(progress=progress, edits=edits)
-        if report.status == REFUSED:
+        if report.status != RECONSTRUCTED:  # refused, failed or cancelled: the unedited map is not the answer
             raise EditFailed(report.message)
     recon = report.reconstruction
     if recon is None:

@@ -108,5 +108,12 @@ def test_the_prior_runs_and_edit_object_changes_that_object_only(two_nodes):
             if oid != target:
                 assert after[oid].shape == before[oid].shape and np.allclose(after[oid], before[oid])  # the others untouched
         assert "edited [" in graph.logs()
+
+        other = sorted(before)[1]  # a prompt override: the next run refits that object alone
+        answer = client.set_prompt(other, "a  red\nteddy bear")
+        assert answer.success and "red teddy bear" in answer.message, answer.message
+        result = client.reconstruct(timeout_s=300)
+        assert result.success and result.refitted == 1, result
+        assert client.set_prompt(other, "").success  # cleared: back to the template, refitted again
     finally:
         client.close()

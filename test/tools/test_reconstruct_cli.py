@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,3 +27,19 @@ def test_an_unavailable_device_is_a_clear_error(tmp_path, capsys):
 def test_neither_bag_nor_map_is_refused(tmp_path, capsys):
     assert main(["--out", str(tmp_path)]) == 2
     assert "--bag, --resume" in capsys.readouterr().err
+
+
+def test_prior_model_and_edits_reach_the_run(tmp_path, capsys):
+    from conftest import make_frame
+
+    from dprecon_ros.core.geometry import make_transform
+    from dprecon_ros.testing.tiny_map import write_tiny_map
+
+    args = build_parser().parse_args(["--bag", "b", "--out", "o", "--backend", "full", "--prior-model", "/models/sd21"])
+    assert config_from_args(args).prior.model == "/models/sd21"
+    assert main(["--resume", str(tmp_path), "--out", str(tmp_path / "o"), "--edit", "three=a vase"]) == 2
+    assert "expected ID=PROMPT" in capsys.readouterr().err
+    frames = [make_frame(stamp=float(i), T=make_transform(np.eye(3), [0.3 * i, 0.0, 0.0])) for i in range(4)]
+    write_tiny_map(tmp_path / "map", frames)  # the tsdf preset: no fields a prior could edit
+    code = main(["--resume", str(tmp_path / "map"), "--out", str(tmp_path / "o"), "--edit", "1=a vase", "--quiet"])
+    assert code == 1 and "edit refused" in capsys.readouterr().err and not (tmp_path / "o" / "scene_graph.json").exists()

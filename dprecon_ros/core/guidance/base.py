@@ -50,6 +50,14 @@ class Guidance:
     (what timestep annealing follows)."""
 
     name = ""
+    cfg: PriorConfig
+
+    def configure(self, cfg: PriorConfig) -> None:
+        """The run's settings (guidance scale, timesteps, sizes); the loaded model stays."""
+        self.cfg = cfg
+
+    def available(self) -> bool:
+        return True
 
     def loss(self, views: GuidanceViews, prompt: Prompt, progress: float) -> torch.Tensor:
         raise NotImplementedError
@@ -80,11 +88,30 @@ def make_guidance(cfg: PriorConfig, device: torch.device) -> Guidance:
 
     if cfg.guidance not in GUIDANCES:
         raise GuidanceUnavailable(f"no guidance named {cfg.guidance!r} (have: {', '.join(sorted(GUIDANCES)) or 'none'})")
-    key = (cfg.guidance, cfg.model, str(device))
+    key = (cfg.guidance, cfg.model, cfg.cache_dir, str(device))
     with _loading:
         if key not in _loaded:
             _loaded[key] = GUIDANCES[cfg.guidance](cfg, device)
-        return _loaded[key]
+        guidance = _loaded[key]
+    guidance.configure(cfg)  # a kept model with this run's settings
+    return guidance
+
+
+def guidance_available(cfg: PriorConfig) -> bool:
+    """Whether the configured guidance could run here (its weights are where `prior.model` says), without
+    loading it: part of an object's fingerprint, so weights that appear later refit what ran without them."""
+    from dprecon_ros.core.guidance import stable_diffusion  # noqa: F401  (registers the built-in guidance)
+    from dprecon_ros.core.guidance.checkpoints import locate_checkpoint
+
+    if cfg.guidance not in GUIDANCES:
+        return False
+    if cfg.guidance != "stable-diffusion":
+        return True
+    try:
+        locate_checkpoint(cfg.model, cfg.cache_dir)
+    except GuidanceUnavailable:
+        return False
+    return True
 
 
 def forget_loaded() -> None:

@@ -4,11 +4,15 @@ and a missing checkpoint must turn the prior off with a clear reason instead."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dprecon_ros.core.guidance.base import GuidanceUnavailable
 
-PARTS = ("unet", "text_encoder", "tokenizer", "scheduler")  # what geometry SDS needs (the VAE is not used)
+PARTS = ("unet", "text_encoder", "tokenizer", "scheduler")
+HUB_ID = re.compile(
+    r"[\w.-]+/[\w.-]+"
+)  # owner/name, as the Hugging Face hub names models (dots allowed)  # what geometry SDS needs (the VAE is not used)
 
 
 def locate_checkpoint(model: str, cache_dir: str = "") -> Path:
@@ -18,7 +22,7 @@ def locate_checkpoint(model: str, cache_dir: str = "") -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return check_parts(path)
-    if model.startswith((".", "/", "~")) or path.suffix:
+    if model.startswith((".", "/", "~")) or not HUB_ID.fullmatch(model):
         raise GuidanceUnavailable(f"no checkpoint directory at {path}")
     try:
         from huggingface_hub import snapshot_download

@@ -18,6 +18,7 @@ from dprecon_ros.core.stages.prior.config import PriorConfig
 
 log = logging.getLogger("dprecon_ros")
 LATENT_CHANNELS = 4  # normal xyz + opacity
+PREDICTIONS = ("epsilon", "v_prediction")  # what the UNet predicts (SD 2.1-base: epsilon; SD 2.1-768: v)
 
 
 class StableDiffusionGuidance(Guidance):
@@ -38,14 +39,17 @@ class StableDiffusionGuidance(Guidance):
             self.text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=self.dtype, local_files_only=True)
             self.tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", local_files_only=True)
             scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise GuidanceUnavailable(f"cannot load the checkpoint at {path}: {exc}") from exc
+        except Exception as exc:  # safetensors, config and version errors alike: the prior is off, with the reason
+            raise GuidanceUnavailable(f"cannot load the checkpoint at {path}: {type(exc).__name__}: {exc}") from exc
         if self.unet.config.in_channels != LATENT_CHANNELS:
             raise GuidanceUnavailable(f"{path}: the UNet takes {self.unet.config.in_channels} channels, SDS on normal maps needs 4")
         self.unet.to(device).eval().requires_grad_(False)
         self.text_encoder.to(device).eval().requires_grad_(False)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
         self.train_steps = int(scheduler.config.num_train_timesteps)
+        self.prediction = scheduler.config.get("prediction_type", "epsilon")
+        if self.prediction not in PREDICTIONS:
+            raise GuidanceUnavailable(f"{path}: the scheduler's prediction_type {self.prediction!r} is not one of {PREDICTIONS}")
         self.cfg = cfg
         self._embeddings: dict[str, torch.Tensor] = {}
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -87,6 +91,9 @@ class StableDiffusionGuidance(Guidance):
         out = self.unet(
             torch.cat([noisy, noisy]).to(self.dtype), torch.cat([t, t]), encoder_hidden_states=torch.cat([uncond, text])
         ).sample.float()
+        if self.prediction == "v_prediction":  # v = sqrt(a) eps - sqrt(1 - a) x0, so eps = sqrt(a) v + sqrt(1 - a) x_t
+            both = torch.cat([a, a])
+            out = both.sqrt() * out + (1 - both).sqrt() * torch.cat([noisy, noisy])
         eps_uncond, eps_text = out.chunk(2)
         return eps_uncond + self.cfg.guidance_scale * (eps_text - eps_uncond)
 

@@ -55,3 +55,45 @@ def test_an_hf_id_resolves_from_the_local_cache_only(tiny_checkpoint, tmp_path):
     (cache / "models--someone--tiny-sd" / "refs").mkdir()
     (cache / "models--someone--tiny-sd" / "refs" / "main").write_text("0123456789abcdef")
     assert locate_checkpoint("someone/tiny-sd", str(cache)).resolve() == tiny_checkpoint.resolve()
+
+
+class StubUnet(torch.nn.Module):
+    """Noise predictions that say which half of the batch (unconditional, text) and which prompt they saw."""
+
+    def __init__(self, dtype) -> None:
+        super().__init__()
+        self.dtype, self.seen = dtype, []
+
+    def forward(self, x, t, encoder_hidden_states):
+        self.seen.append((x.detach().clone(), t.clone()))
+        return type("Out", (), {"sample": encoder_hidden_states.mean(dim=(1, 2)).view(-1, 1, 1, 1).expand_as(x).clone()})()
+
+
+def test_guidance_applies_cfg_with_the_negative_prompt_and_noises_at_the_drawn_timestep(tiny_checkpoint):
+    forget_loaded()
+    cfg = tiny_config(tiny_checkpoint)
+    guidance = make_guidance(cfg, torch.device("cpu"))
+    guidance.unet = StubUnet(torch.float32)
+    prompt = Prompt("a mug", "blurry")
+    latents, eps = torch.zeros(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    t = torch.tensor([100, 900])
+    out = guidance.predict_noise(latents, eps, t, prompt)
+    text, negative = guidance.embed("a mug").mean().item(), guidance.embed("blurry").mean().item()
+    assert torch.allclose(out, torch.tensor(negative + cfg.guidance_scale * (text - negative)), atol=1e-5)
+    x, steps = guidance.unet.seen[-1]
+    a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
+    assert torch.equal(steps, torch.cat([t, t])) and torch.allclose(x[:2], (1 - a).sqrt() * eps, atol=1e-6)  # z = 0: pure noise part
+    later = tiny_config(tiny_checkpoint)
+    later.guidance_scale = 7.5
+    assert make_guidance(later, torch.device("cpu")) is guidance and guidance.cfg.guidance_scale == 7.5  # kept model, new settings
+    out = guidance.predict_noise(latents, eps, t, prompt)
+    assert torch.allclose(out, torch.tensor(negative + 7.5 * (text - negative)), atol=1e-5)
+    guidance.prediction = "v_prediction"  # a v-predicting UNet's output is turned into noise: sqrt(a) v + sqrt(1 - a) x_t
+    v = guidance.predict_noise(latents, eps, t, Prompt("a mug", "a mug"))
+    assert torch.allclose(v, a.sqrt() * text + (1 - a) * eps, atol=1e-5)
+    forget_loaded()
+
+
+def test_hub_ids_with_dots_are_looked_up_in_the_cache(tmp_path):
+    with pytest.raises(GuidanceUnavailable, match="not in the local Hugging Face cache"):
+        locate_checkpoint("someone/FLUX.1-dev", str(tmp_path))

@@ -134,3 +134,35 @@ def reference_meshes(recon, gt) -> dict:
         for name, oid in pairs.items()
         if oid is not None
     }
+
+
+def test_an_edit_reruns_the_prior_on_that_object_alone_without_observation_losses(neural, tiny_checkpoint, monkeypatch):
+    from dprecon_ros.core.pipeline import EditRefused
+    from dprecon_ros.core.stages.prior import stage
+
+    forget_loaded()
+    cfg = arc_config(model=str(tiny_checkpoint))
+    first, _ = prior_run(neural, cfg)  # a completed map, as the full preset leaves it
+    ids = sorted(first.model.objects)
+    target = ids[0]
+
+    def no_observations(*args, **kwargs):
+        raise AssertionError("an edit must not fit the keyframes")
+
+    monkeypatch.setattr(stage, "loss_terms", no_observations)
+    from dprecon_ros.core.pipeline import Pipeline
+
+    keyframes, seeds = neural.keyframes.snapshot(), neural.seeds()
+    edited = Pipeline().run(first.model, keyframes, seeds, cfg, _cpu(), edits={target: "a teddy bear"})
+    assert edited.refitted == [target] and edited.reconstruction.changed == {target}
+    state = edited.model.objects[target]
+    assert state.prompt == "a teddy bear" and state.version == first.model.objects[target].version + 1
+    assert any(not torch.equal(a, b) for a, b in zip(state.field.levels, first.model.objects[target].field.levels))
+    for oid in ids[1:]:
+        assert edited.model.objects[oid].field is first.model.objects[oid].field  # untouched, not even copied
+        assert edited.model.objects[oid].version == first.model.objects[oid].version
+    edited_obj = next(o for o in edited.reconstruction.objects if o.object_id == target)
+    assert edited_obj.completeness == 0.0 and not edited_obj.vertex_observed.any()  # generated from the prompt, not observed
+    with pytest.raises(EditRefused, match="no fitted field"):
+        Pipeline().run(first.model, keyframes, seeds, cfg, _cpu(), edits={9999: "a vase"})
+    forget_loaded()

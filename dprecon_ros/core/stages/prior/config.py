@@ -3,9 +3,12 @@ settings (METHOD.md, "Facts from the public code"), sizes scaled for a robot's m
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from dprecon_ros.config_fields import config_field
+
+log = logging.getLogger("dprecon_ros")
 
 
 @dataclass
@@ -36,7 +39,7 @@ def _cpu_sizes() -> PriorSizes:
         latent_size=16,
         samples_per_ray=24,
         rays_per_batch=256,
-        visibility_resolution=48,
+        visibility_resolution=96,
         visibility_rays_per_image=2000,
         visibility_samples_per_ray=48,
     )
@@ -100,13 +103,23 @@ class PriorConfig(PriorSizes):
     )
     lr_sdf_voxels: float = config_field(0.05, "learning rate of the SDF levels during the prior, in finest cells", (1e-6, 10.0))
     lr_coarse_factor: float = config_field(
-        1.0,
-        "each coarser pyramid level learns this factor slower during the prior; 1 lets the prior's sparse gradients move"
-        " whole sides at once, where the geometry stage keeps coarse levels slow",
+        0.25,
+        "each coarser pyramid level learns this factor slower during the prior; 1 lets its sparse gradients move whole"
+        " sides at once but erodes thin parts at small latent sizes (bench/bench_prior.py: table legs at 16^2 latents)",
         (0.0, 1.0),
     )
-    render_beta_cells: float = config_field(
-        1.5, "the prior's renders use a density at least this many field cells soft, so its gradient reaches the surface", (0.0, 20.0)
-    )
+
     edit_iterations_factor: float = config_field(2.0, "an edit runs this many times the prior's steps on its one object", (0.1, 100.0))
     seed: int = config_field(0, "random seed of cameras, timesteps and noise", (0, 2**31 - 1))
+
+
+def prompt_overrides(entries: list[str]) -> dict[int, str]:
+    """`prior.prompts` entries 'ID=prompt' as {id: prompt}; malformed ones are ignored with a warning."""
+    out = {}
+    for entry in entries:
+        key, sep, text = entry.partition("=")
+        if not sep or not key.strip().isdigit() or not text.strip():
+            log.warning("prior.prompts: %r is not 'ID=prompt'; ignored", entry)
+            continue
+        out[int(key)] = text.strip()
+    return out

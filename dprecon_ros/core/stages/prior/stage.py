@@ -31,13 +31,15 @@ from dprecon_ros.core.stages.geometry import losses
 from dprecon_ros.core.stages.geometry.optimise import FitProblem, loss_terms, make_optimizer, sample_batch, weighted_loss
 from dprecon_ros.core.stages.geometry.stage import canonical_cube, flushed_denormals, grown_box, intersections, sized
 from dprecon_ros.core.stages.prior.cameras import orbit_cameras, room_cameras
-from dprecon_ros.core.stages.prior.config import PriorConfig, PriorSizes
+from dprecon_ros.core.stages.prior.config import PriorConfig, PriorSizes, prompt_overrides
 from dprecon_ros.core.stages.prior.render import ViewRender, box_bounds, render_views
 from dprecon_ros.core.stages.prior.visibility_fit import fit_visibility_grid, grow_box
 
 log = logging.getLogger("dprecon_ros")
 EIKONAL_POINTS_EDIT = 512  # eikonal points per step on an edited object (its only regulariser)
 FIT_TOLERANCE = 1e-6  # scene units: a box this close to its cube's inner part still fits
+FACE_CONTACT_CELLS = 1.0  # an object reaches a face of its box when its surface comes this many cells close
+FACE_SAMPLES = 12  # points per side of a box face where the object's SDF is read
 
 
 def sized_prior(cfg: PriorConfig, ctx: RunContext) -> PriorConfig:
@@ -47,29 +49,21 @@ def sized_prior(cfg: PriorConfig, ctx: RunContext) -> PriorConfig:
 
 
 def prompt_for(model: SceneModel, object_id: int, cfg: PriorConfig, edits: dict[int, str]) -> Prompt:
-    """An edit's prompt, else the object's kept edit, else a configured override, else the label template."""
+    """The edit being run, else a configured override (`prior.prompts`, `~/set_prompt`), else the object's last
+    edit, else the background prompt or the label template."""
     state = model.state(object_id)
+    override = prompt_overrides(cfg.prompts).get(object_id) if object_id != BACKGROUND_ID else None
     if object_id in edits:
         text = edits[object_id]
+    elif override:
+        text = override
     elif state is not None and state.prompt:
         text = state.prompt
     elif object_id == BACKGROUND_ID:
         text = cfg.background_prompt
     else:
-        text = prompt_overrides(cfg.prompts).get(object_id) or cfg.prompt_template.format(label=state.label if state else "object")
+        text = cfg.prompt_template.format(label=state.label if state else "object")
     return Prompt(text, cfg.negative_prompt)
-
-
-def prompt_overrides(entries: list[str]) -> dict[int, str]:
-    """'ID=prompt' entries; malformed ones are ignored with a warning."""
-    out = {}
-    for entry in entries:
-        key, sep, text = entry.partition("=")
-        if not sep or not key.strip().isdigit() or not text.strip():
-            log.warning("prior.prompts: %r is not 'ID=prompt'; ignored", entry)
-            continue
-        out[int(key)] = text.strip()
-    return out
 
 
 @register_stage
@@ -83,6 +77,10 @@ class PriorStage(Stage):
             return model
         if model.normalisation is None or any(model.state(oid).field is None for oid in targets):
             model.prior_status = "off: the prior needs the geometry stage's fields (put `geometry` before `prior`)"
+            ctx.counters.count("prior_off", f"prior stage skipped: {model.prior_status[5:]}", logging.WARNING)
+            return model
+        if ctx.compute.is_fallback:  # a second, fp32 copy of the model on the CPU would take minutes a step
+            model.prior_status = "off: the device ran out of memory; the prior does not run on the CPU fallback"
             ctx.counters.count("prior_off", f"prior stage skipped: {model.prior_status[5:]}", logging.WARNING)
             return model
         cfg = sized_prior(ctx.config.prior, ctx)
@@ -111,6 +109,7 @@ class PriorRun:
         )
         self.up = "xyz".index(ctx.config.scene_graph.up_axis)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # grown boxes (map frame), once the visibility is known
 
     def run(self) -> SceneModel:
         model, ctx = self.model, self.ctx
@@ -164,13 +163,39 @@ class PriorRun:
         return scene
 
     def object_box(self, oid: int) -> tuple[np.ndarray, np.ndarray]:
-        """The object's box (map frame): as the geometry stage grew it, then into space no keyframe saw."""
+        """The object's box (map frame), found once per run: as the geometry stage grew it, then into space no
+        keyframe saw, across the faces its surface reaches (an object cut off by its box)."""
+        if oid in self.boxes:
+            return self.boxes[oid]
         g = self.geometry
         state = self.model.objects[oid]
         lo, hi = grown_box(state.seed, self.ctx.keyframes, g.object_margin, g.unseen_growth, g.unseen_growth_max_m, self.up)
         if self.model.visibility is None:
             return lo, hi
-        return grow_box(lo, hi, self.model.visibility, self.cfg.box_visibility, self.cfg.box_growth_max_m)
+        self.boxes[oid] = grow_box(
+            lo,
+            hi,
+            self.model.visibility,
+            self.cfg.box_visibility,
+            self.cfg.box_growth_max_m,
+            lambda a, s: self.reaches(state, lo, hi, a, s),
+        )
+        return self.boxes[oid]
+
+    @torch.no_grad()
+    def reaches(self, state, lo: np.ndarray, hi: np.ndarray, axis: int, sign: int) -> bool:
+        """Whether the object's surface comes within FACE_CONTACT_CELLS of its cells to a face of its box: only
+        there can the object go on beyond the box. A table whose top ends inside its box needs no more room."""
+        norm, field = self.model.normalisation, state.field
+        u, v = [a for a in range(3) if a != axis]
+        s = np.linspace(0.0, 1.0, FACE_SAMPLES)
+        su, sv = np.meshgrid(s, s, indexing="ij")
+        face = np.empty((su.size, 3))
+        face[:, u] = lo[u] + su.ravel() * (hi[u] - lo[u])
+        face[:, v] = lo[v] + sv.ravel() * (hi[v] - lo[v])
+        face[:, axis] = hi[axis] if sign > 0 else lo[axis]
+        x = torch.as_tensor(norm.to_scene(face), dtype=torch.float32, device=field.box.origin.device)
+        return bool(field(x)[0].min() <= FACE_CONTACT_CELLS * field.box.voxel)
 
     def recube_targets(self) -> None:
         """A target whose grown box no longer fits the inner part of its canonical cube gets a larger cube, its
@@ -262,7 +287,7 @@ class PriorRun:
             near = self.ctx.config.frames.min_depth_m / norm.scale
             render = render_views(
                 scene.background_sdf,
-                self.render_beta(scene, scene.background.box.voxel),
+                scene.density.beta,
                 poses,
                 fov,
                 cfg.render_size,
@@ -286,7 +311,7 @@ class PriorRun:
             which = torch.tensor(k, device=device)
             render = render_views(
                 lambda x: objects.read_own(x, which.expand(len(x))),
-                self.render_beta(scene, float(objects.voxels[k])),
+                scene.density.beta,
                 poses,
                 fov,
                 cfg.render_size,
@@ -299,12 +324,6 @@ class PriorRun:
             )
             label = self.model.objects[target].label
         return GuidanceViews(render.maps, self.sds_weight_map(render), poses, fov, target, label)
-
-    def render_beta(self, scene: CompositeScene, cell: float) -> torch.Tensor:
-        """The density's sharpness in the prior's renders: the fitted beta, but at least `render_beta_cells` of
-        the field's cells, so the prior's gradient reaches the surface from a few cells away (a 64-pixel
-        latent cannot see finer than that anyway)."""
-        return torch.clamp(scene.density.beta, min=self.cfg.render_beta_cells * cell)
 
     def sds_weight_map(self, render: ViewRender) -> torch.Tensor:
         """Per-pixel SDS weight: from the visibility, or 1 everywhere for an edit (its visibility guidance is off)."""

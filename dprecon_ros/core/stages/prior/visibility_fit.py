@@ -68,14 +68,24 @@ def fit_visibility_grid(
     return grid
 
 
-def grow_box(lo: np.ndarray, hi: np.ndarray, grid: VoxelGrid, threshold: float, max_m: float) -> tuple[np.ndarray, np.ndarray]:
+def grow_box(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    grid: VoxelGrid,
+    threshold: float,
+    max_m: float,
+    may_grow: Callable[[int, int], bool] = lambda axis, sign: True,
+) -> tuple[np.ndarray, np.ndarray]:
     """The box grown, a cell at a time, into neighbouring slabs the keyframes never saw (mean visibility below
-    `threshold`), at most `max_m` per side. Downwards too: a box on the floor seen only from above over a
-    table has its sides hidden, while a floor seen around an object stops the growth by being seen."""
+    `threshold`), at most `max_m` per side, on the faces `may_grow(axis, sign)` allows. Downwards too: a box on
+    the floor seen only from above over a table has its sides hidden, while a floor seen around an object stops
+    the growth by being seen."""
     lo, hi = np.array(lo, float), np.array(hi, float)
     cell = grid.voxel
     for axis in range(3):
         for sign in (-1, 1):
+            if not may_grow(axis, sign):
+                continue
             grown = 0.0
             while grown + cell <= max_m + 1e-9:
                 slab_lo, slab_hi = lo.copy(), hi.copy()
