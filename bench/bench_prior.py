@@ -62,7 +62,8 @@ def scene_inputs(args) -> list[tuple[str, list, dict]]:
     out = []
     size = {"width": 160, "height": 120} if args.size == "small" else {}
     for views in args.views:
-        config = SimConfig(num_views=views, **size, **SCENES[args.scene])
+        scene = {**SCENES[args.scene], **({"arc_deg": args.arc_deg} if args.arc_deg is not None else {})}
+        config = SimConfig(num_views=views, **size, **scene)
         with RoomSimulator(config) as sim:
             out.append(
                 (f"{args.scene} scene, {views} views (arc {config.arc_deg:g} deg)", [f for f, _ in sim.frames()], sim.ground_truth())
@@ -142,6 +143,7 @@ def main() -> int:
     p.add_argument("--ground-truth", type=Path, help="directory of <id>_<label>.ply meshes in the map frame")
     p.add_argument("--scene", choices=sorted(SCENES), default="hard")
     p.add_argument("--views", type=int, nargs="+", default=[10])
+    p.add_argument("--arc-deg", type=float, default=None, help="the camera arc instead of the scene's (narrower: more left unseen)")
     p.add_argument("--size", choices=("small", "full"), default="small")
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", type=Path, default=None)

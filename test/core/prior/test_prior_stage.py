@@ -166,3 +166,22 @@ def test_an_edit_reruns_the_prior_on_that_object_alone_without_observation_losse
     with pytest.raises(EditRefused, match="no fitted field"):
         Pipeline().run(first.model, keyframes, seeds, cfg, _cpu(), edits={9999: "a vase"})
     forget_loaded()
+
+
+def test_boxes_and_cubes_grow_only_into_space_no_keyframe_saw(neural):
+    from dprecon_ros.core.stages.base import RunContext
+    from dprecon_ros.core.stages.prior.stage import PriorRun
+    from dprecon_ros.eval.reference_guidance import ReferenceGuidance
+
+    cfg = arc_config(guidance="reference")
+    sides = {}
+    for value in (1.0, 0.0):
+        model = neural.model.fork()
+        model.visibility = VoxelGrid(np.array([-4.0, -4.0, -1.0]), 0.05, np.full((161, 161, 81), value, np.float32))
+        ctx = RunContext(cfg, _cpu(), neural.keyframes.snapshot(), neural.seeds(), set(model.objects), ["prior"])
+        run = PriorRun(model, ctx, cfg.prior, ReferenceGuidance(cfg.prior, torch.device("cpu"), {}, 10.0), sorted(model.objects))
+        run.recube_targets()
+        sides[value] = {oid: s.field.box.voxel for oid, s in model.objects.items()}
+    before = {oid: s.field.box.voxel for oid, s in neural.model.objects.items()}
+    assert sides[1.0] == before  # everything seen: no object needs more room
+    assert any(sides[0.0][oid] > before[oid] * 1.05 for oid in before)  # nothing seen: objects cut off by their box get more

@@ -89,3 +89,9 @@ def test_latents_are_the_maps_resized_and_scaled_to_plus_minus_one():
     maps[:, 3] = 1.0
     z = sds.as_latents(maps, 16)
     assert z.shape == (1, 4, 16, 16) and torch.allclose(z[:, :3], torch.tensor(-1.0)) and torch.allclose(z[:, 3], torch.tensor(1.0))
+
+
+def test_latent_weights_are_the_mean_of_the_pixels_they_cover():
+    weight = torch.zeros(1, 1, 4, 4)
+    weight[..., :, :1] = 1.0  # one column of four seen as unseen
+    assert torch.allclose(sds.latent_weight(weight, 2), torch.tensor([[[[0.5, 0.0], [0.5, 0.0]]]]))

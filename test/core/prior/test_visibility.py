@@ -69,3 +69,23 @@ def test_boxes_grow_into_the_shadow_and_not_into_seen_space():
     seen = grow_box(np.array([-1.0, -0.2, -0.2]), np.array([-0.8, 0.2, 0.2]), grid, threshold=0.5, max_m=0.3)
     assert np.allclose(seen[0], [-1.0, -0.2, -0.2]) and np.allclose(seen[1], [-0.8, 0.2, 0.2])  # in seen space: no growth
     assert mean_in_box(grid, np.array([-1.0, -0.2, -0.2]), np.array([-0.5, 0.2, 0.2])) > 0.95
+
+
+def test_a_sample_raises_all_eight_nodes_around_it_so_its_own_read_is_at_least_its_transmittance():
+    grid = empty_grid(np.zeros(3), np.ones(3), 4)
+    values = torch.zeros(grid.values.shape)
+    point = torch.tensor([[0.37, 0.52, 0.61]])
+    splat_max(values, torch.zeros(3), grid.voxel, point, torch.tensor([0.7]))
+    grid.values = values.numpy()
+    assert (values > 0).sum() == 8 and read_grid(grid, point).item() >= 0.7 - 1e-6
+    splat_max(values, torch.zeros(3), grid.voxel, point, torch.tensor([0.2]))  # a lower one never lowers a node
+    assert values.max() == 0.7
+
+
+def test_smoothing_is_a_normalised_gaussian_of_the_configured_width():
+    delta = torch.zeros(9, 9, 9)
+    delta[4, 4, 4] = 1.0
+    out = gaussian_smooth(delta, 0.5, 5)
+    w0 = 1.0 / (1 + 2 * np.exp(-2.0) + 2 * np.exp(-8.0))
+    assert abs(out.sum().item() - 1.0) < 1e-5 and abs(out[4, 4, 4].item() - w0**3) < 1e-6
+    assert abs(out[5, 4, 4].item() - w0**3 * np.exp(-2.0)) < 1e-6
