@@ -26,6 +26,8 @@ class VoxelGrid:
     origin: np.ndarray
     voxel: float
     values: np.ndarray
+    # device copies of `values` for reads (device -> (the array copied, tensor)); never persisted
+    device_copies: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

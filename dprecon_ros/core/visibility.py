@@ -60,7 +60,11 @@ def gaussian_smooth(values: torch.Tensor, sigma_cells: float, kernel: int) -> to
 
 def read_grid(grid: VoxelGrid, points: torch.Tensor) -> torch.Tensor:
     """Trilinear read of the grid at points (N, 3, map frame); 0 outside it (nothing there was seen)."""
-    values = torch.as_tensor(grid.values, device=points.device, dtype=torch.float32)
+    key = str(points.device)
+    copied = grid.device_copies.get(key)
+    if copied is None or copied[0] is not grid.values:  # one copy per device, redone when the values are replaced
+        copied = grid.device_copies[key] = (grid.values, torch.as_tensor(grid.values, device=points.device, dtype=torch.float32))
+    values = copied[1]
     origin = torch.as_tensor(grid.origin, device=points.device, dtype=torch.float32)
     u = (points.float() - origin) / grid.voxel
     shape = torch.tensor(values.shape, device=points.device, dtype=torch.float32)
