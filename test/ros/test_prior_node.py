@@ -31,6 +31,7 @@ TOY = {  # the full preset at toy size: seconds on a CPU
     "prior.render_size": 16,
     "prior.latent_size": 16,
     "prior.samples_per_ray": 12,
+    "prior.guide_samples": 8,
     "prior.rays_per_batch": 32,
     "prior.visibility_resolution": 24,
     "prior.visibility_rays_per_image": 100,

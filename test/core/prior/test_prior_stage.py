@@ -27,7 +27,7 @@ def arc_config(**prior) -> DpreconConfig:
     p = cfg.prior
     p.cpu_preset = False
     p.iterations, p.views_per_step, p.render_size, p.latent_size, p.samples_per_ray, p.rays_per_batch = 8, 2, 24, 16, 16, 64
-    p.visibility_resolution, p.visibility_rays_per_image, p.visibility_samples_per_ray = 32, 150, 16
+    p.visibility_resolution, p.visibility_rays_per_image, p.visibility_samples_per_ray, p.guide_samples = 32, 150, 16, 8
     for key, value in prior.items():
         setattr(p, key, value)
     return cfg

@@ -31,6 +31,7 @@ def test_a_sphere_seen_head_on_renders_its_normals_as_stable_diffusion_expects()
         SceneNormalisation(np.zeros(3), 1.0),
         lambda o, d: box_bounds(o, d, lo, hi)[:2],
         64,
+        32,
         0.01,
         None,
         torch.Generator().manual_seed(0),

@@ -23,6 +23,12 @@ class PriorSizes:
     render_size: int = config_field(128, "side of the normal + opacity renders scored by the prior (the paper: 128)", (8, 1024))
     latent_size: int = config_field(64, "renders are resized to this side and used directly as latents (the paper: 64)", (4, 256))
     samples_per_ray: int = config_field(48, "samples per ray inside the object's cube for the prior's renders", (4, 1024))
+    guide_samples: int = config_field(
+        24,
+        "uniform samples per ray that find the first surface the render's samples gather around (no gradient; half of"
+        " the render's cost at 48)",
+        (2, 1024),
+    )
     rays_per_batch: int = config_field(1024, "keyframe rays per step for the observation losses", (0, 1_000_000))
     visibility_resolution: int = config_field(128, "visibility grid cells along the scene's longest side (the paper: 256)", (8, 1024))
     visibility_rays_per_image: int = config_field(
@@ -38,6 +44,7 @@ def _cpu_sizes() -> PriorSizes:
         render_size=32,
         latent_size=16,
         samples_per_ray=24,
+        guide_samples=12,
         rays_per_batch=256,
         visibility_resolution=96,
         visibility_rays_per_image=2000,

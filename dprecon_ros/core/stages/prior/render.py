@@ -51,6 +51,7 @@ def render_views(
     norm: SceneNormalisation,
     bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     samples: int,
+    guide_samples: int,
     cell: float,
     grid: VoxelGrid | None,
     generator: torch.Generator,
@@ -65,7 +66,7 @@ def render_views(
     near, far = bounds(o, d)
     with torch.no_grad():
         guide = first_surface(
-            lambda t: sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3))[0].reshape(t.shape), near, far, samples
+            lambda t: sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3))[0].reshape(t.shape), near, far, guide_samples
         )
     t = guided_samples(near, far, guide, max(2, samples // 2), max(2, samples - samples // 2), SURFACE_BAND_CELLS * cell, generator)
     x = (o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)
