@@ -41,8 +41,8 @@ def _cpu_sizes() -> PriorSizes:
     return PriorSizes(
         iterations=40,
         views_per_step=2,
-        render_size=32,
-        latent_size=16,
+        render_size=64,
+        latent_size=32,
         samples_per_ray=24,
         guide_samples=12,
         rays_per_batch=256,
@@ -108,7 +108,12 @@ class PriorConfig(PriorSizes):
     box_growth_max_m: float = config_field(
         0.3, "the most an object's box (and its cube, if needed) grows into unobserved space per side (m)", (0.0, 10.0)
     )
-    lr_sdf_voxels: float = config_field(0.05, "learning rate of the SDF levels during the prior, in finest cells", (1e-6, 10.0))
+    lr_sdf_voxels: float = config_field(
+        0.2,
+        "learning rate of the SDF levels during the prior, in finest cells: Adam moves a node about this much a step, so"
+        " it bounds how far an unseen surface can travel in an object's share of the steps",
+        (1e-6, 10.0),
+    )
     lr_coarse_factor: float = config_field(
         0.25,
         "each coarser pyramid level learns this factor slower during the prior; 1 lets its sparse gradients move whole"
