@@ -146,3 +146,9 @@ def set_leaf(config: Any, dotted: str, value: Any) -> None:
 
 def is_live(f: dataclasses.Field) -> bool:
     return bool(f.metadata.get("live", True))
+
+
+def with_sizes(section: Any, sizes: Any) -> Any:
+    """`section` with every field of the `sizes` dataclass (a base class of it) taken from `sizes`: the stages'
+    CPU presets (`geometry.cpu`, `prior.cpu`) replace their GPU sizes this way."""
+    return dataclasses.replace(section, **{f.name: getattr(sizes, f.name) for f in dataclasses.fields(sizes)})

@@ -17,10 +17,10 @@ from dprecon_ros.core.guidance import sds
 from dprecon_ros.core.guidance.base import Guidance, GuidanceViews, Prompt, register_guidance
 from dprecon_ros.core.stages.prior.cameras import pixel_rays
 from dprecon_ros.core.stages.prior.config import PriorConfig
+from dprecon_ros.core.stages.prior.render import OPENCV_TO_VIEWER
 from dprecon_ros.core.types import TriangleMesh
 
 NAME = "reference"
-OPENCV_TO_VIEWER = np.array([1.0, -1.0, -1.0])
 
 
 class ReferenceGuidance(Guidance):
@@ -52,7 +52,7 @@ class ReferenceGuidance(Guidance):
         d = rays[:, 3:]
         normals = np.where((np.sum(normals * d, axis=1) > 0)[:, None], -normals, normals)  # facing the camera
         R = views.T_world_camera.detach().cpu().numpy().astype(np.float64)
-        normals_cam = np.einsum("bpi,bij->bpj", normals.reshape(B, -1, 3), R[:, :3, :3]) * OPENCV_TO_VIEWER
+        normals_cam = np.einsum("bpi,bij->bpj", normals.reshape(B, -1, 3), R[:, :3, :3]) * OPENCV_TO_VIEWER.numpy()
         normal = np.where(found.reshape(B, -1, 1), normals_cam, np.array([0.0, 0.0, 1.0]))
         maps = np.concatenate([normal * 0.5 + 0.5, found.reshape(B, -1, 1).astype(np.float64)], axis=2)
         return torch.as_tensor(maps.reshape(B, H, H, 4), dtype=torch.float32).permute(0, 3, 1, 2).to(views.maps.device)

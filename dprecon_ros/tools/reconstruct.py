@@ -18,6 +18,7 @@ from dprecon_ros.core.compute import DeviceUnavailable, resolve_device
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.ingest.assembler import FrameAssembler
 from dprecon_ros.core.mapping.mapper import RECONSTRUCTED, Mapper
+from dprecon_ros.core.stages.prior.config import id_and_prompt
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.bags import read_frames
@@ -80,10 +81,10 @@ def parse_edits(entries: list[str]) -> dict[int, str]:
     """`ID=PROMPT` entries -> {id: prompt}; a malformed one is a usage error."""
     edits = {}
     for entry in entries:
-        key, sep, prompt = entry.partition("=")
-        if not sep or not key.strip().isdigit() or not prompt.strip():
+        parsed = id_and_prompt(entry)
+        if parsed is None:
             raise ValueError(f"--edit {entry!r}: expected ID=PROMPT, e.g. 3='a teddy bear'")
-        edits[int(key)] = prompt.strip()
+        edits[parsed[0]] = parsed[1]
     return edits
 
 

@@ -122,20 +122,6 @@ def _cpu():
     return Compute(torch.device("cpu"))
 
 
-def reference_meshes(recon, gt) -> dict:
-    """Ground-truth meshes by reconstructed object id (matched by label and position)."""
-    from dprecon_ros.core.types import TriangleMesh
-    from dprecon_ros.eval.evaluation import match_objects
-    from dprecon_ros.io.export import to_trimesh
-
-    pairs = match_objects({o.object_id: (o.label, to_trimesh(o)) for o in recon.objects}, gt)
-    return {
-        oid: TriangleMesh(np.asarray(gt[name].vertices), np.asarray(gt[name].faces), np.zeros((0, 4), np.uint8))
-        for name, oid in pairs.items()
-        if oid is not None
-    }
-
-
 def test_an_edit_reruns_the_prior_on_that_object_alone_without_observation_losses(neural, tiny_checkpoint, monkeypatch):
     from dprecon_ros.core.pipeline import EditRefused
     from dprecon_ros.core.stages.prior import stage

@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import torch
 
+from dprecon_ros.config_fields import with_sizes
 from dprecon_ros.core.fields.box import GridBox
 from dprecon_ros.core.fields.composite import ColorNetwork, CompositeScene
 from dprecon_ros.core.fields.init import background_sdf_init, object_sdf_init
@@ -26,7 +27,7 @@ from dprecon_ros.core.fusion.fuse import background_bounds, fuse_background, fus
 from dprecon_ros.core.render.rays import build_ray_pool
 from dprecon_ros.core.scene_model import BACKGROUND_ID, SceneModel
 from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
-from dprecon_ros.core.stages.geometry.config import GeometryConfig, GeometrySizes
+from dprecon_ros.core.stages.geometry.config import GeometryConfig
 from dprecon_ros.core.stages.geometry.optimise import FitProblem, optimise
 from dprecon_ros.core.types import Keyframe, ObjectSeed, SceneNormalisation
 
@@ -79,7 +80,7 @@ def sized(cfg: GeometryConfig, ctx: RunContext) -> GeometryConfig:
             cfg.cpu.iterations,
             cfg.cpu.rays_per_batch,
         )
-        cfg = dataclasses.replace(cfg, **{f.name: getattr(cfg.cpu, f.name) for f in dataclasses.fields(GeometrySizes)})
+        cfg = with_sizes(cfg, cfg.cpu)
     if not ctx.compute.is_fallback:
         return cfg
     return dataclasses.replace(

@@ -125,13 +125,21 @@ class PriorConfig(PriorSizes):
     seed: int = config_field(0, "random seed of cameras, timesteps and noise", (0, 2**31 - 1))
 
 
+def id_and_prompt(entry: str) -> tuple[int, str] | None:
+    """'ID=prompt' as (id, prompt), or None when it is not of that form (`prior.prompts`, `--edit`)."""
+    key, sep, text = entry.partition("=")
+    if not sep or not key.strip().isdigit() or not text.strip():
+        return None
+    return int(key), text.strip()
+
+
 def prompt_overrides(entries: list[str]) -> dict[int, str]:
     """`prior.prompts` entries 'ID=prompt' as {id: prompt}; malformed ones are ignored with a warning."""
     out = {}
     for entry in entries:
-        key, sep, text = entry.partition("=")
-        if not sep or not key.strip().isdigit() or not text.strip():
+        parsed = id_and_prompt(entry)
+        if parsed is None:
             log.warning("prior.prompts: %r is not 'ID=prompt'; ignored", entry)
             continue
-        out[int(key)] = text.strip()
+        out[parsed[0]] = parsed[1]
     return out

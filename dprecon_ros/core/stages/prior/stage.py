@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import torch
 
+from dprecon_ros.config_fields import with_sizes
 from dprecon_ros.core.fields.composite import CompositeScene
 from dprecon_ros.core.fields.pyramid import CANONICAL_FILL, CUBE_CLEARANCE, PackedObjects, PyramidSdf
 from dprecon_ros.core.fusion.fuse import background_bounds
@@ -31,7 +32,7 @@ from dprecon_ros.core.stages.geometry import losses
 from dprecon_ros.core.stages.geometry.optimise import FitProblem, loss_terms, make_optimizer, sample_batch, weighted_loss
 from dprecon_ros.core.stages.geometry.stage import canonical_cube, flushed_denormals, grown_box, intersections, sized
 from dprecon_ros.core.stages.prior.cameras import orbit_cameras, room_cameras
-from dprecon_ros.core.stages.prior.config import PriorConfig, PriorSizes, prompt_overrides
+from dprecon_ros.core.stages.prior.config import PriorConfig, prompt_overrides
 from dprecon_ros.core.stages.prior.render import ViewRender, box_bounds, render_views
 from dprecon_ros.core.stages.prior.visibility_fit import fit_visibility_grid, grow_box
 
@@ -44,7 +45,7 @@ FACE_SAMPLES = 12  # points per side of a box face where the object's SDF is rea
 
 def sized_prior(cfg: PriorConfig, ctx: RunContext) -> PriorConfig:
     if ctx.compute.device.type == "cpu" and cfg.cpu_preset:
-        return dataclasses.replace(cfg, **{f.name: getattr(cfg.cpu, f.name) for f in dataclasses.fields(PriorSizes)})
+        return with_sizes(cfg, cfg.cpu)
     return cfg
 
 
