@@ -31,6 +31,7 @@ from dprecon_ros.core.scene_graph_config import SceneGraphConfig
 from dprecon_ros.core.stages.geometry.config import GeometryConfig
 from dprecon_ros.core.stages.mesh import MeshConfig
 from dprecon_ros.core.stages.prior.config import PriorConfig
+from dprecon_ros.core.texture.config import TextureConfig
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DpreconConfig:
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
     scene_graph: SceneGraphConfig = field(default_factory=SceneGraphConfig)
 
 

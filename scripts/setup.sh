@@ -11,6 +11,8 @@ STAMPS="$VENV/.dprecon-stamps"
 need_apt=()
 dpkg -s libusb-1.0-0 >/dev/null 2>&1 || need_apt+=(libusb-1.0-0)
 for tool in cmake make g++; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$([ "$tool" = g++ ] && echo g++ || echo "$tool")"); done
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)  # the Khronos glTF validator runs on Node.js
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "[setup] apt-get install ${need_apt[*]}"
@@ -45,4 +47,13 @@ if ! stamp_ok package "$pkg_hash" || [ ! -x "$VENV/bin/dprecon-reconstruct" ]; t
   echo "[setup] pip install -e ."
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2> >(grep -v "^WARNING: Location" >&2)
   echo "$pkg_hash" > "$STAMPS/package"
+fi
+
+# the Khronos glTF validator (npm), which tests run on exported GLBs: scripts/validate_gltf.cjs
+GLTF_VALIDATOR="gltf-validator@2.0.0-dev.3.10"
+if ! stamp_ok gltf_validator "$GLTF_VALIDATOR" || [ ! -f "$ROOT/.tools/node_modules/gltf-validator/package.json" ]; then
+  echo "[setup] npm install $GLTF_VALIDATOR"
+  mkdir -p "$ROOT/.tools"
+  npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "$GLTF_VALIDATOR" >/dev/null
+  echo "$GLTF_VALIDATOR" > "$STAMPS/gltf_validator"
 fi

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from dprecon_ros.config_fields import config_field
 
-# reconstruction.backend names a stage list; `full` is DP-Recon (the texture stage joins it when it lands)
+# reconstruction.backend names a stage list; `full` is DP-Recon
 PRESETS: dict[str, list[str]] = {
     "tsdf": ["fuse", "mesh"],
     "neural": ["fuse", "geometry", "mesh"],
-    "full": ["fuse", "geometry", "prior", "mesh"],
+    "full": ["fuse", "geometry", "prior", "mesh", "texture"],
 }
 
 
@@ -18,7 +18,7 @@ PRESETS: dict[str, list[str]] = {
 class ReconstructionConfig:
     backend: str = config_field(
         "tsdf",
-        "preset stage list: tsdf = fuse+mesh, neural = fuse+geometry+mesh, full = fuse+geometry+prior+mesh (DP-Recon)",
+        "preset stage list: tsdf = fuse+mesh, neural = fuse+geometry+mesh, full = fuse+geometry+prior+mesh+texture (DP-Recon)",
         choices=tuple(PRESETS),
     )
     stages: list[str] = config_field([], "stages to run in order (fuse, geometry, mesh, ...); empty = the backend preset's list")

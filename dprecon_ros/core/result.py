@@ -8,7 +8,7 @@ from dprecon_ros.core.boxes import oriented_box
 from dprecon_ros.core.provenance import observed_share
 from dprecon_ros.core.scene_graph import build_scene_graph
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
-from dprecon_ros.core.types import ObjectReconstruction, Reconstruction
+from dprecon_ros.core.types import ObjectReconstruction, Reconstruction, texel_observed_share
 
 if TYPE_CHECKING:
     from dprecon_ros.config import DpreconConfig
@@ -31,6 +31,9 @@ def object_result(state: ObjectState, observed_threshold: float) -> ObjectRecons
         state.observation_count,
         completeness,
         mesh.observed,
+        mesh.uv,
+        mesh.texture,
+        texel_observed_share(mesh.texel_provenance) if mesh.texel_provenance is not None else 0.0,
     )
 
 

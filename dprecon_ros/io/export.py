@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from PIL import Image
+from trimesh.visual import TextureVisuals
+from trimesh.visual.material import PBRMaterial
 
 from dprecon_ros.core.observedness import has_provenance
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
@@ -41,9 +44,29 @@ def to_trimesh(obj: ObjectReconstruction) -> trimesh.Trimesh:
     )
 
 
-def to_gltf_mesh(obj: ObjectReconstruction) -> trimesh.Trimesh:
-    """The object's mesh in glTF axes (y-up, metres)."""
+def pbr_material(obj: ObjectReconstruction, name: str) -> PBRMaterial:
+    """A rough, non-metallic PBR material whose base colour is the object's texture: what viewers render by
+    default (Blender, three.js, game engines), lit by the viewer instead of carrying baked light."""
+    return PBRMaterial(
+        name=name,
+        baseColorTexture=Image.fromarray(np.ascontiguousarray(obj.texture[..., :3])),
+        baseColorFactor=[255, 255, 255, 255],
+        metallicFactor=0.0,
+        roughnessFactor=1.0,
+        doubleSided=False,
+    )
+
+
+def to_gltf_mesh(obj: ObjectReconstruction, name: str | None = None) -> trimesh.Trimesh:
+    """The object's mesh in glTF axes (y-up, metres): textured with a PBR material after the texture stage,
+    vertex-coloured before it."""
     vertices = np.asarray(obj.vertices, dtype=np.float64) @ GLTF_FROM_MAP.T
+    if obj.is_textured:
+        # trimesh stores uv with v up (OpenGL) and flips v on glTF export; ours has v = 0 at the first row, as
+        # glTF does, so it is flipped once here to come out unchanged
+        uv = np.column_stack([obj.uv[:, 0], 1.0 - obj.uv[:, 1]])
+        visual = TextureVisuals(uv=uv, material=pbr_material(obj, name or object_name(obj)))
+        return trimesh.Trimesh(vertices, obj.faces, visual=visual, vertex_attributes=vertex_attributes(obj), process=False)
     return trimesh.Trimesh(vertices, obj.faces, vertex_colors=obj.vertex_colors, vertex_attributes=vertex_attributes(obj), process=False)
 
 
@@ -66,7 +89,7 @@ def object_filename(obj: ObjectReconstruction) -> str:
 
 def _add(scene: trimesh.Scene, obj: ObjectReconstruction, name: str) -> None:
     """Mesh and node share the name, so a viewer's outliner lists `3_mug`, not `geometry_0`."""
-    scene.add_geometry(to_gltf_mesh(obj), geom_name=name, node_name=name)
+    scene.add_geometry(to_gltf_mesh(obj, name), geom_name=name, node_name=name)
 
 
 def glb_bytes(obj: ObjectReconstruction, name: str | None = None) -> bytes:

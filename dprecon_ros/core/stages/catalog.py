@@ -8,8 +8,9 @@ from dprecon_ros.core.stages.fuse import FuseStage
 from dprecon_ros.core.stages.geometry.stage import GeometryStage
 from dprecon_ros.core.stages.mesh import MeshStage
 from dprecon_ros.core.stages.prior.stage import PriorStage
+from dprecon_ros.core.stages.texture import TextureStage
 
-BUILT_IN = (FuseStage, GeometryStage, PriorStage, MeshStage)
+BUILT_IN = (FuseStage, GeometryStage, PriorStage, MeshStage, TextureStage)
 
 
 def make_stages(names: list[str]) -> list[Stage]:

@@ -21,6 +21,7 @@ from dprecon_ros.core.types import ObjectSeed, SceneNormalisation, TriangleMesh
 
 MODEL_JSON = "scene_model.json"
 MODEL_ARRAYS = "scene_model.npz"
+MESH_EXTRAS = ("observed", "uv", "texture", "texel_provenance")  # optional TriangleMesh arrays, stored when present
 
 
 def _box_meta(box: GridBox) -> dict:
@@ -54,8 +55,9 @@ def _state_meta(state: ObjectState, arrays: dict[str, np.ndarray]) -> dict:
             state.mesh.faces,
             state.mesh.vertex_colors,
         )
-        if state.mesh.observed is not None:
-            arrays[f"{key}.observed"] = state.mesh.observed
+        for name in MESH_EXTRAS:
+            if getattr(state.mesh, name) is not None:
+                arrays[f"{key}.{name}"] = getattr(state.mesh, name)
     if state.field is not None:
         meta["field"] = {**_box_meta(state.field.box), "levels": len(state.field.levels)}
         for level, values in enumerate(state.field.levels):
@@ -71,7 +73,8 @@ def _state_from(meta: dict, arrays) -> ObjectState:
         seed = ObjectSeed(meta["id"], meta["label"], np.array(s["lo"]), np.array(s["hi"]), int(s["observations"]))
     mesh = None
     if meta["mesh"]:
-        mesh = TriangleMesh(arrays[f"{key}.vertices"], arrays[f"{key}.faces"], arrays[f"{key}.colors"], arrays.get(f"{key}.observed"))
+        extras = {name: arrays[f"{key}.{name}"] for name in MESH_EXTRAS if f"{key}.{name}" in arrays}
+        mesh = TriangleMesh(arrays[f"{key}.vertices"], arrays[f"{key}.faces"], arrays[f"{key}.colors"], **extras)
     field = None
     if meta["field"] is not None:
         if "levels" in meta["field"]:

@@ -29,9 +29,7 @@ def test_an_explicit_stage_list_overrides_the_preset(tmp_path):
 
 
 def test_unknown_stages_are_named_in_the_error_and_the_full_preset_is_dp_recon():
-    assert [s.name for s in make_stages(PRESETS["full"])] == ["fuse", "geometry", "prior", "mesh"]
-    with pytest.raises(ConfigError, match="texture"):  # not built yet
-        make_stages(["fuse", "texture"])
+    assert [s.name for s in make_stages(PRESETS["full"])] == ["fuse", "geometry", "prior", "mesh", "texture"]
     with pytest.raises(ConfigError, match="bogus"):
         make_stages(["fuse", "bogus"])
     with pytest.raises(ConfigError, match="empty"):

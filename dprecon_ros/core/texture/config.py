@@ -1,0 +1,53 @@
+"""Configuration of the `texture` stage (DP-Recon stage 4); sizes are the paper's on the GPU, smaller on the CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dprecon_ros.config_fields import config_field
+
+
+@dataclass
+class TextureSizes:
+    """What a texture run costs; `cpu` holds the sizes used without a GPU."""
+
+    object_size: int = config_field(1024, "texture side of an object's atlas (the paper: 1024)", (16, 8192))
+    background_size: int = config_field(2048, "texture side of the background's atlas (the paper: 2048)", (16, 8192))
+    sds_iterations: int = config_field(
+        500, "RGB SDS steps per object on its unseen texels when the prior is on (0: fill them from observed neighbours)", (0, 100_000)
+    )
+    render_size: int = config_field(512, "side of the RGB renders the prior scores (Stable Diffusion's VAE: 512)", (16, 2048))
+
+
+def _cpu_sizes() -> TextureSizes:
+    return TextureSizes(object_size=256, background_size=512, sds_iterations=20, render_size=64)
+
+
+@dataclass
+class TextureConfig(TextureSizes):
+    """Stage 4 of DP-Recon: each mesh gets a UV atlas coloured from the keyframes where they saw it."""
+
+    cpu_preset: bool = config_field(True, "on the CPU, use the sizes in `texture.cpu` instead")
+    cpu: TextureSizes = field(default_factory=_cpu_sizes)
+    object_visibility: float = config_field(
+        0.3, "texels of objects take keyframe colour where the visibility grid is at least this (the paper: 0.3)", (0.0, 1.0)
+    )
+    background_visibility: float = config_field(0.1, "... of the background (the paper: 0.1, its panorama is seen from inside)", (0.0, 1.0))
+    padding_texels: int = config_field(2, "texels between charts in the atlas (seams are dilated into them)", (0, 64))
+    depth_tolerance_m: float = config_field(
+        0.03, "a keyframe pixel colours a texel when its measured depth is within this of the texel's (occlusion test)", (0.001, 1.0)
+    )
+    min_facing: float = config_field(
+        0.2, "a keyframe colours a texel only where the surface faces it at least this much (cosine)", (0.0, 1.0)
+    )
+    facing_power: float = config_field(
+        2.0, "keyframe colours are averaged with weight cosine^this: head-on views win over grazing ones", (0.0, 16.0)
+    )
+    observation_weight: float = config_field(
+        1e4, "weight of the observed-colour loss next to the SDS loss when the prior is on (the paper: very large)", (0.0, 1e9)
+    )
+    negative_prompt: str = config_field(
+        "shadows, baked lighting, specular highlights, reflections, strong light, dark",
+        "what RGB guidance steers away from (lighting baked into the albedo)",
+    )
+    lr: float = config_field(0.01, "Adam learning rate of the texture during RGB SDS (colours in [0, 1])", (1e-6, 10.0))

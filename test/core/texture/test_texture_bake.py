@@ -1,0 +1,216 @@
+"""Texture fitting on a cube whose faces have known colours, seen by keyframes from one side only: the atlas,
+the baked colours, occlusion, the fill of unseen texels and the visibility split."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from dprecon_ros.config import DpreconConfig
+from dprecon_ros.core.compute import Compute
+from dprecon_ros.core.raster import project_to_clip, uv_to_clip
+from dprecon_ros.core.raster.torch_raster import TorchRasteriser
+from dprecon_ros.core.scene_model import ObjectState, SceneModel, VoxelGrid
+from dprecon_ros.core.stages import texture as texture_stage
+from dprecon_ros.core.stages.base import RunContext
+from dprecon_ros.core.texture.bake import bake_keyframes, texel_surface
+from dprecon_ros.core.texture.fill import push_pull
+from dprecon_ros.core.texture.uv import UnwrapFailed, _Worker, unwrap
+from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, CameraIntrinsics, TriangleMesh
+from dprecon_ros.testing.raster_scene import FAR_M, NEAR_M, look_at, render_keyframe
+
+K = CameraIntrinsics(90.0, 90.0, 47.5, 35.5, 96, 72)
+CENTRE = np.array([0.0, 0.0, 0.2])
+SIDE_COLOURS = {  # outward normal -> colour
+    (1, 0, 0): (220, 40, 40),
+    (-1, 0, 0): (40, 220, 40),
+    (0, 1, 0): (40, 40, 220),
+    (0, -1, 0): (220, 220, 40),
+    (0, 0, 1): (40, 220, 220),
+    (0, 0, -1): (220, 40, 220),
+}
+SEEN = ((1, 0, 0), (0, 1, 0), (0, 0, 1))  # the keyframes look from +x, +y and above
+
+
+def coloured_cube(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 0.4 m cube, faces split so each side is one flat colour: vertices, faces, per-vertex colours."""
+    mesh = trimesh.creation.box((0.4, 0.4, 0.4))
+    mesh.apply_translation(CENTRE)
+    for _ in range(subdivisions):
+        mesh = mesh.subdivide()
+    mesh.unmerge_vertices()
+    colours = np.zeros((len(mesh.vertices), 3))
+    for face, normal in zip(mesh.faces, mesh.face_normals, strict=True):
+        colours[face] = SIDE_COLOURS[tuple(int(round(c)) for c in normal)]
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces), colours
+
+
+def side_of(normals: np.ndarray) -> list[tuple]:
+    return [tuple(int(round(c)) for c in n) for n in normals]
+
+
+@pytest.fixture(scope="module")
+def cube_keyframes():
+    vertices, faces, colours = coloured_cube(subdivisions=1)
+    eyes = [CENTRE + 1.2 * np.array([np.cos(a), np.sin(a), 0.8]) for a in np.radians([10, 45, 80])]
+    return [render_keyframe(vertices, faces, colours, look_at(eye, CENTRE), K, i) for i, eye in enumerate(eyes)]
+
+
+@pytest.fixture(scope="module")
+def cube_mesh():
+    vertices, faces, _ = coloured_cube(subdivisions=2)
+    mesh = trimesh.Trimesh(vertices, faces, process=True)  # welded: the texture stage gets one surface
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def test_the_atlas_keeps_the_surface_and_packs_it_inside_the_unit_square(cube_mesh):
+    vertices, faces = cube_mesh
+    atlas = unwrap(vertices, faces, 64, 2)
+    assert np.array_equal(atlas.vertices, vertices[atlas.source])
+    assert len(atlas.faces) == len(faces)
+    assert np.allclose(atlas.vertices[atlas.faces], vertices[faces])  # the same triangles, seams split
+    assert atlas.uv.min() >= 0 and atlas.uv.max() <= 1
+    uv = atlas.uv[atlas.faces]
+    a, b = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area = np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) / 2
+    assert (area > 0).all() and area.sum() <= 1.0
+
+
+def test_a_crashed_unwrap_worker_is_reported_and_replaced():
+    worker = _Worker()
+    with pytest.raises(UnwrapFailed, match="crashed"):
+        worker.run(os._exit, 3)
+    assert worker.run(abs, -2) == 2
+
+
+def test_keyframe_colours_land_on_the_sides_they_saw_and_nowhere_else(cube_mesh, cube_keyframes):
+    vertices, faces = cube_mesh
+    atlas = unwrap(vertices, faces, 128, 2)
+    surface = texel_surface(TorchRasteriser(), atlas, 128, torch.device("cpu"))
+    views = texture_stage.keyframe_views(cube_keyframes, ObjectState(1, "thing"))
+    baked = bake_keyframes(surface, views, depth_tolerance_m=0.02, min_facing=0.2, facing_power=2.0)
+    normals = surface.normals.numpy()
+    sides = np.array(side_of(normals))
+    weight, colour = baked.weight.numpy(), baked.colour.numpy() * 255
+    for side, rgb in SIDE_COLOURS.items():
+        on_side = (sides == np.array(side)).all(axis=1) & (np.abs(normals @ np.array(side)) > 0.99)
+        assert on_side.sum() > 100
+        if side in SEEN:
+            assert (weight[on_side] > 0).mean() > 0.95, side
+            assert np.abs(colour[on_side][weight[on_side] > 0] - rgb).mean() < 6, side
+        else:  # facing away from every keyframe, or hidden behind the cube: never coloured
+            assert (weight[on_side] == 0).all(), side
+
+
+def test_occluded_texels_take_no_colour_from_the_occluder(cube_mesh, cube_keyframes):
+    # a second, hidden cube right behind the seen one (along -x): the keyframes' depth shows the front cube
+    vertices, faces = cube_mesh
+    hidden = vertices - np.array([0.6, 0.0, 0.0])
+    atlas = unwrap(hidden, faces, 64, 2)
+    surface = texel_surface(TorchRasteriser(), atlas, 64, torch.device("cpu"))
+    views = texture_stage.keyframe_views(cube_keyframes, ObjectState(1, "thing"))
+    for v in views:
+        v.mask[:] = True  # even a mask that claims every pixel does not let the front cube colour the hidden one
+    baked = bake_keyframes(surface, views, depth_tolerance_m=0.02, min_facing=0.2, facing_power=2.0)
+    facing_plus_x = surface.normals.numpy()[:, 0] > 0.99
+    assert (baked.weight.numpy()[facing_plus_x] == 0).all()
+
+
+def test_push_pull_keeps_known_texels_and_fills_holes_from_their_neighbours():
+    image = torch.zeros(32, 32, 3)
+    image[:, :16] = torch.tensor([1.0, 0.0, 0.0])
+    image[:, 16:] = torch.tensor([0.0, 0.0, 1.0])
+    known = torch.ones(32, 32, dtype=torch.bool)
+    known[8:24, 12:20] = False
+    filled = push_pull(image * known.unsqueeze(-1), known)
+    assert torch.equal(filled[known], image[known])
+    assert torch.allclose(filled[:, :, 1], torch.zeros(32, 32))  # only colours that were there
+    assert float(filled[16, 12, 0]) > float(filled[16, 19, 0])  # nearer the red side, redder
+    assert torch.allclose(filled.sum(dim=-1)[~known], torch.ones(int((~known).sum())), atol=1e-5)  # blends of the two
+
+
+def run_texture_stage(vertices, faces, keyframes, visibility=None, size=64):
+    config = DpreconConfig()
+    config.compute.device = "cpu"
+    config.texture.cpu.object_size = size
+    model = SceneModel(visibility=visibility)
+    model.objects[1] = ObjectState(1, "thing", mesh=TriangleMesh(vertices, faces, np.full((len(vertices), 4), 255, np.uint8)))
+    ctx = RunContext(config, Compute(torch.device("cpu")), keyframes, [], {1}, ["texture"])
+    texture_stage.TextureStage().run(model, ctx)
+    return model.objects[1].mesh, ctx
+
+
+def texel_sides(mesh: TriangleMesh) -> tuple[np.ndarray, np.ndarray]:
+    """Per texel: the outward side it lies on (0 where on no surface) and the texel indices, via a UV raster."""
+    size = mesh.texture.shape[0]
+    r = TorchRasteriser()
+    faces = torch.as_tensor(mesh.faces, dtype=torch.int32)
+    rast = r.rasterize(uv_to_clip(torch.as_tensor(mesh.uv))[None], faces, (size, size))[0]
+    face_normals = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).face_normals
+    tri = rast[..., 3].long().numpy() - 1
+    return np.where(tri[..., None] >= 0, np.round(face_normals[np.maximum(tri, 0)]), 0), tri >= 0
+
+
+def test_the_stage_textures_the_mesh_with_observed_and_filled_texels(cube_mesh, cube_keyframes):
+    vertices, faces = cube_mesh
+    mesh, _ = run_texture_stage(vertices, faces, cube_keyframes)
+    assert mesh.is_textured and mesh.texture.shape == (64, 64, 3)
+    assert np.allclose(mesh.vertices[mesh.faces], vertices[faces])
+    sides, on_surface = texel_sides(mesh)
+    prov = mesh.texel_provenance
+    assert (prov[~on_surface] == TEXEL_GUTTER).mean() > 0.9  # chart borders may differ by a texel between rasters
+    for side, rgb in SIDE_COLOURS.items():
+        on_side = (sides == np.array(side)).all(axis=-1)
+        if side in SEEN:
+            assert (prov[on_side] == TEXEL_OBSERVED).mean() > 0.9, side
+            seen = on_side & (prov == TEXEL_OBSERVED)
+            assert np.abs(mesh.texture[seen].astype(float) - rgb).mean() < 8, side
+        else:
+            assert (prov[on_side] == TEXEL_FILLED).all(), side
+    # the vertex colours, for viewers without textures, come from the texture
+    assert mesh.vertex_colors.shape == (len(mesh.vertices), 4) and len(np.unique(mesh.vertex_colors[:, :3], axis=0)) > 3
+
+
+def test_where_the_visibility_grid_says_unseen_keyframe_colours_are_not_used(cube_mesh, cube_keyframes):
+    vertices, faces = cube_mesh
+    # transmittance 1 everywhere but the slab in front of the +x side (x > 0.2): there the grid says unseen
+    voxel = 0.02
+    origin = np.array([-0.6, -0.6, -0.4])
+    values = np.ones((61, 61, 61), np.float32)
+    xs = origin[0] + voxel * np.arange(61)
+    values[xs > 0.2 + voxel / 2] = 0.0
+    mesh, _ = run_texture_stage(vertices, faces, cube_keyframes, VoxelGrid(origin, voxel, values))
+    sides, _ = texel_sides(mesh)
+    prov = mesh.texel_provenance
+    plus_x = (sides == np.array((1, 0, 0))).all(axis=-1)
+    plus_y = (sides == np.array((0, 1, 0))).all(axis=-1)
+    assert (prov[plus_x] == TEXEL_FILLED).mean() > 0.9  # seen by keyframes, but the grid rules
+    assert (prov[plus_y] == TEXEL_OBSERVED).mean() > 0.9
+
+
+def test_a_failed_unwrap_leaves_the_vertex_coloured_mesh_and_counts(cube_mesh, cube_keyframes, monkeypatch):
+    def fail(*_args):
+        raise UnwrapFailed("the unwrap worker crashed")
+
+    monkeypatch.setattr(texture_stage, "unwrap", fail)
+    vertices, faces = cube_mesh
+    mesh, ctx = run_texture_stage(vertices, faces, cube_keyframes)
+    assert not mesh.is_textured and len(mesh.vertices) == len(vertices)
+    assert ctx.counters.get("texture_unwrap_failed") == 1
+
+
+def test_a_textured_render_from_a_keyframe_reproduces_its_image(cube_mesh, cube_keyframes):
+    vertices, faces = cube_mesh
+    mesh, _ = run_texture_stage(vertices, faces, cube_keyframes, size=128)
+    kf = cube_keyframes[1]
+    r = TorchRasteriser()
+    f = torch.as_tensor(mesh.faces, dtype=torch.int32)
+    clip = project_to_clip(torch.as_tensor(mesh.vertices, dtype=torch.float32), kf.frame.T_world_camera, K, NEAR_M, FAR_M)
+    rast = r.rasterize(clip[None], f, (K.height, K.width))
+    uv = r.interpolate(torch.as_tensor(mesh.uv), rast, f)
+    rendered = r.texture(torch.as_tensor(mesh.texture, dtype=torch.float32)[None] / 255, uv)[0].numpy() * 255
+    covered = (rast[0, ..., 3] > 0).numpy() & (kf.frame.instance > 0)
+    mse = ((rendered[covered] - kf.frame.rgb[covered].astype(float)) ** 2).mean()
+    assert 10 * np.log10(255**2 / mse) > 25
