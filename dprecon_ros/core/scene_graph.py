@@ -174,8 +174,14 @@ def provenance_fields(obj: ObjectReconstruction | None) -> dict:
     """Completeness (observed share), generated share, and whether per-vertex provenance exists at all:
     without it both shares are 0 and mean "unknown", not "nothing observed"."""
     if obj is None:
-        return {"completeness": 0.0, "generated_share": 0.0, "provenance": False}
-    return {"completeness": float(obj.completeness), "generated_share": generated_share(obj), "provenance": has_provenance(obj)}
+        return {"completeness": 0.0, "generated_share": 0.0, "provenance": False, "textured": False, "texture_observed_share": 0.0}
+    return {
+        "completeness": float(obj.completeness),
+        "generated_share": generated_share(obj),
+        "provenance": has_provenance(obj),
+        "textured": obj.is_textured,
+        "texture_observed_share": float(obj.texture_observed_share),  # texels coloured from keyframes; the rest filled or generated
+    }
 
 
 def scene_graph_to_dict(

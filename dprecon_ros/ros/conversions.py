@@ -62,6 +62,8 @@ def object_message(obj: ObjectReconstruction, header: Header, arrays: Arrays = P
         vertex_observed=_vertex_observed(obj, arrays),
         completeness=float(obj.completeness),
         generated_share=generated_share(obj),
+        mesh_uri=obj.mesh_uri,
+        texture_observed_share=float(obj.texture_observed_share),
         observation_count=obj.observation_count,
     )
 
@@ -112,24 +114,10 @@ MESH_NAMESPACES = ("meshes", "boxes", "labels")
 def object_markers(
     obj: ObjectReconstruction, header: Header, with_box: bool, arrays: Arrays = PLAIN, colours: str = MARKER_RGB
 ) -> list[Marker]:
-    """The object's mesh (TRIANGLE_LIST with vertex colours, or observedness with `colours="observed"`) and,
-    for objects, its box and label."""
-    tri = obj.vertices[obj.faces.reshape(-1)]
-    cols = display_colours(obj, colours)[obj.faces.reshape(-1)]
-    markers = [
-        Marker(
-            header=header,
-            ns="meshes",
-            id=obj.object_id,
-            type=Marker.TRIANGLE_LIST,
-            action=Marker.ADD,
-            pose=Pose(orientation=Quaternion(w=1.0)),
-            scale=Vector3(x=1.0, y=1.0, z=1.0),
-            color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-            points=arrays.points(tri),
-            colors=arrays.colours(_unit_colours(cols)),
-        )
-    ]
+    """The object's mesh and, for objects, its box and label. The mesh is a MESH_RESOURCE of its textured GLB
+    where one was written (`obj.mesh_uri`, shown with the file's own material and texture), else a TRIANGLE_LIST
+    with vertex colours (for a textured object, the texture's), or with observedness for `colours="observed"`."""
+    markers = [_mesh_marker(obj, header, arrays, colours)]
     if not with_box:
         return markers
     e = obj.box.extent
@@ -160,6 +148,38 @@ def object_markers(
         )
     )
     return markers
+
+
+def _mesh_marker(obj: ObjectReconstruction, header: Header, arrays: Arrays, colours: str) -> Marker:
+    if obj.mesh_uri and colours == MARKER_RGB:
+        # glTF is y-up: RViz2 (since 2025) and Foxglove turn it to z-up on load, so the pose is the identity;
+        # colour all zeros: the embedded material, untinted
+        return Marker(
+            header=header,
+            ns="meshes",
+            id=obj.object_id,
+            type=Marker.MESH_RESOURCE,
+            action=Marker.ADD,
+            pose=Pose(orientation=Quaternion(w=1.0)),
+            scale=Vector3(x=1.0, y=1.0, z=1.0),
+            color=ColorRGBA(r=0.0, g=0.0, b=0.0, a=0.0),
+            mesh_resource=obj.mesh_uri,
+            mesh_use_embedded_materials=True,
+        )
+    tri = obj.vertices[obj.faces.reshape(-1)]
+    cols = display_colours(obj, colours)[obj.faces.reshape(-1)]
+    return Marker(
+        header=header,
+        ns="meshes",
+        id=obj.object_id,
+        type=Marker.TRIANGLE_LIST,
+        action=Marker.ADD,
+        pose=Pose(orientation=Quaternion(w=1.0)),
+        scale=Vector3(x=1.0, y=1.0, z=1.0),
+        color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+        points=arrays.points(tri),
+        colors=arrays.colours(_unit_colours(cols)),
+    )
 
 
 def relation_markers(recon: Reconstruction, header: Header) -> list[Marker]:

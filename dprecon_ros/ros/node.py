@@ -40,6 +40,7 @@ from dprecon_ros.core.scene_model import BACKGROUND_ID
 from dprecon_ros.core.store.manifest import MapFormatError
 from dprecon_ros.core.types import Reconstruction
 from dprecon_ros.io.export import export_reconstruction
+from dprecon_ros.io.mesh_resources import MeshResources, mesh_resource_dir
 from dprecon_ros.io.offered_qos import SMALL_STREAM_DEPTH
 from dprecon_ros.ros import conversions
 from dprecon_ros.ros.cdr_arrays import ArraySlots
@@ -80,6 +81,7 @@ class DpreconNode(Node):
         # publishing, reset and load take this lock: the latched topics always end at the node's current map
         self._map_lock = threading.RLock()
         self._markers = conversions.MarkerStream(self.config.topics.marker_history)
+        self._mesh_resources: MeshResources | None = None
         self._period_timer = None
         self._create_interfaces()
         if self.mapper.latest is not None:
@@ -242,6 +244,7 @@ class DpreconNode(Node):
 
     def _publish(self, recon: Reconstruction) -> None:
         with self._map_lock:
+            self._write_mesh_resources(recon)
             frame_id = self.config.topics.map_frame
             # meshes go in as arrays, not one Python object per vertex (ros/cdr_arrays.py)
             arrays = ArraySlots()
@@ -262,6 +265,23 @@ class DpreconNode(Node):
             self.pub_markers.publish(markers)
             self._markers.cleared()
         self._publish_status()
+
+    def _write_mesh_resources(self, recon: Reconstruction) -> None:
+        """Textured GLBs where viewers load them (MESH_RESOURCE markers, MapObject.mesh_uri); a failure is counted
+        and the map goes out with vertex colours."""
+        directory = mesh_resource_dir(self.config)
+        if not directory:
+            self._mesh_resources = None
+            return
+        if self._mesh_resources is None or self._mesh_resources.directory != Path(directory):
+            self._mesh_resources = MeshResources(directory)
+        try:
+            self._mesh_resources.update(recon)
+        except OSError as exc:
+            for obj in [*recon.objects, recon.background]:
+                if obj is not None:
+                    obj.mesh_uri = ""
+            self.counters.count("mesh_resource_error", f"textured meshes not written to {directory}: {exc}")
 
     def _export(self, recon: Reconstruction, directory: str) -> list[Path]:
         return export_reconstruction(recon, directory, self.config.topics.map_frame)

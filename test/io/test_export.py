@@ -3,15 +3,19 @@ the object's `<id>_<label>` name, in the per-object files and in the scene."""
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 import trimesh
+from PIL import Image
 
 from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction, Relation, SceneGraph
 from dprecon_ros.io.export import OBSERVED_ATTRIBUTE, export_reconstruction
+from dprecon_ros.testing import gltf_validator
 
 TABLE_TOP_M = 0.75
 MUG_HEIGHT_M = 0.10
@@ -91,23 +95,45 @@ PRIOR_OFF = "off: no weights"
 GL_FLOAT = 5126  # glTF componentType of float32
 
 
-def glb_attribute(path: Path, mesh_name: str, attribute: str) -> np.ndarray | None:
-    """A float32 SCALAR vertex attribute of the named mesh, read from the GLB's own chunks (JSON, then BIN);
-    None where the mesh has no such attribute."""
-    doc = gltf_json(path)
+COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3}
+
+
+def glb_binary(path: Path) -> tuple[dict, bytes, int]:
+    """The GLB's JSON, its bytes and where its BIN chunk's data starts."""
     data = path.read_bytes()
     json_length = struct.unpack_from("<I", data, 12)[0]
-    bin_start = 20 + json_length + 8  # after the JSON chunk and the BIN chunk's length and type
+    return gltf_json(path), data, 20 + json_length + 8  # after the JSON chunk and the BIN chunk's length and type
+
+
+def glb_attribute(path: Path, mesh_name: str, attribute: str) -> np.ndarray | None:
+    """A float32 vertex attribute of the named mesh (N,) or (N, C), read from the GLB's own chunks (JSON, then
+    BIN); None where the mesh has no such attribute."""
+    doc, data, bin_start = glb_binary(path)
     (mesh,) = [m for m in doc["meshes"] if m["name"] == mesh_name]
     attributes = mesh["primitives"][0]["attributes"]
     if attribute not in attributes:
         return None
     accessor = doc["accessors"][attributes[attribute]]
-    assert accessor["type"] == "SCALAR" and accessor["componentType"] == GL_FLOAT
+    assert accessor["componentType"] == GL_FLOAT
     assert accessor["count"] == doc["accessors"][attributes["POSITION"]]["count"]
     view = doc["bufferViews"][accessor["bufferView"]]
     start = bin_start + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
-    return np.frombuffer(data, "<f4", count=accessor["count"], offset=start)
+    width = COMPONENTS[accessor["type"]]
+    values = np.frombuffer(data, "<f4", count=accessor["count"] * width, offset=start)
+    return values if width == 1 else values.reshape(-1, width)
+
+
+def glb_base_colour(path: Path, mesh_name: str) -> tuple[dict, np.ndarray]:
+    """The named mesh's material and its base-colour texture as an RGB array, decoded from the GLB's image."""
+    doc, data, bin_start = glb_binary(path)
+    (mesh,) = [m for m in doc["meshes"] if m["name"] == mesh_name]
+    material = doc["materials"][mesh["primitives"][0]["material"]]
+    texture = doc["textures"][material["pbrMetallicRoughness"]["baseColorTexture"]["index"]]
+    image = doc["images"][texture["source"]]
+    view = doc["bufferViews"][image["bufferView"]]
+    start = bin_start + view.get("byteOffset", 0)
+    decoded = Image.open(io.BytesIO(data[start : start + view["byteLength"]])).convert("RGB")
+    return material, np.asarray(decoded)
 
 
 def with_provenance(recon: Reconstruction) -> Reconstruction:
@@ -141,3 +167,50 @@ def test_scene_graph_json_records_the_prior_and_each_objects_provenance(tmp_path
     nodes = {n["label"]: n for n in graph["objects"]}
     assert nodes["mug"]["provenance"] is True and np.isclose(nodes["mug"]["generated_share"], 1 - recon.objects[1].completeness)
     assert nodes["table"]["provenance"] is False and nodes["table"]["generated_share"] == 0.0
+
+
+def with_textures(recon: Reconstruction) -> Reconstruction:
+    """The mug and the background textured (a pattern no two texels share), the table left vertex-coloured."""
+    from dprecon_ros.core.texture.uv import unwrap
+
+    rng = np.random.default_rng(0)
+    for obj in (recon.objects[1], recon.background):
+        atlas = unwrap(obj.vertices, obj.faces, 64, 2)
+        obj.vertices, obj.faces, obj.uv = atlas.vertices, atlas.faces, atlas.uv
+        obj.vertex_colors = np.full((len(atlas.vertices), 4), 90, np.uint8)
+        obj.texture = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return recon
+
+
+def test_textured_glbs_carry_a_pbr_material_with_the_texture_and_uv_as_stored(tmp_path):
+    recon = with_provenance(with_textures(mug_on_table()))
+    export_reconstruction(recon, tmp_path)
+    mug, background = recon.objects[1], recon.background
+    for path, name, obj in (
+        (tmp_path / "objects" / "3_mug.glb", "3_mug", mug),
+        (tmp_path / "scene.glb", "3_mug", mug),
+        (tmp_path / "background.glb", "background", background),
+    ):
+        material, image = glb_base_colour(path, name)
+        assert np.array_equal(image, obj.texture), path  # lossless (PNG)
+        assert material["pbrMetallicRoughness"]["metallicFactor"] == 0.0
+        uv = glb_attribute(path, name, "TEXCOORD_0")
+        assert np.allclose(uv, obj.uv, atol=1e-6), path  # glTF's v = 0 is the image's first row, as ours
+        assert glb_attribute(path, name, "COLOR_0") is None  # it would tint the texture
+    assert np.allclose(glb_attribute(tmp_path / "objects" / "3_mug.glb", "3_mug", OBSERVED_ATTRIBUTE), mug.vertex_observed)
+    table = gltf_json(tmp_path / "objects" / "2_table.glb")
+    assert "COLOR_0" in table["meshes"][0]["primitives"][0]["attributes"]  # untextured meshes keep vertex colours
+
+
+def test_exported_glbs_pass_the_khronos_validator(tmp_path):
+    missing = gltf_validator.validator_missing()
+    if missing:
+        pytest.fail(f"the glTF validator must run here: {missing}")
+    recon = with_provenance(with_textures(mug_on_table()))
+    paths = [p for p in export_reconstruction(recon, tmp_path) if p.suffix == ".glb"]
+    assert len(paths) == 4
+    reports = gltf_validator.validate(paths)
+    assert len(reports) == 4
+    for report in reports:
+        assert report["issues"]["numErrors"] == 0, gltf_validator.errors(report)
+        assert report["info"]["totalVertexCount"] > 0

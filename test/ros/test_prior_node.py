@@ -3,10 +3,15 @@ weights the node says the prior is off and still publishes the map."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
 import numpy as np
 import pytest
 from action_msgs.msg import GoalStatus
+from visualization_msgs.msg import Marker
 
+from dprecon_ros.testing.markers import replay_markers
 from dprecon_ros.testing.ros_graph import RosGraph, params, sim_params
 
 pytestmark = pytest.mark.ros
@@ -36,6 +41,9 @@ TOY = {  # the full preset at toy size: seconds on a CPU
     "prior.visibility_resolution": 24,
     "prior.visibility_rays_per_image": 100,
     "prior.visibility_samples_per_ray": 12,
+    "texture.cpu_preset": False,
+    "texture.object_size": 32,
+    "texture.background_size": 64,
 }
 
 
@@ -44,7 +52,8 @@ def two_nodes(tmp_path_factory, tiny_checkpoint):
     """One simulator feeding two nodes: `with_prior` has a (tiny, random) checkpoint, `no_weights` has none."""
     tmp = tmp_path_factory.mktemp("prior_graph")
     graph = RosGraph(tmp)
-    graph.start("dprecon_node", *params({**TOY, "prior.model": str(tiny_checkpoint)}), "-r", "__node:=with_prior", name="with_prior")
+    with_prior = {**TOY, "prior.model": str(tiny_checkpoint), "reconstruction.export_dir": str(tmp / "export")}
+    graph.start("dprecon_node", *params(with_prior), "-r", "__node:=with_prior", name="with_prior")
     graph.start("dprecon_node", *params({**TOY, "prior.model": str(tmp / "no_weights")}), "-r", "__node:=no_weights", name="no_weights")
     sim = graph.start("dprecon_sim", *sim_params(VIEWS, sim__width=160, sim__height=120, wait_for_subscribers_s=60.0))
     try:
@@ -52,6 +61,12 @@ def two_nodes(tmp_path_factory, tiny_checkpoint):
         yield graph, tmp
     finally:
         graph.close()
+
+
+def mesh_resources_shown(client) -> dict[int, str]:
+    """Object id -> URI of the MESH_RESOURCE markers the ~/markers replay ends with."""
+    shown = replay_markers(client.markers_received)
+    return {m.id: m.mesh_resource for m in shown.values() if m.ns == "meshes" and m.type == Marker.MESH_RESOURCE and m.id != 0}
 
 
 def client_of(graph: RosGraph, name: str):
@@ -72,6 +87,14 @@ def test_without_weights_the_status_says_the_prior_is_off_and_the_map_is_publish
         )
         assert client.spin_until(lambda: client.objects is not None and len(client.objects.objects) >= 3, 10)
         assert all(len(o.vertex_observed) == 0 and o.generated_share == 0.0 for o in client.objects.objects)
+        # textured, but no file anywhere viewers could load: no URI, the markers carry the texture's colours
+        assert all(o.mesh_uri == "" and 0.0 < o.texture_observed_share <= 1.0 for o in client.objects.objects)
+
+        def meshes() -> list[Marker]:
+            return [m for m in replay_markers(client.markers_received).values() if m.ns == "meshes"]
+
+        assert client.spin_until(lambda: len(meshes()) >= len(client.objects.objects), 10), meshes()
+        assert all(m.type == Marker.TRIANGLE_LIST for m in meshes())
         handle = client.send_edit(client.objects.objects[0].id, "a teddy bear")  # accepted, then refused with the reason
         status, edit = client.wait_result(handle, 120) if handle.accepted else (None, None)
         assert handle.accepted and status == GoalStatus.STATUS_ABORTED and "prior cannot run" in edit.message, edit
@@ -90,6 +113,9 @@ def test_the_prior_runs_and_edit_object_changes_that_object_only(two_nodes):
         assert client.spin_until(lambda: client.objects is not None and len(client.objects.objects) >= 3, 10)
         before = {o.id: np.array([[p.x, p.y, p.z] for p in o.mesh.vertices]) for o in client.objects.objects}
         assert all(len(o.vertex_observed) == len(o.mesh.vertices) for o in client.objects.objects)
+        uris = {o.id: o.mesh_uri for o in client.objects.objects}
+        assert all(uri.startswith("file://") and Path(unquote(urlparse(uri).path)).is_file() for uri in uris.values()), uris
+        assert client.spin_until(lambda: mesh_resources_shown(client) == uris, 10), (mesh_resources_shown(client), uris)
         target = sorted(before)[0]
         rejected = client.send_edit(9999, "a teddy bear")
         assert not rejected.accepted
@@ -104,6 +130,11 @@ def test_the_prior_runs_and_edit_object_changes_that_object_only(two_nodes):
             return mesh.shape != before[target].shape or not np.allclose(mesh, before[target])
 
         assert client.spin_until(republished, 30), "the edited object was not republished with a new mesh"
+        new_uris = {o.id: o.mesh_uri for o in client.objects.objects}
+        assert new_uris[target] != uris[target] and Path(unquote(urlparse(new_uris[target]).path)).is_file()
+        assert not Path(unquote(urlparse(uris[target]).path)).exists()  # the old version's file is gone
+        assert all(new_uris[oid] == uris[oid] for oid in uris if oid != target)
+        assert client.spin_until(lambda: mesh_resources_shown(client) == new_uris, 10)
         after = {o.id: np.array([[p.x, p.y, p.z] for p in o.mesh.vertices]) for o in client.objects.objects}
         for oid in before:
             if oid != target:
