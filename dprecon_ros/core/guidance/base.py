@@ -62,6 +62,15 @@ class Guidance:
     def loss(self, views: GuidanceViews, prompt: Prompt, progress: float) -> torch.Tensor:
         raise NotImplementedError
 
+    def supports_rgb(self) -> bool:
+        """Whether `rgb_loss` works (the texture stage's SDS on colour renders)."""
+        return False
+
+    def rgb_loss(self, images: torch.Tensor, weight: torch.Tensor, prompt: Prompt, progress: float) -> torch.Tensor:
+        """SDS on colour renders: images (B, 3, H, W) in [0, 1], weight (B, 1, H, W) per pixel (0 where the
+        colour was observed)."""
+        raise NotImplementedError(f"{self.name} scores no colour renders")
+
     def describe(self) -> str:
         """One line for logs and the status: what scores the renders."""
         return self.name

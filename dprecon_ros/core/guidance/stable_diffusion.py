@@ -1,8 +1,8 @@
 """`stable-diffusion` guidance: SDS with a Stable Diffusion checkpoint through diffusers.
 
 The UNet, text encoder, tokenizer and scheduler are read from the checkpoint's directory (fp16 on CUDA, fp32 on
-the CPU) once per process; text embeddings are kept per prompt. The VAE is not loaded: geometry SDS feeds the
-rendered maps as latents directly.
+the CPU) once per process; text embeddings are kept per prompt. Geometry SDS feeds the rendered maps as latents
+directly; the VAE is loaded only when colour renders are scored (the texture stage), which it encodes to latents.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class StableDiffusionGuidance(Guidance):
         if self.prediction not in PREDICTIONS:
             raise GuidanceUnavailable(f"{path}: the scheduler's prediction_type {self.prediction!r} is not one of {PREDICTIONS}")
         self.cfg = cfg
+        self.path = path
+        self._vae = None
         self._embeddings: dict[str, torch.Tensor] = {}
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         log.info("prior: %s loaded from %s (%s on %s)", cfg.model, path, str(self.dtype).removeprefix("torch."), device)
@@ -79,6 +81,33 @@ class StableDiffusionGuidance(Guidance):
         eps_hat = self.predict_noise(latents.detach(), eps, t, prompt)
         gradient = sds.sds_gradient(eps_hat, eps, t, self.alphas_cumprod, weight)
         return sds.sds_loss(latents, gradient)
+
+    def supports_rgb(self) -> bool:
+        return (self.path / "vae").is_dir()
+
+    def vae(self):
+        """The checkpoint's VAE, loaded on first use and kept."""
+        if self._vae is None:
+            from diffusers import AutoencoderKL
+
+            try:
+                vae = AutoencoderKL.from_pretrained(self.path, subfolder="vae", torch_dtype=self.dtype, local_files_only=True)
+            except Exception as exc:  # noqa: BLE001 - reported as the guidance being unable to score colour
+                raise GuidanceUnavailable(f"cannot load the VAE of {self.path}: {type(exc).__name__}: {exc}") from exc
+            self._vae = vae.to(self.device).eval().requires_grad_(False)
+        return self._vae
+
+    def rgb_loss(self, images: torch.Tensor, weight: torch.Tensor, prompt: Prompt, progress: float) -> torch.Tensor:
+        vae = self.vae()
+        x = images.to(self.device) * 2.0 - 1.0
+        latents = vae.encode(x.to(self.dtype)).latent_dist.mean.float() * float(vae.config.scaling_factor)
+        size = latents.shape[-1]
+        w = sds.latent_weight(weight.to(self.device).float(), size)
+        batch = len(latents)
+        t = sds.draw_timesteps(batch, self.cfg.t_min, self.cfg.t_max, progress, self.train_steps, self.generator, self.device)
+        eps = torch.randn(latents.shape, generator=self.generator, device=self.device)
+        eps_hat = self.predict_noise(latents.detach(), eps, t, prompt)
+        return sds.sds_loss(latents, sds.sds_gradient(eps_hat, eps, t, self.alphas_cumprod, w))
 
     @torch.no_grad()
     def predict_noise(self, latents: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, prompt: Prompt) -> torch.Tensor:

@@ -15,14 +15,17 @@ import numpy as np
 import torch
 
 from dprecon_ros.config_fields import with_sizes
+from dprecon_ros.core.guidance.base import Guidance, GuidanceUnavailable, Prompt, make_guidance
 from dprecon_ros.core.raster import Rasteriser, make_rasteriser
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
+from dprecon_ros.core.stages.prior.stage import prompt_for, sized_prior
 from dprecon_ros.core.texture.bake import KeyframeView, bake_keyframes, texel_surface
 from dprecon_ros.core.texture.config import TextureConfig, TextureSizes
 from dprecon_ros.core.texture.fill import push_pull
+from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels
 from dprecon_ros.core.texture.uv import UnwrapFailed, unwrap
-from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, TriangleMesh
+from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GENERATED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, TriangleMesh
 from dprecon_ros.core.visibility import read_grid
 
 log = logging.getLogger("dprecon_ros")
@@ -53,18 +56,38 @@ class TextureStage(Stage):
     def run(self, model: SceneModel, ctx: RunContext) -> SceneModel:
         device = ctx.compute.device
         rasteriser = make_rasteriser(device)
+        guidance = texture_guidance(model, ctx)
         states = [s for s in model.states() if s.object_id in ctx.dirty and s.mesh is not None and not s.mesh.is_empty]
         for i, state in enumerate(states):
             ctx.check_cancelled()
             ctx.progress(i / max(1, len(states)))
             try:
-                state.mesh = texture_mesh(model, state, ctx, rasteriser)
+                state.mesh = texture_mesh(model, state, ctx, rasteriser, guidance)
             except UnwrapFailed as exc:  # the object keeps its vertex-coloured mesh
                 ctx.counters.count("texture_unwrap_failed", f"object {state.object_id} ({state.label}) keeps vertex colours: {exc}")
         return model
 
 
-def texture_mesh(model: SceneModel, state: ObjectState, ctx: RunContext, rasteriser: Rasteriser) -> TriangleMesh:
+def texture_guidance(model: SceneModel, ctx: RunContext) -> Guidance | None:
+    """The prior's guidance for the unseen texels, when the prior stage ran with it in this run and it scores
+    colour; None (unseen texels are filled from their neighbours) otherwise."""
+    sizes = texture_sizes(ctx.config.texture, ctx.compute.device)
+    if sizes.sds_iterations == 0 or "prior" not in ctx.stage_names or not model.prior_status.startswith("on"):
+        return None
+    try:
+        guidance = make_guidance(sized_prior(ctx.config.prior, ctx), ctx.compute.device)
+    except GuidanceUnavailable as exc:
+        ctx.counters.count("texture_prior_off", f"unseen texels are filled, not generated: {exc}")
+        return None
+    if not guidance.supports_rgb():
+        ctx.counters.count("texture_prior_off", f"unseen texels are filled, not generated: {guidance.describe()} scores no colour")
+        return None
+    return guidance
+
+
+def texture_mesh(
+    model: SceneModel, state: ObjectState, ctx: RunContext, rasteriser: Rasteriser, guidance: Guidance | None = None
+) -> TriangleMesh:
     cfg = ctx.config.texture
     device = ctx.compute.device
     sizes = texture_sizes(cfg, device)
@@ -80,13 +103,21 @@ def texture_mesh(model: SceneModel, state: ObjectState, ctx: RunContext, rasteri
         probe = surface.points + surface.normals * ctx.config.mesh.observed_offset_cells * model.visibility.voxel
         with torch.no_grad():
             observed &= read_grid(model.visibility, probe) >= threshold
+    if state.object_id in ctx.edits:  # an edit repaints the whole object from its new prompt, as its shape
+        observed = torch.zeros_like(observed)
     known = torch.zeros(size * size, dtype=torch.bool, device=device)
     known[surface.texel[observed]] = True
     known = known.view(size, size)
-    image = push_pull(surface.image(baked.colour), known)  # unseen texels and gutters from the observed ones
+    colour = surface.image(baked.colour)
+    image = push_pull(colour, known)  # unseen texels and gutters from the observed ones
+    unseen_source = TEXEL_FILLED
+    if guidance is not None and not bool(observed.all()):
+        image = generate_unseen(model, state, ctx, rasteriser, guidance, atlas, TextureTarget(image, colour, known), sizes)
+        image = push_pull(image, surface.chart_mask())  # seams: gutters again from the charts, as generated
+        unseen_source = TEXEL_GENERATED
     texture = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
     provenance = torch.full((size * size,), TEXEL_GUTTER, dtype=torch.uint8, device=device)
-    provenance[surface.texel] = TEXEL_FILLED
+    provenance[surface.texel] = unseen_source
     provenance[surface.texel[observed]] = TEXEL_OBSERVED
     share = float(observed.float().mean()) if len(observed) else 0.0
     log.info(
@@ -106,6 +137,45 @@ def texture_mesh(model: SceneModel, state: ObjectState, ctx: RunContext, rasteri
         texture,
         provenance.view(size, size).cpu().numpy(),
     )
+
+
+def generate_unseen(
+    model: SceneModel,
+    state: ObjectState,
+    ctx: RunContext,
+    rasteriser: Rasteriser,
+    guidance: Guidance,
+    atlas,
+    target: TextureTarget,
+    sizes: TextureSizes,
+) -> torch.Tensor:
+    cfg, prior = ctx.config.texture, sized_prior(ctx.config.prior, ctx)
+    prompt = prompt_for(model, state.object_id, prior, ctx.edits)
+    centres = np.array([kf.frame.T_world_camera[:3, 3] for kf in ctx.keyframes]) if state.is_background else None
+    if state.is_background and len(centres) == 0:
+        return target.initial
+    texture, log_rows = fit_unseen_texels(
+        atlas,
+        target,
+        guidance,
+        Prompt(prompt.text, cfg.negative_prompt),
+        cfg,
+        prior,
+        rasteriser,
+        sizes.sds_iterations,
+        sizes.render_size,
+        centres,
+        ctx.check_cancelled,
+    )
+    if log_rows:
+        log.info(
+            "object %d (%s): %d RGB SDS steps, observed-colour loss %.2e at the end",
+            state.object_id,
+            state.label,
+            len(log_rows),
+            log_rows[-1]["observed"],
+        )
+    return texture
 
 
 def sample_vertex_colours(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:

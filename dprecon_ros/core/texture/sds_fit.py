@@ -1,0 +1,102 @@
+"""Colours for the texels no keyframe saw, from the prior: RGB score distillation on renders of the textured
+mesh (DP-Recon stage 4).
+
+The texture is optimised as a whole: the observed texels are held to their keyframe colours by a loss of large
+weight (`texture.observation_weight`), while the prior's SDS gradient reaches only pixels whose texel was not
+observed (its per-pixel weight is the unobserved mask sampled at the pixel's uv). Views orbit the object as
+the prior stage's do; the background is seen from where the keyframes were taken, turned to any direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dprecon_ros.core.guidance.base import Guidance, Prompt
+from dprecon_ros.core.raster import Rasteriser, project_to_clip
+from dprecon_ros.core.stages.prior.cameras import orbit_cameras, room_cameras
+from dprecon_ros.core.stages.prior.config import PriorConfig
+from dprecon_ros.core.texture.config import TextureConfig
+from dprecon_ros.core.texture.uv import UvMesh
+from dprecon_ros.core.types import CameraIntrinsics
+
+UP_AXIS = 2  # map frame z (REP-103)
+NEAR_M, FAR_M = 0.01, 100.0
+BACKDROP = 1.0  # white behind the object in its renders, as the prior's object images have
+
+
+@dataclass
+class TextureTarget:
+    """What the fit starts from and keeps: the filled texture, the observed colours and where they are."""
+
+    initial: torch.Tensor  # (S, S, 3) in [0, 1]
+    observed_colour: torch.Tensor  # (S, S, 3)
+    observed: torch.Tensor  # (S, S) bool
+
+
+def square_intrinsics(fov_y: float, size: int) -> CameraIntrinsics:
+    f = (size / 2) / float(np.tan(fov_y / 2))
+    c = (size - 1) / 2
+    return CameraIntrinsics(f, f, c, c, size, size)
+
+
+def fit_unseen_texels(
+    atlas: UvMesh,
+    target: TextureTarget,
+    guidance: Guidance,
+    prompt: Prompt,
+    cfg: TextureConfig,
+    prior: PriorConfig,
+    rasteriser: Rasteriser,
+    iterations: int,
+    render_size: int,
+    camera_centres: np.ndarray | None,
+    check_cancelled: Callable[[], None],
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """The optimised (S, S, 3) texture and a log of its losses. `camera_centres` (I, 3): where the keyframes
+    were taken, for the background's views; None for an object (orbit views)."""
+    device = target.initial.device
+    generator = torch.Generator(device=device).manual_seed(prior.seed)
+    faces = torch.as_tensor(atlas.faces, dtype=torch.int32, device=device)
+    vertices = torch.as_tensor(atlas.vertices, dtype=torch.float32, device=device)
+    uv_attr = torch.as_tensor(atlas.uv, dtype=torch.float32, device=device)
+    unobserved = (~target.observed).float()[None, ..., None]  # (1, S, S, 1)
+    lo, hi = atlas.vertices.min(axis=0), atlas.vertices.max(axis=0)
+    centre = torch.as_tensor((lo + hi) / 2, dtype=torch.float32, device=device)
+    radius = float(np.linalg.norm(hi - lo) / 2)
+    texture = target.initial.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([texture], lr=cfg.lr)
+    log = []
+    for step in range(iterations):
+        check_cancelled()
+        if camera_centres is None:
+            poses, fovs = orbit_cameras(centre, radius, prior.views_per_step, prior, UP_AXIS, generator)
+        else:
+            poses, fovs = room_cameras(
+                torch.as_tensor(camera_centres, dtype=torch.float32, device=device), prior.views_per_step, prior, UP_AXIS, generator
+            )
+        clip = torch.stack(
+            [
+                project_to_clip(vertices, pose.detach().cpu().numpy(), square_intrinsics(float(fov), render_size), NEAR_M, FAR_M)
+                for pose, fov in zip(poses, fovs, strict=True)
+            ]
+        )
+        rast = rasteriser.rasterize(clip, faces, (render_size, render_size))
+        covered = (rast[..., 3:4] > 0).float()
+        uv = rasteriser.interpolate(uv_attr, rast, faces)
+        colour = rasteriser.texture(texture[None], uv)
+        images = colour * covered + BACKDROP * (1 - covered)
+        weight = rasteriser.texture(unobserved, uv) * covered
+        sds = guidance.rgb_loss(images.permute(0, 3, 1, 2), weight.permute(0, 3, 1, 2), prompt, step / max(1, iterations))
+        kept = ((texture - target.observed_colour) ** 2)[target.observed].mean() if bool(target.observed.any()) else texture.sum() * 0
+        loss = sds + cfg.observation_weight * kept
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            texture.clamp_(0.0, 1.0)
+        log.append({"sds": float(sds.detach()), "observed": float(kept.detach())})
+    return texture.detach(), log
