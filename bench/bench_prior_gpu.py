@@ -54,6 +54,7 @@ from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
 from dprecon_ros.core.guidance import stable_diffusion  # noqa: E402, F401  (registers the stable-diffusion guidance)
 from dprecon_ros.core.guidance.base import Guidance, GuidanceViews, Prompt, forget_loaded, make_guidance  # noqa: E402
 from dprecon_ros.core.guidance.sds import visibility_weight  # noqa: E402
+from dprecon_ros.core.pipeline_config import PRESETS  # noqa: E402
 from dprecon_ros.core.stages.prior.config import PriorConfig, PriorSizes  # noqa: E402
 from dprecon_ros.eval.evaluation import format_table  # noqa: E402
 
@@ -328,6 +329,8 @@ class PriorBench:
         args = self.args
         overrides = {
             "reconstruction.backend": "full",
+            # the preset without its texture stage, which also calls the UNet (bench/bench_texture.py times it)
+            "reconstruction.stages": [n for n in PRESETS["full"] if n != "texture"],
             "compute.device": self.device.type,
             "compute.cpu_fallback": False,  # an out-of-memory must fail here, not rerun for ages on the CPU
             "prior.model": str(self.checkpoint),

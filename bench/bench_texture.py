@@ -4,6 +4,9 @@ meshes the stages before it give (the same geometry), scored against the images 
     .venv/bin/python bench/bench_texture.py                               # hard sim scene, 20 views: 10 keyframes, 10 held out
     .venv/bin/python bench/bench_texture.py --backend neural              # meshes of the geometry stage
     .venv/bin/python bench/bench_texture.py --frames BAG_DIR --device cuda  # frames of a dprecon-sim-bag (the GPU machine)
+    python3 bench/bench_texture.py --frames BAG_DIR --device cuda --backend full --prior-model DIR --set prior.iterations=10
+                                                   # the prior on: unseen texels by RGB SDS (a random-weight checkpoint
+                                                   # from bench/build_random_checkpoint.py times it; its colours mean nothing)
 
 Every other view is a keyframe; the views between them are held out, so each is near the keyframes but never
 one of them. Per run: PSNR (dB) and SSIM over the pixels the meshes cover (and over the pixels of objects
@@ -37,7 +40,7 @@ from dprecon_ros.core.stages import texture as texture_stage  # noqa: E402
 from dprecon_ros.eval.evaluation import format_table  # noqa: E402
 from dprecon_ros.eval.render_views import psnr, render_view, scene_meshes, ssim  # noqa: E402
 
-STAGES = {"tsdf": ["fuse", "mesh"], "neural": ["fuse", "geometry", "mesh"]}
+STAGES = {"tsdf": ["fuse", "mesh"], "neural": ["fuse", "geometry", "mesh"], "full": ["fuse", "geometry", "prior", "mesh"]}
 SMALL_GEOMETRY = {  # the geometry stage at the CPU bench's sizes (bench_backends' small runs)
     "geometry.iterations": 150,
     "geometry.rays_per_batch": 256,
@@ -72,11 +75,11 @@ class ObjectTimer:
         self.seconds: dict[int, float] = {}
         self._inner = texture_stage.texture_mesh
 
-    def __call__(self, model, state, ctx, rasteriser):
+    def __call__(self, model, state, ctx, rasteriser, guidance=None):
         if ctx.compute.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        mesh = self._inner(model, state, ctx, rasteriser)
+        mesh = self._inner(model, state, ctx, rasteriser, guidance)
         if ctx.compute.device.type == "cuda":
             torch.cuda.synchronize()
         self.seconds[state.object_id] = time.perf_counter() - t0
@@ -118,27 +121,32 @@ def main() -> int:
     p.add_argument("--arc-deg", type=float, default=None)
     p.add_argument("--shuffle-ids", action="store_true", help="new instance ids in every frame, like a 2D detector")
     p.add_argument("--backend", choices=sorted(STAGES), default="tsdf", help="the stages whose meshes are textured")
+    p.add_argument("--prior-model", type=Path, default=None, help="a diffusers checkpoint for --backend full (prior.model)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the vertex-colour run (timing only, e.g. with random weights)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--set", type=parse_set, action="append", default=[], help="KEY=VALUE config override for both runs")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
     device = torch.device(args.device)
-    overrides = {"compute.device": args.device, **(SMALL_GEOMETRY if args.backend == "neural" and device.type == "cpu" else {})}
+    overrides = {"compute.device": args.device, **(SMALL_GEOMETRY if args.backend != "tsdf" and device.type == "cpu" else {})}
+    if args.prior_model is not None:
+        overrides["prior.model"] = str(args.prior_model)
     overrides |= dict(args.set)
     name, keyframes, held_out = load_frames(args)
     stages = STAGES[args.backend]
 
-    plain = reconstruct(keyframes, stages, overrides, args)
+    plain = None if args.no_baseline else reconstruct(keyframes, stages, overrides, args)
     timer = ObjectTimer()
     texture_stage.texture_mesh = timer
     try:
         textured = reconstruct(keyframes, [*stages, "texture"], overrides, args)
     finally:
         texture_stage.texture_mesh = timer._inner
-    if [o.object_id for o in plain.objects] != [o.object_id for o in textured.objects]:
+    if plain is not None and [o.object_id for o in plain.objects] != [o.object_id for o in textured.objects]:
         raise SystemExit("the two runs associated different objects")
-    before, after = score(plain, held_out, False, device), score(textured, held_out, True, device)
+    before = score(plain, held_out, False, device) if plain is not None else None
+    after = score(textured, held_out, True, device)
     object_s = [s for oid, s in timer.seconds.items() if oid != 0]
     result = {
         "scene": name,
@@ -157,9 +165,10 @@ def main() -> int:
             "background": timer.seconds.get(0, float("nan")),
             "objects": len(object_s),
         },
+        "prior_status": textured.prior_status,
         "texture_sizes": {
             k: getattr(texture_stage.texture_sizes(load_config(args.config, overrides).texture, device), k)
-            for k in ("object_size", "background_size")
+            for k in ("object_size", "background_size", "sds_iterations", "render_size")
         },
         "texture_observed_share": {
             str(o.object_id): o.texture_observed_share for o in [*textured.objects, textured.background] if o is not None
@@ -167,8 +176,9 @@ def main() -> int:
     }
     headers = ["meshes", "PSNR dB", "SSIM", "PSNR objects", "SSIM objects", "covered"]
     rows = [
-        ["vertex colours", before["psnr"], before["ssim"], before["psnr_objects"], before["ssim_objects"], before["covered"]],
-        ["textured", after["psnr"], after["ssim"], after["psnr_objects"], after["ssim_objects"], after["covered"]],
+        [name, r["psnr"], r["ssim"], r["psnr_objects"], r["ssim_objects"], r["covered"]]
+        for name, r in (("vertex colours", before), ("textured", after))
+        if r is not None
     ]
     print(
         f"\n{name}: {len(keyframes)} keyframes, {len(held_out)} held-out views; {args.backend} meshes on {device} ({result['rasteriser']})"

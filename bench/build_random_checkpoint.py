@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "sd21_base"
-PARTS = {"unet": "config.json", "text_encoder": "config.json", "scheduler": "scheduler_config.json"}
+PARTS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json", "scheduler": "scheduler_config.json"}
 TOKENIZER_MAX_LENGTH = 77  # CLIP's context, as the real tokenizer_config.json
 CONFIG_ONLY_KEYS = ("torch_dtype", "transformers_version", "architectures")  # provenance in the file, not model arguments
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
@@ -50,6 +50,14 @@ def build_unet(device: torch.device | str = "cpu", configs: Path = CONFIGS):
 
     with torch.device(device):
         return UNet2DConditionModel.from_config(read_config("unet", configs))
+
+
+def build_vae(device: torch.device | str = "cpu", configs: Path = CONFIGS):
+    """SD 2.1-base's AutoencoderKL (what the texture stage encodes colour renders with) with random weights."""
+    from diffusers import AutoencoderKL
+
+    with torch.device(device):
+        return AutoencoderKL.from_config(read_config("vae", configs))
 
 
 def build_text_encoder(device: torch.device | str = "cpu", configs: Path = CONFIGS):
@@ -90,7 +98,7 @@ def build_random_checkpoint(
     seed: int = 0,
     tiny: bool = False,
 ) -> Path:
-    """Save unet/, text_encoder/, tokenizer/ and scheduler/ under `directory` and return it. The models are
+    """Save unet/, vae/, text_encoder/, tokenizer/ and scheduler/ under `directory` and return it. The models are
     created on `device` (a GPU initialises 1.2 B parameters in a second, a CPU takes much longer) and saved in
     `dtype` (default: fp16 for CUDA, fp32 for the CPU). `tiny` builds the tests' tiny model instead."""
     directory = Path(directory)
@@ -107,6 +115,9 @@ def build_random_checkpoint(
     unet = build_unet(device, configs)
     unet.to(dtype).save_pretrained(directory / "unet")
     del unet  # one model at a time on the device
+    vae = build_vae(device, configs)
+    vae.to(dtype).save_pretrained(directory / "vae")
+    del vae
     text_encoder = build_text_encoder(device, configs)
     vocab_size = text_encoder.config.vocab_size
     text_encoder.to(dtype).save_pretrained(directory / "text_encoder")
@@ -124,6 +135,7 @@ def parameter_counts(configs: Path = CONFIGS) -> dict[str, int]:
     """Parameters of the UNet and text encoder the configs describe, built on the meta device (no memory)."""
     return {
         "unet": sum(p.numel() for p in build_unet("meta", configs).parameters()),
+        "vae": sum(p.numel() for p in build_vae("meta", configs).parameters()),
         "text_encoder": sum(p.numel() for p in build_text_encoder("meta", configs).parameters()),
     }
 

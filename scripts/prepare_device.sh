@@ -12,7 +12,8 @@ PY_VERSION=${DEVICE_PYTHON_VERSION:-3.12}
 mkdir -p .whl
 .venv/bin/python -m pip download -q --disable-pip-version-check --dest .whl --only-binary=:all: \
   --python-version "$PY_VERSION" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-  "$(grep '^trimesh==' requirements.txt)" "$(grep '^rosbags==' requirements.txt)" "$(grep '^fast-simplification==' requirements.txt)"
+  "$(grep '^trimesh==' requirements.txt)" "$(grep '^rosbags==' requirements.txt)" "$(grep '^fast-simplification==' requirements.txt)" \
+  "$(grep '^xatlas==' requirements.txt)"
 rm -f .whl/numpy-*.whl  # the device has numpy already
 # diffusers (pure Python) for the prior bench: the device has its other dependencies (torch, transformers,
 # huggingface_hub, safetensors) but not importlib_metadata (nor, perhaps, the zipp that one needs); Pillow,
@@ -26,6 +27,13 @@ DIFFUSERS=$(grep -m1 '^diffusers==' requirements.txt || echo diffusers==0.42.1)
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   "$DIFFUSERS" "importlib_metadata==$(venv_version importlib_metadata)" "zipp==$(venv_version zipp)" \
   "pillow==$(venv_version pillow)"
+# the texture stage's CUDA rasteriser (pure Python; its plugin compiles on the device with nvcc and ninja), and
+# pytest for the rasteriser agreement test (bench/run_gpu_texture.sh)
+.venv/bin/python -m pip download -q --disable-pip-version-check --dest .whl --no-deps --only-binary=:all: \
+  --python-version "$PY_VERSION" --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  diffrp-nvdiffrast==0.3.3.1 "pytest==$(venv_version pytest)" "pluggy==$(venv_version pluggy)" \
+  "iniconfig==$(venv_version iniconfig)" "packaging==$(venv_version packaging)" "pygments==$(venv_version pygments)"
 VIEWS=${VIEWS:-"10 15"}
 for views in $VIEWS; do
   for ids in kept shuffled; do
@@ -36,6 +44,10 @@ for views in $VIEWS; do
       $([ "$ids" = shuffled ] && echo --shuffle-ids)
   done
 done
+# 20 views of the same scene, for the texture bench: every other one a keyframe, the rest held out
+out=bench/scenes/gpu/views20_kept
+# shellcheck disable=SC2086
+[ -d "$out/bag" ] || .venv/bin/dprecon-sim-bag --out "$out" --views 20 ${SCENE:---arc-deg 120 --depth-noise 0.005 --seed 0}
 du -sh .whl bench/scenes/gpu
 carried_mib=$(du -scm .whl bench/scenes/gpu | tail -1 | cut -f1)
 [ "$carried_mib" -lt 60 ] || echo "prepare_device: .whl + bench/scenes/gpu is ${carried_mib} MiB; a device call carries 64 MiB with the tree" >&2

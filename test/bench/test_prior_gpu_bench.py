@@ -24,22 +24,24 @@ from dprecon_ros.core.stages.prior.config import PriorConfig  # noqa: E402
 
 SD21_BASE_UNET_PARAMETERS = 865_910_724  # stabilityai/stable-diffusion-2-1-base unet/
 SD21_BASE_TEXT_ENCODER_PARAMETERS = 340_387_840  # its OpenCLIP ViT-H/14 text tower (text_encoder/)
+SD21_BASE_VAE_PARAMETERS = 83_653_863  # its AutoencoderKL (vae/)
 CLIP_VOCAB = 49408
 SMALL_UNET = {"block_out_channels": [32, 64, 64, 64], "attention_head_dim": [2, 4, 4, 4], "cross_attention_dim": 32}
 SMALL_UNET |= {"layers_per_block": 1, "sample_size": 16}
+SMALL_VAE = {"block_out_channels": [8, 16, 16, 16], "norm_num_groups": 8}
 SMALL_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 
 
 def test_the_configs_describe_stable_diffusion_2_1_base():
     counts = builder.parameter_counts()
-    assert counts == {"unet": SD21_BASE_UNET_PARAMETERS, "text_encoder": SD21_BASE_TEXT_ENCODER_PARAMETERS}
+    assert counts == {"unet": SD21_BASE_UNET_PARAMETERS, "vae": SD21_BASE_VAE_PARAMETERS, "text_encoder": SD21_BASE_TEXT_ENCODER_PARAMETERS}
     assert builder.read_config("text_encoder")["vocab_size"] == CLIP_VOCAB
     assert builder.read_config("scheduler")["beta_schedule"] == "scaled_linear"
 
 
 def shrunk_configs(directory: Path) -> Path:
     """The real configs with narrow layers (vocabulary, schedule and block layout kept)."""
-    for part, changes in (("unet", SMALL_UNET), ("text_encoder", SMALL_TEXT), ("scheduler", {})):
+    for part, changes in (("unet", SMALL_UNET), ("vae", SMALL_VAE), ("text_encoder", SMALL_TEXT), ("scheduler", {})):
         (directory / part).mkdir(parents=True)
         (directory / part / builder.PARTS[part]).write_text(json.dumps(builder.read_config(part) | changes))
     return directory

@@ -22,7 +22,7 @@ from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
 from dprecon_ros.core.stages.prior.stage import prompt_for, sized_prior
 from dprecon_ros.core.texture.bake import KeyframeView, bake_keyframes, texel_surface
 from dprecon_ros.core.texture.config import TextureConfig, TextureSizes
-from dprecon_ros.core.texture.fill import push_pull
+from dprecon_ros.core.texture.fill import push_pull, surface_fill
 from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels
 from dprecon_ros.core.texture.uv import UnwrapFailed, unwrap
 from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GENERATED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, TriangleMesh
@@ -93,10 +93,10 @@ def texture_mesh(
     sizes = texture_sizes(cfg, device)
     size = ctx.scaled(sizes.background_size if state.is_background else sizes.object_size, MIN_TEXTURE_SIZE)
     mesh = state.mesh
-    atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels)
+    atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s)
     surface = texel_surface(rasteriser, atlas, size, device)
     views = keyframe_views(ctx.keyframes, state)
-    baked = bake_keyframes(surface, views, cfg.depth_tolerance_m, cfg.min_facing, cfg.facing_power)
+    baked = bake_keyframes(surface, views, cfg.depth_tolerance_m, cfg.depth_tolerance_per_m, cfg.min_facing, cfg.facing_power)
     observed = baked.weight > 0
     if model.visibility is not None:  # the paper's split: keyframe colour only where the grid says it was seen
         threshold = cfg.background_visibility if state.is_background else cfg.object_visibility
@@ -109,7 +109,8 @@ def texture_mesh(
     known[surface.texel[observed]] = True
     known = known.view(size, size)
     colour = surface.image(baked.colour)
-    image = push_pull(colour, known)  # unseen texels and gutters from the observed ones
+    filled = surface.image(surface_fill(baked.colour, surface.points, observed, cfg.fill_neighbours))
+    image = push_pull(filled, surface.chart_mask())  # gutters from their charts
     unseen_source = TEXEL_FILLED
     if guidance is not None and not bool(observed.all()):
         image = generate_unseen(model, state, ctx, rasteriser, guidance, atlas, TextureTarget(image, colour, known), sizes)

@@ -71,13 +71,18 @@ def texel_surface(rasteriser: Rasteriser, mesh: UvMesh, size: int, device: torch
 
 
 def bake_keyframes(
-    surface: TexelSurface, views: list[KeyframeView], depth_tolerance_m: float, min_facing: float, facing_power: float
+    surface: TexelSurface,
+    views: list[KeyframeView],
+    depth_tolerance_m: float,
+    tolerance_per_m: float,
+    min_facing: float,
+    facing_power: float,
 ) -> BakedColours:
     device = surface.points.device
     total = torch.zeros(len(surface.texel), 3, device=device)
     weight = torch.zeros(len(surface.texel), device=device)
     for view in views:
-        w = _view_weight(surface, view, depth_tolerance_m, min_facing, facing_power)
+        w = _view_weight(surface, view, depth_tolerance_m, tolerance_per_m, min_facing, facing_power)
         if not bool((w > 0).any()):
             continue
         total += w.unsqueeze(1) * _sample_rgb(surface, view)
@@ -96,7 +101,9 @@ def _camera_points(surface: TexelSurface, view: KeyframeView) -> tuple[torch.Ten
     return k.fx * cam[:, 0] / safe + k.cx, k.fy * cam[:, 1] / safe + k.cy, z
 
 
-def _view_weight(surface: TexelSurface, view: KeyframeView, tolerance: float, min_facing: float, power: float) -> torch.Tensor:
+def _view_weight(
+    surface: TexelSurface, view: KeyframeView, tolerance: float, tolerance_per_m: float, min_facing: float, power: float
+) -> torch.Tensor:
     device = surface.points.device
     u, v, z = _camera_points(surface, view)
     k = view.intrinsics
@@ -107,7 +114,7 @@ def _view_weight(surface: TexelSurface, view: KeyframeView, tolerance: float, mi
     if view.depth_m is None:
         return torch.zeros_like(z)
     measured = torch.as_tensor(view.depth_m, dtype=torch.float32, device=device)[row, col]
-    at_surface = torch.isfinite(measured) & ((z - measured).abs() <= tolerance)
+    at_surface = torch.isfinite(measured) & ((z - measured).abs() <= tolerance + tolerance_per_m * z)
     centre = torch.as_tensor(view.T_world_camera[:3, 3], dtype=torch.float32, device=device)
     facing = (F.normalize(centre - surface.points, dim=1) * surface.normals).sum(dim=1)
     seen = inside & mask & at_surface & (facing >= min_facing)

@@ -20,7 +20,10 @@ class TextureSizes:
 
 
 def _cpu_sizes() -> TextureSizes:
-    return TextureSizes(object_size=256, background_size=512, sds_iterations=20, render_size=64)
+    # atlases as large as the GPU's for the background (at 512^2 its ~15k charts blur the floor's checkerboard and
+    # held-out views lose 1.2 dB to vertex colours; at 2048^2 they gain 1.5 dB: bench/bench_texture.py); baking is
+    # cheap, RGB SDS is what the CPU cannot afford at full size
+    return TextureSizes(object_size=512, background_size=2048, sds_iterations=20, render_size=64)
 
 
 @dataclass
@@ -34,8 +37,24 @@ class TextureConfig(TextureSizes):
     )
     background_visibility: float = config_field(0.1, "... of the background (the paper: 0.1, its panorama is seen from inside)", (0.0, 1.0))
     padding_texels: int = config_field(2, "texels between charts in the atlas (seams are dilated into them)", (0, 64))
+    chart_iterations: int = config_field(
+        0,
+        "xatlas chart refinement iterations: 0 gives more, smaller charts in seconds; 1 (xatlas' default) took 220 s"
+        " on a 60k-face background mesh of the sim scene (2 cores)",
+        (0, 16),
+    )
+    unwrap_timeout_s: float = config_field(600.0, "an object whose UV unwrap takes longer keeps its vertex colours", (1.0, 86400.0))
     depth_tolerance_m: float = config_field(
-        0.03, "a keyframe pixel colours a texel when its measured depth is within this of the texel's (occlusion test)", (0.001, 1.0)
+        0.03,
+        "a keyframe pixel colours a texel when its measured depth is within this (plus depth_tolerance_per_m times the depth)"
+        " of the texel's: the occlusion test",
+        (0.001, 1.0),
+    )
+    depth_tolerance_per_m: float = config_field(
+        0.02, "the occlusion test's tolerance grows by this per metre of depth (sensor noise and mesh error grow with it)", (0.0, 1.0)
+    )
+    fill_neighbours: int = config_field(
+        8, "an unseen texel (without a prior) takes the mean of this many nearest observed ones, in 3D", (1, 256)
     )
     min_facing: float = config_field(
         0.2, "a keyframe colours a texel only where the surface faces it at least this much (cosine)", (0.0, 1.0)

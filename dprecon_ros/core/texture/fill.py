@@ -1,13 +1,39 @@
-"""Filling texels no keyframe coloured, from the ones around them (push-pull over an image pyramid).
+"""Filling texels no keyframe coloured from their observed neighbours on the surface, and dilating charts
+into the gutters between them.
 
-The same fill dilates charts into the gutters between them, so bilinear filtering and mipmaps at a seam never
-mix in the empty atlas colour.
+Unseen texels are filled in 3D (inverse-distance weights over the nearest observed texels on the surface): in
+the atlas, the texels next to a texel may belong to an unrelated chart, so a fill there mixed in colours of
+other surfaces (speckles on the sim scene's walls). Gutters are filled in the atlas by push-pull over an image
+pyramid, from the charts' own texels, so bilinear filtering and mipmaps at a seam never mix in the empty
+atlas colour.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
+
+
+def surface_fill(colour: torch.Tensor, points: torch.Tensor, observed: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """(T, 3) per-texel colours with the unobserved rows replaced by the inverse-distance mean of the
+    `neighbours` nearest observed texels in 3D (`points` (T, 3)); unchanged when nothing or everything was seen."""
+    if bool(observed.all()) or not bool(observed.any()):
+        return colour
+    seen = observed.cpu().numpy()
+    known_points = points[observed].cpu().numpy().astype(np.float64)
+    k = min(neighbours, len(known_points))
+    distance, index = cKDTree(known_points).query(points[~observed].cpu().numpy().astype(np.float64), k=k)
+    distance, index = distance.reshape(len(distance), k), index.reshape(len(index), k)
+    weight = 1.0 / np.maximum(distance, 1e-6)
+    weight /= weight.sum(axis=1, keepdims=True)
+    known_colour = colour[observed].cpu().numpy()
+    filled = colour.clone()
+    filled[torch.as_tensor(~seen, device=colour.device)] = torch.as_tensor(
+        (known_colour[index] * weight[..., None]).sum(axis=1), dtype=colour.dtype, device=colour.device
+    )
+    return filled
 
 
 def push_pull(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

@@ -1,24 +1,26 @@
 """UV atlases with xatlas: each mesh is cut into charts packed into a square texture of a given size.
 
-xatlas runs in a separate worker process: it is native code that can crash on some inputs (seen here: a
-perfectly regular 80k-face icosphere kills the interpreter with a segmentation fault), and a crash must cost
-one object its texture, not the node its life. The worker imports only numpy and xatlas and is reused across
-calls; a crashed worker is replaced on the next call.
+xatlas runs in a child process (`python -m dprecon_ros.core.texture.xatlas_worker`, arrays through its stdin
+and stdout): it is native code that can crash on some inputs (seen here: a perfectly regular 80k-face icosphere
+kills the interpreter with a segmentation fault), and a crash or a hang must cost one object its texture, not
+the node its life. A plain child process, unlike a multiprocessing pool, never re-imports the caller's main
+module, so scripts without a `__main__` guard unwrap too.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import io
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+WORKER_MODULE = "dprecon_ros.core.texture.xatlas_worker"
+
 
 class UnwrapFailed(RuntimeError):
-    """xatlas could not unwrap the mesh (its worker crashed or raised)."""
+    """xatlas could not unwrap the mesh (its process crashed, hung or raised)."""
 
 
 @dataclass
@@ -31,59 +33,38 @@ class UvMesh:
     source: np.ndarray  # (N,) int64 into the input vertices
 
 
-def xatlas_charts(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source vertex, faces, uv) from xatlas; runs inside the worker process."""
-    import xatlas
-
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(np.ascontiguousarray(vertices, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.uint32))
-    pack = xatlas.PackOptions()
-    pack.resolution = int(size)
-    pack.padding = int(padding)
-    pack.bilinear = True
-    atlas.generate(xatlas.ChartOptions(), pack)
-    if atlas.atlas_count != 1:  # charts that do not fit one page spill onto more: one texture cannot hold them
-        raise ValueError(f"the charts need {atlas.atlas_count} atlases of {size}^2")
-    source, indices, uv = atlas[0]
-    return source, indices, uv
+def worker_command() -> list[str]:
+    return [sys.executable, "-m", WORKER_MODULE]
 
 
-class _Worker:
-    """One lazily started xatlas process, replaced after a crash."""
-
-    def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def run(self, fn, *args):
-        """fn(*args) in the worker process (fn must be importable there)."""
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            pool = self._pool
-        try:
-            return pool.submit(fn, *args).result()
-        except BrokenProcessPool as exc:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            raise UnwrapFailed("the unwrap worker crashed") from exc
-        except Exception as exc:  # noqa: BLE001 - whatever xatlas raised, reported as one failure
-            raise UnwrapFailed(f"xatlas failed: {exc}") from exc
+def pack_arrays(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
-_worker = _Worker()
+def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+        return {k: loaded[k] for k in loaded.files}
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int) -> UvMesh:
+def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int, chart_iterations: int = 0, timeout_s: float = 600.0) -> UvMesh:
     """Charts packed for a `size`² texture with `padding` texels between them (room for seam dilation);
-    raises UnwrapFailed when xatlas cannot do it."""
-    source, indices, uv = _worker.run(
-        xatlas_charts, np.asarray(vertices, dtype=np.float32), np.asarray(faces, dtype=np.uint32), size, padding
+    `chart_iterations` of xatlas' chart refinement (see `texture.chart_iterations`). Raises UnwrapFailed when
+    xatlas cannot do it within `timeout_s`."""
+    request = pack_arrays(
+        vertices=np.asarray(vertices, dtype=np.float32),
+        faces=np.asarray(faces, dtype=np.uint32),
+        options=np.array([size, padding, chart_iterations], dtype=np.int64),
     )
-    return UvMesh(
-        np.asarray(vertices, dtype=np.float64)[source],
-        indices.astype(np.int64),
-        uv.astype(np.float32),
-        source.astype(np.int64),
-    )
+    try:
+        done = subprocess.run(worker_command(), input=request, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise UnwrapFailed(f"xatlas took longer than {timeout_s:g} s") from exc
+    if done.returncode != 0:
+        why = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+        detail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise UnwrapFailed(f"the xatlas process ended with {why} {detail[0]}".strip())
+    out = unpack_arrays(done.stdout)
+    source = out["source"].astype(np.int64)
+    return UvMesh(np.asarray(vertices, dtype=np.float64)[source], out["faces"].astype(np.int64), out["uv"].astype(np.float32), source)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One device call for the texture stage (issue: textured meshes): the torch rasteriser against nvdiffrast (the
+# agreement test; it compiles nvdiffrast's plugin on first use), then bench/bench_texture.py on CUDA on the
+# 20-view hard scene: bake + fill (tsdf meshes), and with a random-weight SD 2.1-base checkpoint the full
+# preset with RGB SDS on the unseen texels (the prior stage cut to a few steps: only the texture stage's time
+# counts here). Prepare with scripts/prepare_device.sh, then run with carry [".whl", "bench/scenes/gpu/views20_kept"]:
+#   BENCH_COMMIT=$(git rev-parse HEAD) bash bench/run_gpu_texture.sh
+set -uo pipefail
+out=${OUT:-bench/results}
+frames=${FRAMES:-bench/scenes/gpu/views20_kept}
+mkdir -p "$out"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+t0=$(date +%s)
+timeout "${T_AGREE:-240}" python3 -m pytest -q -p no:cacheprovider test/core/texture/test_rasteriser.py -k nvdiffrast -rs 2>&1 | tail -15
+echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement ($(( $(date +%s) - t0 )) s, plugin build included)"
+timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
+echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
+[ "${BAKE_ONLY:-0}" = 1 ] && exit 0
+timeout 120 python3 bench/build_random_checkpoint.py /tmp/sd21_random --device cuda | tail -2
+timeout "${T_SDS:-240}" python3 bench/bench_texture.py --frames "$frames" --device cuda --backend full --prior-model /tmp/sd21_random \
+    --no-baseline --set prior.iterations=10 --set geometry.iterations=50 --set texture.sds_iterations="${SDS_STEPS:-100}" --out "$out"
+echo "[run_gpu_texture] exit $? after: bench_texture (full preset, RGB SDS with random weights)"
