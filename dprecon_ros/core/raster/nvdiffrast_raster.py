@@ -6,25 +6,22 @@ path, so the plugin's build directory is added before the context is made (see t
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import torch
 
 
 def _plugin_on_path() -> None:
-    """Put the directory torch built nvdiffrast's plugin into on sys.path (harmless when already importable)."""
-    import nvdiffrast
+    """Put every directory torch built an nvdiffrast plugin into on sys.path (harmless when already
+    importable): torch's extension root, per Python and CUDA version, then `nvdiffrast_plugin*`."""
     from torch.utils import cpp_extension
 
-    version = nvdiffrast.__version__.replace(".", "_")
-    torch_version = torch.__version__.split("+")[0].replace(".", "_")
-    name = f"nvdiffrast_plugin_{version}_torch{torch_version}"
-    try:
-        build_dir = cpp_extension._get_build_directory(name, False)
-    except Exception:  # noqa: BLE001 - a private helper: without it, rely on torch's own path handling
-        return
-    if build_dir not in sys.path:
-        sys.path.insert(0, build_dir)
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+    for build_dir in sorted(root.glob("nvdiffrast_plugin*")) + sorted(root.glob("*/nvdiffrast_plugin*")):
+        if build_dir.is_dir() and str(build_dir) not in sys.path:
+            sys.path.insert(0, str(build_dir))
 
 
 class NvdiffrastRasteriser:
