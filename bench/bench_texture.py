@@ -160,6 +160,7 @@ def main() -> int:
         "textured": after,
         "texture_s": {
             "stage": textured.timings_s.get("texture", float("nan")),
+            "phases": {k: v for k, v in textured.timings_s.items() if k.startswith("texture_")},
             "per_object_median": statistics.median(object_s) if object_s else float("nan"),
             "per_object": {str(k): v for k, v in sorted(timer.seconds.items())},
             "background": timer.seconds.get(0, float("nan")),
@@ -189,6 +190,7 @@ def main() -> int:
         f"texture stage {ts['stage']:.1f} s: {ts['objects']} objects at {ts['per_object_median']:.2f} s median each, "
         f"background {ts['background']:.2f} s; atlases {result['texture_sizes']}"
     )
+    print("phases (all objects): " + ", ".join(f"{k.removeprefix('texture_')} {v:.1f} s" for k, v in ts["phases"].items()))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"texture_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     record = {"args": {k: str(v) for k, v in vars(args).items()}, "revision": source_revision(), "result": result}

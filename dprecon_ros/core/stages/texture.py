@@ -10,6 +10,9 @@ vertex colours are re-sampled from the texture, so viewers without texture suppo
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -68,6 +71,19 @@ class TextureStage(Stage):
         return model
 
 
+@contextmanager
+def phase(ctx: RunContext, name: str) -> Iterator[None]:
+    """Adds the block's wall time to `texture_<name>` in the run's timings (where a stage's time goes)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if ctx.compute.device.type == "cuda":
+            torch.cuda.synchronize(ctx.compute.device)
+        key = f"texture_{name}"
+        ctx.timings[key] = ctx.timings.get(key, 0.0) + time.perf_counter() - start
+
+
 def texture_guidance(model: SceneModel, ctx: RunContext) -> Guidance | None:
     """The prior's guidance for the unseen texels, when the prior stage ran with it in this run and it scores
     colour; None (unseen texels are filled from their neighbours) otherwise."""
@@ -93,10 +109,12 @@ def texture_mesh(
     sizes = texture_sizes(cfg, device)
     size = ctx.scaled(sizes.background_size if state.is_background else sizes.object_size, MIN_TEXTURE_SIZE)
     mesh = state.mesh
-    atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s)
-    surface = texel_surface(rasteriser, atlas, size, device)
-    views = keyframe_views(ctx.keyframes, state)
-    baked = bake_keyframes(surface, views, cfg.depth_tolerance_m, cfg.depth_tolerance_per_m, cfg.min_facing, cfg.facing_power)
+    with phase(ctx, "unwrap"):
+        atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s)
+    with phase(ctx, "bake"):
+        surface = texel_surface(rasteriser, atlas, size, device)
+        views = keyframe_views(ctx.keyframes, state)
+        baked = bake_keyframes(surface, views, cfg.depth_tolerance_m, cfg.depth_tolerance_per_m, cfg.min_facing, cfg.facing_power)
     observed = baked.weight > 0
     if model.visibility is not None:  # the paper's split: keyframe colour only where the grid says it was seen
         threshold = cfg.background_visibility if state.is_background else cfg.object_visibility
@@ -109,12 +127,14 @@ def texture_mesh(
     known[surface.texel[observed]] = True
     known = known.view(size, size)
     colour = surface.image(baked.colour)
-    filled = surface.image(surface_fill(baked.colour, surface.points, observed, cfg.fill_neighbours))
-    image = push_pull(filled, surface.chart_mask())  # gutters from their charts
+    with phase(ctx, "fill"):
+        filled = surface.image(surface_fill(baked.colour, surface.points, observed, cfg.fill_neighbours))
+        image = push_pull(filled, surface.chart_mask())  # gutters from their charts
     unseen_source = TEXEL_FILLED
     if guidance is not None and not bool(observed.all()):
-        image = generate_unseen(model, state, ctx, rasteriser, guidance, atlas, TextureTarget(image, colour, known), sizes)
-        image = push_pull(image, surface.chart_mask())  # seams: gutters again from the charts, as generated
+        with phase(ctx, "sds"):
+            image = generate_unseen(model, state, ctx, rasteriser, guidance, atlas, TextureTarget(image, colour, known), sizes)
+            image = push_pull(image, surface.chart_mask())  # seams: gutters again from the charts, as generated
         unseen_source = TEXEL_GENERATED
     texture = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
     provenance = torch.full((size * size,), TEXEL_GUTTER, dtype=torch.uint8, device=device)

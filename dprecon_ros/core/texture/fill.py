@@ -24,7 +24,7 @@ def surface_fill(colour: torch.Tensor, points: torch.Tensor, observed: torch.Ten
     seen = observed.cpu().numpy()
     known_points = points[observed].cpu().numpy().astype(np.float64)
     k = min(neighbours, len(known_points))
-    distance, index = cKDTree(known_points).query(points[~observed].cpu().numpy().astype(np.float64), k=k)
+    distance, index = cKDTree(known_points).query(points[~observed].cpu().numpy().astype(np.float64), k=k, workers=-1)
     distance, index = distance.reshape(len(distance), k), index.reshape(len(index), k)
     weight = 1.0 / np.maximum(distance, 1e-6)
     weight /= weight.sum(axis=1, keepdims=True)
