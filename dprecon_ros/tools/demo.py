@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=3.0, help="simulated frames per second")
     p.add_argument("--keep-ids", action="store_true", help="keep instance ids constant (default: shuffled per frame)")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument(
+        "--stages",
+        default="fuse,mesh,texture",
+        help="the node's stage list, comma-separated (default: TSDF meshes with textures baked from the keyframes)",
+    )
     args = p.parse_args(argv)
 
     out = Path(args.out).resolve()
@@ -48,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         node_cmd += ["--params-file", args.config]
     node_cmd += ["-p", "topics.image_qos:=reliable", "-p", "reconstruction.period_s:=0.0", "-p", f"reconstruction.export_dir:={out}"]
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    node_cmd += ["-p", f"reconstruction.stages:=[{', '.join(repr(s) for s in stages)}]"]
     sim_cmd = [
         str(bin_dir / "dprecon_sim"),
         "--ros-args",
@@ -98,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         counters = dict(zip(client.status.counter_names, client.status.counter_values)) if client.status else {}
         print(f"\ninput events: {counters or 'none'}")
-        print(f"exported to {out}: objects/*.glb, background.glb, scene.glb, scene_graph.json (total {time.monotonic() - t0:.1f} s)")
+        print(
+            f"exported to {out}: objects/*.glb, background.glb, scene.glb, scene_graph.json"
+            f"{', mesh_resources/ (textured GLBs for RViz2 / Foxglove markers)' if 'texture' in stages else ''}"
+            f" (total {time.monotonic() - t0:.1f} s)"
+        )
         return 0
     finally:
         client.close()
