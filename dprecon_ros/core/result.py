@@ -34,6 +34,7 @@ def object_result(state: ObjectState, observed_threshold: float) -> ObjectRecons
         mesh.uv,
         mesh.texture,
         texel_observed_share(mesh.texel_provenance) if mesh.texel_provenance is not None else 0.0,
+        texel_provenance=mesh.texel_provenance,
     )
 
 

@@ -154,12 +154,20 @@ def texel_observed_share(provenance: np.ndarray) -> float:
     return float(np.count_nonzero(provenance == TEXEL_OBSERVED) / surface) if surface else 0.0
 
 
+def texel_at(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """The texel under each uv (nearest; v = 0 at the first row)."""
+    rows, cols = image.shape[:2]
+    col = np.clip((uv[:, 0] * cols).astype(np.int64), 0, cols - 1)
+    row = np.clip((uv[:, 1] * rows).astype(np.int64), 0, rows - 1)
+    return image[row, col]
+
+
 @dataclass
 class TriangleMesh:
     """Vertices (N, 3) in metres in the map frame, faces (M, 3) int64, vertex colours (N, 4) uint8 RGBA; where
     a visibility grid exists, how observed each vertex was (N,) float32 in [0, 1] (provenance). After the
     texture stage: texture coordinates (N, 2) float32 (v = 0 at the texture's first row), the texture (S, S, 3)
-    uint8 and which of its texels keyframes coloured (S, S) bool (the rest were filled or generated)."""
+    uint8 and where each texel's colour came from (S, S) uint8, one of the TEXEL_* codes."""
 
     vertices: np.ndarray
     faces: np.ndarray
@@ -199,6 +207,7 @@ class ObjectReconstruction:
     uv: np.ndarray | None = None  # (N, 2) texture coordinates after the texture stage (v = 0 at the first row)
     texture: np.ndarray | None = None  # (S, S, 3) uint8 base colour
     texture_observed_share: float = 0.0  # share of the atlas' chart texels coloured from keyframes (the rest filled or generated)
+    texel_provenance: np.ndarray | None = None  # (S, S) uint8 TEXEL_* codes: where each texel's colour came from
     mesh_uri: str = ""  # where the exported (textured) GLB is, once a writer put it somewhere viewers can read
 
     @property

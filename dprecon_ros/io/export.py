@@ -19,7 +19,7 @@ from trimesh.visual.material import PBRMaterial
 
 from dprecon_ros.core.observedness import has_provenance
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
-from dprecon_ros.core.types import ObjectReconstruction, Reconstruction
+from dprecon_ros.core.types import TEXEL_OBSERVED, ObjectReconstruction, Reconstruction, texel_at
 
 # rows: glTF axes in map coordinates; a rotation (det +1), so face winding and normals stay outward
 GLTF_FROM_MAP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -28,13 +28,22 @@ BACKGROUND_NAME = "background"
 # glTF custom vertex attribute (application-specific names start with "_"): how observed each vertex was, in
 # [0, 1], float32 SCALAR; written only for meshes with provenance
 OBSERVED_ATTRIBUTE = "_OBSERVED"
+# ... and, for textured meshes, whether the texel under each vertex was coloured from keyframes (1) or filled or
+# generated (0), float32 SCALAR: the texture's provenance where a viewer can read it
+COLOR_OBSERVED_ATTRIBUTE = "_COLOR_OBSERVED"
 
 
 def vertex_attributes(obj: ObjectReconstruction) -> dict[str, np.ndarray]:
-    """Custom per-vertex attributes trimesh writes to glTF: the observedness where the object has it."""
-    if not has_provenance(obj) or len(obj.vertices) == 0:  # an empty accessor has no min/max to write
+    """Custom per-vertex attributes trimesh writes to glTF: the observedness where the object has it, and
+    whether its texture was observed under each vertex where it is textured."""
+    if len(obj.vertices) == 0:  # an empty accessor has no min/max to write
         return {}
-    return {OBSERVED_ATTRIBUTE: np.asarray(obj.vertex_observed, dtype=np.float32)}
+    out = {}
+    if has_provenance(obj):
+        out[OBSERVED_ATTRIBUTE] = np.asarray(obj.vertex_observed, dtype=np.float32)
+    if obj.is_textured and obj.texel_provenance is not None:
+        out[COLOR_OBSERVED_ATTRIBUTE] = (texel_at(obj.texel_provenance, obj.uv) == TEXEL_OBSERVED).astype(np.float32)
+    return out
 
 
 def to_trimesh(obj: ObjectReconstruction) -> trimesh.Trimesh:

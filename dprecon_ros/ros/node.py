@@ -82,6 +82,7 @@ class DpreconNode(Node):
         self._map_lock = threading.RLock()
         self._markers = conversions.MarkerStream(self.config.topics.marker_history)
         self._mesh_resources: MeshResources | None = None
+        self._resources_lock = threading.RLock()  # the mesh-resource directory of the current map
         self._period_timer = None
         self._create_interfaces()
         if self.mapper.latest is not None:
@@ -243,8 +244,8 @@ class DpreconNode(Node):
                     self.counters.count("export_error", f"export to {self.config.reconstruction.export_dir} failed: {exc}")
 
     def _publish(self, recon: Reconstruction) -> None:
+        self._write_mesh_resources(recon)  # outside the map lock: encoding a 2048^2 texture takes a while
         with self._map_lock:
-            self._write_mesh_resources(recon)
             frame_id = self.config.topics.map_frame
             # meshes go in as arrays, not one Python object per vertex (ros/cdr_arrays.py)
             arrays = ArraySlots()
@@ -264,24 +265,36 @@ class DpreconNode(Node):
             self.pub_graph_json.publish(String(data=conversions.empty_graph_json(self.config.topics.map_frame)))
             self.pub_markers.publish(markers)
             self._markers.cleared()
+            self._forget_mesh_resources()
         self._publish_status()
 
     def _write_mesh_resources(self, recon: Reconstruction) -> None:
         """Textured GLBs where viewers load them (MESH_RESOURCE markers, MapObject.mesh_uri); a failure is counted
         and the map goes out with vertex colours."""
         directory = mesh_resource_dir(self.config)
-        if not directory:
-            self._mesh_resources = None
-            return
-        if self._mesh_resources is None or self._mesh_resources.directory != Path(directory):
-            self._mesh_resources = MeshResources(directory)
-        try:
-            self._mesh_resources.update(recon)
-        except OSError as exc:
-            for obj in [*recon.objects, recon.background]:
-                if obj is not None:
-                    obj.mesh_uri = ""
-            self.counters.count("mesh_resource_error", f"textured meshes not written to {directory}: {exc}")
+        with self._resources_lock:
+            try:
+                if self._mesh_resources is None or self._mesh_resources.directory != Path(directory):
+                    self._forget_mesh_resources()
+                    self._mesh_resources = MeshResources(directory) if directory else None
+                if self._mesh_resources is not None:
+                    self._mesh_resources.update(recon)
+                    return
+            except Exception as exc:  # noqa: BLE001 - a disk or encoding failure must not stop the map being published
+                self.counters.count("mesh_resource_error", f"textured meshes not written to {directory}: {exc}")
+        for obj in [*recon.objects, recon.background]:  # no file: markers and messages carry vertex colours
+            if obj is not None:
+                obj.mesh_uri = ""
+
+    def _forget_mesh_resources(self) -> None:
+        """The map the files belonged to is gone (reset, load, another directory): delete them."""
+        with self._resources_lock:
+            resources, self._mesh_resources = self._mesh_resources, None
+        if resources is not None:
+            try:
+                resources.clear()
+            except OSError as exc:
+                self.counters.count("mesh_resource_error", f"old textured meshes not deleted from {resources.directory}: {exc}")
 
     def _export(self, recon: Reconstruction, directory: str) -> list[Path]:
         return export_reconstruction(recon, directory, self.config.topics.map_frame)
@@ -402,6 +415,7 @@ class DpreconNode(Node):
             response.keyframes, response.objects = loaded.keyframes, loaded.objects
             if self.mapper.latest is not None:
                 self._markers.replace_all()
+                self._forget_mesh_resources()  # the loaded map's versions would reuse the old files' names
                 self._publish(self.mapper.latest)
             else:
                 self._publish_empty_map()

@@ -157,3 +157,33 @@ def test_marker_colours_default_to_rgb_and_reject_unknown_modes():
     assert config.topics.marker_colors == "observed"
     with pytest.raises(ConfigError, match="marker_colors"):
         apply_overrides(config, {"topics": {"marker_colors": "rainbow"}})
+
+
+def textured(oid: int, x: float, tmp_path) -> ObjectReconstruction:
+    o = obj(oid, x)
+    o.uv = np.tile(np.array([[0.25, 0.75]], np.float32), (len(o.vertices), 1))
+    o.texture = np.full((8, 8, 3), 100 + oid, np.uint8)
+    return o
+
+
+def test_textured_objects_with_a_written_glb_are_mesh_resource_markers_and_the_message_says_where(tmp_path):
+    from std_msgs.msg import Header
+
+    from dprecon_ros.io.mesh_resources import MeshResources
+    from dprecon_ros.ros.conversions import object_message
+
+    a, b, plain = textured(1, 0.0, tmp_path), textured(2, 1.0, tmp_path), obj(3, 2.0)
+    r = recon([a, b, plain], {1: 1, 2: 1, 3: 1})
+    uris = MeshResources(tmp_path / "res").update(r)
+    assert set(uris) == {1, 2} and a.mesh_uri == uris[1] and plain.mesh_uri == ""
+    markers, _ = marker_update(r, "map", None)
+    meshes = {m.id: m for m in replay_markers([markers]).values() if m.ns == "meshes"}
+    assert meshes[1].type == Marker.MESH_RESOURCE and meshes[1].mesh_resource == uris[1] and meshes[1].mesh_use_embedded_materials
+    assert (meshes[1].color.r, meshes[1].color.g, meshes[1].color.b, meshes[1].color.a) == (0.0, 0.0, 0.0, 0.0)  # untinted
+    assert meshes[3].type == Marker.TRIANGLE_LIST
+    observed, _ = marker_update(r, "map", None, colours="observed")  # provenance colours need triangle lists
+    assert all(m.type == Marker.TRIANGLE_LIST for m in observed.markers if m.ns == "meshes")
+    msg = object_message(a, Header())
+    assert msg.mesh_uri == uris[1]
+    a.mesh_uri = ""
+    assert object_message(a, Header()).mesh_uri == ""

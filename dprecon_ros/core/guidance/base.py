@@ -66,6 +66,10 @@ class Guidance:
         """Whether `rgb_loss` works (the texture stage's SDS on colour renders)."""
         return False
 
+    def prepare_rgb(self) -> None:
+        """Load what `rgb_loss` needs now, raising GuidanceUnavailable with the reason, so a model that cannot
+        score colour is found before a stage starts, not in its first step."""
+
     def rgb_loss(self, images: torch.Tensor, weight: torch.Tensor, prompt: Prompt, progress: float) -> torch.Tensor:
         """SDS on colour renders: images (B, 3, H, W) in [0, 1], weight (B, 1, H, W) per pixel (0 where the
         colour was observed)."""

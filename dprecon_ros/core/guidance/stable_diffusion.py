@@ -85,6 +85,9 @@ class StableDiffusionGuidance(Guidance):
     def supports_rgb(self) -> bool:
         return (self.path / "vae").is_dir()
 
+    def prepare_rgb(self) -> None:
+        self.vae()
+
     def vae(self):
         """The checkpoint's VAE, loaded on first use and kept."""
         if self._vae is None:

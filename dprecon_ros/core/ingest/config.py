@@ -30,6 +30,9 @@ class TopicsConfig:
         (1, 64),
         live=False,
     )
+    mesh_resources: bool = config_field(
+        True, "write textured GLBs for viewers (MESH_RESOURCE markers, MapObject.mesh_uri) where a directory is known"
+    )
     mesh_resource_dir: str = config_field(
         "",
         "directory where each textured object's GLB is written for viewers (~/markers MESH_RESOURCE, MapObject.mesh_uri);"

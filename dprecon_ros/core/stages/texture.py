@@ -28,7 +28,7 @@ from dprecon_ros.core.texture.config import TextureConfig, TextureSizes
 from dprecon_ros.core.texture.fill import push_pull, surface_fill
 from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels
 from dprecon_ros.core.texture.uv import UnwrapFailed, unwrap
-from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GENERATED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, TriangleMesh
+from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GENERATED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, TriangleMesh, texel_at
 from dprecon_ros.core.visibility import read_grid
 
 log = logging.getLogger("dprecon_ros")
@@ -98,6 +98,11 @@ def texture_guidance(model: SceneModel, ctx: RunContext) -> Guidance | None:
     if not guidance.supports_rgb():
         ctx.counters.count("texture_prior_off", f"unseen texels are filled, not generated: {guidance.describe()} scores no colour")
         return None
+    try:
+        guidance.prepare_rgb()
+    except GuidanceUnavailable as exc:  # e.g. a VAE whose weights do not load: the map is still textured
+        ctx.counters.count("texture_prior_off", f"unseen texels are filled, not generated: {exc}")
+        return None
     return guidance
 
 
@@ -110,7 +115,7 @@ def texture_mesh(
     size = ctx.scaled(sizes.background_size if state.is_background else sizes.object_size, MIN_TEXTURE_SIZE)
     mesh = state.mesh
     with phase(ctx, "unwrap"):
-        atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s)
+        atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s, ctx.check_cancelled)
     with phase(ctx, "bake"):
         surface = texel_surface(rasteriser, atlas, size, device)
         views = keyframe_views(ctx.keyframes, state)
@@ -128,14 +133,23 @@ def texture_mesh(
     known = known.view(size, size)
     colour = surface.image(baked.colour)
     with phase(ctx, "fill"):
-        filled = surface.image(surface_fill(baked.colour, surface.points, observed, cfg.fill_neighbours))
-        image = push_pull(filled, surface.chart_mask())  # gutters from their charts
+        if bool(observed.any()):
+            per_texel = surface_fill(baked.colour, surface.points, observed, cfg.fill_neighbours)
+        else:  # nothing seen (no keyframe with depth shows it, or the grid rules all out): the mesh's own colours
+            own = torch.as_tensor(mesh.vertex_colors[atlas.source, :3], dtype=torch.float32, device=device) / 255.0
+            per_texel = surface.interpolate(own)
+        image = push_pull(surface.image(per_texel), surface.chart_mask())  # gutters from their charts
     unseen_source = TEXEL_FILLED
     if guidance is not None and not bool(observed.all()):
         with phase(ctx, "sds"):
-            image = generate_unseen(model, state, ctx, rasteriser, guidance, atlas, TextureTarget(image, colour, known), sizes)
-            image = push_pull(image, surface.chart_mask())  # seams: gutters again from the charts, as generated
-        unseen_source = TEXEL_GENERATED
+            target = TextureTarget(image, colour, known, surface.chart_mask())
+            image = generate_unseen(model, state, ctx, rasteriser, guidance, atlas, target, sizes)
+            if image is not None:
+                image = torch.where(known.unsqueeze(-1), colour, image)  # observed texels exactly as baked
+                image = push_pull(image, surface.chart_mask())  # seams: gutters again from the charts, as generated
+                unseen_source = TEXEL_GENERATED
+            else:
+                image = target.initial
     texture = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
     provenance = torch.full((size * size,), TEXEL_GUTTER, dtype=torch.uint8, device=device)
     provenance[surface.texel] = unseen_source
@@ -169,25 +183,30 @@ def generate_unseen(
     atlas,
     target: TextureTarget,
     sizes: TextureSizes,
-) -> torch.Tensor:
+) -> torch.Tensor | None:
+    """The texture with its unseen texels generated, or None when the guidance failed (counted)."""
     cfg, prior = ctx.config.texture, sized_prior(ctx.config.prior, ctx)
     prompt = prompt_for(model, state.object_id, prior, ctx.edits)
     centres = np.array([kf.frame.T_world_camera[:3, 3] for kf in ctx.keyframes]) if state.is_background else None
     if state.is_background and len(centres) == 0:
-        return target.initial
-    texture, log_rows = fit_unseen_texels(
-        atlas,
-        target,
-        guidance,
-        Prompt(prompt.text, cfg.negative_prompt),
-        cfg,
-        prior,
-        rasteriser,
-        sizes.sds_iterations,
-        sizes.render_size,
-        centres,
-        ctx.check_cancelled,
-    )
+        return None
+    try:
+        texture, log_rows = fit_unseen_texels(
+            atlas,
+            target,
+            guidance,
+            Prompt(prompt.text, cfg.negative_prompt),
+            cfg,
+            prior,
+            rasteriser,
+            sizes.sds_iterations,
+            sizes.render_size,
+            centres,
+            ctx.check_cancelled,
+        )
+    except GuidanceUnavailable as exc:  # the object keeps its filled texels
+        ctx.counters.count("texture_prior_off", f"object {state.object_id} ({state.label}): unseen texels filled, not generated: {exc}")
+        return None
     if log_rows:
         log.info(
             "object %d (%s): %d RGB SDS steps, observed-colour loss %.2e at the end",
@@ -201,8 +220,5 @@ def generate_unseen(
 
 def sample_vertex_colours(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """RGBA uint8 per vertex: the texture at the vertex's uv (nearest texel), for viewers without textures."""
-    size_v, size_u = texture.shape[:2]
-    col = np.clip((uv[:, 0] * size_u).astype(np.int64), 0, size_u - 1)
-    row = np.clip((uv[:, 1] * size_v).astype(np.int64), 0, size_v - 1)
-    rgb = texture[row, col, :3]
+    rgb = texel_at(texture, uv)[:, :3]
     return np.concatenate([rgb, np.full((len(uv), 1), 255, np.uint8)], axis=1)

@@ -28,6 +28,12 @@ class TexelSurface:
     texel: torch.Tensor  # (T,) flat indices (row * size + column) of covered texels
     points: torch.Tensor  # (T, 3) map frame
     normals: torch.Tensor  # (T, 3) unit
+    corners: torch.Tensor  # (T, 3) vertex indices of the triangle under each texel
+    barycentric: torch.Tensor  # (T, 3) weights of those vertices
+
+    def interpolate(self, values: torch.Tensor) -> torch.Tensor:
+        """(N, C) per-vertex values -> (T, C) per texel."""
+        return (values[self.corners] * self.barycentric.unsqueeze(-1)).sum(dim=1)
 
     def image(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
         """(T, C) per-texel values as a (size, size, C) image, `fill` outside the charts."""
@@ -65,9 +71,12 @@ def texel_surface(rasteriser: Rasteriser, mesh: UvMesh, size: int, device: torch
     rast = rasteriser.rasterize(clip[None], faces, (size, size))
     attributes = torch.as_tensor(np.concatenate([mesh.vertices, normals], axis=1), dtype=torch.float32, device=device)
     values = rasteriser.interpolate(attributes, rast, faces)[0].reshape(size * size, 6)
-    texel = torch.nonzero(rast[0, ..., 3].reshape(-1) > 0).squeeze(1)
+    flat = rast[0].reshape(size * size, 4)
+    texel = torch.nonzero(flat[:, 3] > 0).squeeze(1)
     points, normal = values[texel, :3], F.normalize(values[texel, 3:], dim=1)
-    return TexelSurface(size, texel, points, normal)
+    u, v = flat[texel, 0], flat[texel, 1]
+    corners = faces.long()[flat[texel, 3].long() - 1]
+    return TexelSurface(size, texel, points, normal, corners, torch.stack([u, v, 1 - u - v], dim=1))
 
 
 def bake_keyframes(

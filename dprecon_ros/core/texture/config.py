@@ -15,8 +15,8 @@ class TextureSizes:
     background_size: int = config_field(2048, "texture side of the background's atlas (the paper: 2048)", (16, 8192))
     sds_iterations: int = config_field(
         50,
-        "RGB SDS steps per object on its unseen texels when the prior is on (0: fill them from observed neighbours); one step"
-        " of 4 views at 512^2 takes 0.13 s on an H100, so 50 keep a 10-object scene within 2 minutes (the paper: ~5,000)",
+        "RGB SDS steps per object on its unseen texels when the prior is on (0: fill them from observed neighbours); at 50 an"
+        " object took 8.8 s on an H100 (bench/RESULTS.md; the paper runs ~5,000)",
         (0, 100_000),
     )
     render_size: int = config_field(512, "side of the RGB renders the prior scores (Stable Diffusion's VAE: 512)", (16, 2048))
@@ -72,4 +72,6 @@ class TextureConfig(TextureSizes):
         "shadows, baked lighting, specular highlights, reflections, strong light, dark",
         "what RGB guidance steers away from (lighting baked into the albedo)",
     )
-    lr: float = config_field(0.01, "Adam learning rate of the texture during RGB SDS (colours in [0, 1])", (1e-6, 10.0))
+    lr: float = config_field(
+        0.05, "Adam learning rate of the texture during RGB SDS (colours in [0, 1]; a texel moves about this much a step)", (1e-6, 10.0)
+    )

@@ -35,6 +35,7 @@ class TextureTarget:
     initial: torch.Tensor  # (S, S, 3) in [0, 1]
     observed_colour: torch.Tensor  # (S, S, 3)
     observed: torch.Tensor  # (S, S) bool
+    chart: torch.Tensor  # (S, S) bool: texels on the surface (the rest are gutters between charts)
 
 
 def square_intrinsics(fov_y: float, size: int) -> CameraIntrinsics:
@@ -63,7 +64,7 @@ def fit_unseen_texels(
     faces = torch.as_tensor(atlas.faces, dtype=torch.int32, device=device)
     vertices = torch.as_tensor(atlas.vertices, dtype=torch.float32, device=device)
     uv_attr = torch.as_tensor(atlas.uv, dtype=torch.float32, device=device)
-    unobserved = (~target.observed).float()[None, ..., None]  # (1, S, S, 1)
+    unobserved = (target.chart & ~target.observed).float()[None, ..., None]  # (1, S, S, 1); gutters weigh nothing
     lo, hi = atlas.vertices.min(axis=0), atlas.vertices.max(axis=0)
     centre = torch.as_tensor((lo + hi) / 2, dtype=torch.float32, device=device)
     radius = float(np.linalg.norm(hi - lo) / 2)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 WORKER_MODULE = "dprecon_ros.core.texture.xatlas_worker"
+POLL_S = 0.2  # how often a running unwrap checks for a cancelled run
 
 
 class UnwrapFailed(RuntimeError):
@@ -48,23 +51,51 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
         return {k: loaded[k] for k in loaded.files}
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int, chart_iterations: int = 0, timeout_s: float = 600.0) -> UvMesh:
+def _run_worker(request: bytes, timeout_s: float, check_cancelled: Callable[[], None] | None) -> tuple[bytes, bytes, int]:
+    """The worker's output, polling `check_cancelled` every POLL_S; the child is killed on a timeout or a cancel."""
+    proc = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
+    pending: bytes | None = request
+    try:
+        while True:
+            try:
+                stdout, stderr = proc.communicate(pending, timeout=min(POLL_S, max(0.01, deadline - time.monotonic())))
+                return stdout, stderr, proc.returncode
+            except subprocess.TimeoutExpired:
+                pending = None  # communicate() keeps feeding what it started with
+                if time.monotonic() >= deadline:
+                    raise UnwrapFailed(f"xatlas took longer than {timeout_s:g} s") from None
+                if check_cancelled is not None:
+                    check_cancelled()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def unwrap(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    size: int,
+    padding: int,
+    chart_iterations: int = 0,
+    timeout_s: float = 600.0,
+    check_cancelled: Callable[[], None] | None = None,
+) -> UvMesh:
     """Charts packed for a `size`² texture with `padding` texels between them (room for seam dilation);
     `chart_iterations` of xatlas' chart refinement (see `texture.chart_iterations`). Raises UnwrapFailed when
-    xatlas cannot do it within `timeout_s`."""
+    xatlas cannot do it within `timeout_s`; `check_cancelled` is polled while it works (what it raises ends the
+    child process and propagates)."""
     request = pack_arrays(
         vertices=np.asarray(vertices, dtype=np.float32),
         faces=np.asarray(faces, dtype=np.uint32),
         options=np.array([size, padding, chart_iterations], dtype=np.int64),
     )
-    try:
-        done = subprocess.run(worker_command(), input=request, capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise UnwrapFailed(f"xatlas took longer than {timeout_s:g} s") from exc
-    if done.returncode != 0:
-        why = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
-        detail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    stdout, stderr, returncode = _run_worker(request, timeout_s, check_cancelled)
+    if returncode != 0:
+        why = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+        detail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise UnwrapFailed(f"the xatlas process ended with {why} {detail[0]}".strip())
-    out = unpack_arrays(done.stdout)
+    out = unpack_arrays(stdout)
     source = out["source"].astype(np.int64)
     return UvMesh(np.asarray(vertices, dtype=np.float64)[source], out["faces"].astype(np.int64), out["uv"].astype(np.float32), source)

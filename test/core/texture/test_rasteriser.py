@@ -86,6 +86,12 @@ def test_textures_are_sampled_at_texel_centres_with_row_zero_at_v_zero():
     assert float(between) == pytest.approx(0.5)
 
 
+def test_textures_clamp_at_their_border():
+    image = torch.arange(12, dtype=torch.float32).view(1, 3, 4, 1)
+    outside = torch.tensor([[[[-0.5, -0.5], [1.5, 1.5], [1.5, -0.5]]]])  # beyond each corner
+    assert torch.allclose(TorchRasteriser().texture(image, outside).flatten(), torch.tensor([0.0, 11.0, 3.0]), atol=1e-5)
+
+
 def test_make_rasteriser_on_the_cpu_is_the_torch_one():
     assert make_rasteriser("cpu").name == "torch"
 

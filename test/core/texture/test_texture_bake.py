@@ -137,15 +137,20 @@ def test_push_pull_keeps_known_texels_and_fills_holes_from_their_neighbours():
     assert torch.allclose(filled.sum(dim=-1)[~known], torch.ones(int((~known).sum())), atol=1e-5)  # blends of the two
 
 
-def run_texture_stage(vertices, faces, keyframes, visibility=None, size=64):
+def run_texture_stage(vertices, faces, keyframes, visibility=None, size=64, object_id=1):
     config = DpreconConfig()
     config.compute.device = "cpu"
     config.texture.cpu.object_size = size
     model = SceneModel(visibility=visibility)
-    model.objects[1] = ObjectState(1, "thing", mesh=TriangleMesh(vertices, faces, np.full((len(vertices), 4), 255, np.uint8)))
-    ctx = RunContext(config, Compute(torch.device("cpu")), keyframes, [], {1}, ["texture"])
+    config.texture.cpu.background_size = size
+    state = ObjectState(object_id, "thing", mesh=TriangleMesh(vertices, faces, np.full((len(vertices), 4), 255, np.uint8)))
+    if object_id == 0:
+        model.background = state
+    else:
+        model.objects[object_id] = state
+    ctx = RunContext(config, Compute(torch.device("cpu")), keyframes, [], {object_id}, ["texture"])
     texture_stage.TextureStage().run(model, ctx)
-    return model.objects[1].mesh, ctx
+    return state.mesh, ctx
 
 
 def texel_sides(mesh: TriangleMesh) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,8 @@
 observed ones keep their keyframe colours; the SDS gradient reaches unobserved texels only; with a guidance
 that knows the right colour the unseen texels converge to it."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,18 @@ def test_without_a_vae_or_weights_unseen_texels_are_filled_and_counted(red_ball,
     assert (mesh.texel_provenance == TEXEL_GENERATED).sum() == 0
 
 
+def test_a_vae_that_does_not_load_leaves_the_texels_filled_and_counts(red_ball, tiny_checkpoint, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    for weights in (broken / "vae").glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    forget_loaded()
+    mesh, ctx = run_with_prior(red_ball, str(broken))
+    assert ctx.counters.get("texture_prior_off") == 1
+    assert (mesh.texel_provenance == TEXEL_GENERATED).sum() == 0 and (mesh.texel_provenance == TEXEL_OBSERVED).sum() > 200
+    forget_loaded()
+
+
 def test_the_sds_gradient_reaches_unobserved_texels_only(red_ball):
     vertices, faces, _ = red_ball
     atlas = unwrap(vertices, faces, 64, 2)
@@ -100,7 +114,7 @@ def test_the_sds_gradient_reaches_unobserved_texels_only(red_ball):
     config.prior.views_per_step = 4
     texture, _ = fit_unseen_texels(
         atlas,
-        TextureTarget(start, start, observed),
+        TextureTarget(start, start, observed, surface.chart_mask()),
         ColourGuidance(None, None),
         Prompt("x"),
         config.texture,
