@@ -19,51 +19,11 @@ from dprecon_ros.core.texture import uv as uv_module
 from dprecon_ros.core.texture.bake import bake_keyframes, texel_surface
 from dprecon_ros.core.texture.fill import push_pull
 from dprecon_ros.core.texture.uv import UnwrapFailed, unwrap
-from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, CameraIntrinsics, TriangleMesh
-from dprecon_ros.testing.raster_scene import FAR_M, NEAR_M, look_at, render_keyframe
-
-K = CameraIntrinsics(90.0, 90.0, 47.5, 35.5, 96, 72)
-CENTRE = np.array([0.0, 0.0, 0.2])
-SIDE_COLOURS = {  # outward normal -> colour
-    (1, 0, 0): (220, 40, 40),
-    (-1, 0, 0): (40, 220, 40),
-    (0, 1, 0): (40, 40, 220),
-    (0, -1, 0): (220, 220, 40),
-    (0, 0, 1): (40, 220, 220),
-    (0, 0, -1): (220, 40, 220),
-}
-SEEN = ((1, 0, 0), (0, 1, 0), (0, 0, 1))  # the keyframes look from +x, +y and above
-
-
-def coloured_cube(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A 0.4 m cube, faces split so each side is one flat colour: vertices, faces, per-vertex colours."""
-    mesh = trimesh.creation.box((0.4, 0.4, 0.4))
-    mesh.apply_translation(CENTRE)
-    for _ in range(subdivisions):
-        mesh = mesh.subdivide()
-    mesh.unmerge_vertices()
-    colours = np.zeros((len(mesh.vertices), 3))
-    for face, normal in zip(mesh.faces, mesh.face_normals, strict=True):
-        colours[face] = SIDE_COLOURS[tuple(int(round(c)) for c in normal)]
-    return np.asarray(mesh.vertices), np.asarray(mesh.faces), colours
-
-
-def side_of(normals: np.ndarray) -> list[tuple]:
-    return [tuple(int(round(c)) for c in n) for n in normals]
-
-
-@pytest.fixture(scope="module")
-def cube_keyframes():
-    vertices, faces, colours = coloured_cube(subdivisions=1)
-    eyes = [CENTRE + 1.2 * np.array([np.cos(a), np.sin(a), 0.8]) for a in np.radians([10, 45, 80])]
-    return [render_keyframe(vertices, faces, colours, look_at(eye, CENTRE), K, i) for i, eye in enumerate(eyes)]
-
-
-@pytest.fixture(scope="module")
-def cube_mesh():
-    vertices, faces, _ = coloured_cube(subdivisions=2)
-    mesh = trimesh.Trimesh(vertices, faces, process=True)  # welded: the texture stage gets one surface
-    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, TriangleMesh
+from dprecon_ros.testing.raster_scene import CUBE_INTRINSICS as K
+from dprecon_ros.testing.raster_scene import CUBE_SEEN as SEEN
+from dprecon_ros.testing.raster_scene import CUBE_SIDE_COLOURS as SIDE_COLOURS
+from dprecon_ros.testing.raster_scene import FAR_M, NEAR_M
 
 
 def test_the_atlas_keeps_the_surface_and_packs_it_inside_the_unit_square(cube_mesh):
@@ -98,7 +58,7 @@ def test_keyframe_colours_land_on_the_sides_they_saw_and_nowhere_else(cube_mesh,
     views = texture_stage.keyframe_views(cube_keyframes, ObjectState(1, "thing"))
     baked = bake_keyframes(surface, views, depth_tolerance_m=0.02, tolerance_per_m=0.0, min_facing=0.2, facing_power=2.0)
     normals = surface.normals.numpy()
-    sides = np.array(side_of(normals))
+    sides = np.round(normals).astype(int)
     weight, colour = baked.weight.numpy(), baked.colour.numpy() * 255
     for side, rgb in SIDE_COLOURS.items():
         on_side = (sides == np.array(side)).all(axis=1) & (np.abs(normals @ np.array(side)) > 0.99)

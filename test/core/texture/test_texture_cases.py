@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from test_texture_bake import SIDE_COLOURS, K, cube_keyframes, cube_mesh, run_texture_stage  # noqa: F401  (the cube scene and its fixtures)
+from test_texture_bake import run_texture_stage
 
 from dprecon_ros.core.raster.torch_raster import TorchRasteriser
 from dprecon_ros.core.result import object_result
@@ -15,9 +15,10 @@ from dprecon_ros.core.texture.uv import unwrap
 from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, Reconstruction, SceneGraph
 from dprecon_ros.io.export import COLOR_OBSERVED_ATTRIBUTE, export_reconstruction
 from dprecon_ros.testing import gltf_validator
+from dprecon_ros.testing.raster_scene import CUBE_CENTRE as CENTRE
+from dprecon_ros.testing.raster_scene import CUBE_INTRINSICS as K
+from dprecon_ros.testing.raster_scene import CUBE_SIDE_COLOURS as SIDE_COLOURS
 from dprecon_ros.testing.raster_scene import look_at, render_keyframe
-
-CENTRE = np.array([0.0, 0.0, 0.2])
 
 
 def test_an_object_no_keyframe_observed_keeps_its_own_colours(cube_mesh):
