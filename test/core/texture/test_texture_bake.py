@@ -20,10 +20,21 @@ from dprecon_ros.core.texture.bake import bake_keyframes, texel_surface
 from dprecon_ros.core.texture.fill import push_pull
 from dprecon_ros.core.texture.uv import UnwrapFailed, unwrap
 from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, TriangleMesh
+from dprecon_ros.testing import raster_scene
 from dprecon_ros.testing.raster_scene import CUBE_INTRINSICS as K
 from dprecon_ros.testing.raster_scene import CUBE_SEEN as SEEN
 from dprecon_ros.testing.raster_scene import CUBE_SIDE_COLOURS as SIDE_COLOURS
 from dprecon_ros.testing.raster_scene import FAR_M, NEAR_M
+
+
+@pytest.fixture(scope="module")
+def cube_keyframes():
+    return raster_scene.cube_keyframes()
+
+
+@pytest.fixture(scope="module")
+def cube_mesh():
+    return raster_scene.cube_mesh()
 
 
 def test_the_atlas_keeps_the_surface_and_packs_it_inside_the_unit_square(cube_mesh):

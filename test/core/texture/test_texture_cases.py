@@ -14,11 +14,21 @@ from dprecon_ros.core.texture.bake import KeyframeView, bake_keyframes, texel_su
 from dprecon_ros.core.texture.uv import unwrap
 from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, Reconstruction, SceneGraph
 from dprecon_ros.io.export import COLOR_OBSERVED_ATTRIBUTE, export_reconstruction
-from dprecon_ros.testing import gltf_validator
+from dprecon_ros.testing import gltf_validator, raster_scene
 from dprecon_ros.testing.raster_scene import CUBE_CENTRE as CENTRE
 from dprecon_ros.testing.raster_scene import CUBE_INTRINSICS as K
 from dprecon_ros.testing.raster_scene import CUBE_SIDE_COLOURS as SIDE_COLOURS
 from dprecon_ros.testing.raster_scene import look_at, render_keyframe
+
+
+@pytest.fixture(scope="module")
+def cube_keyframes():
+    return raster_scene.cube_keyframes()
+
+
+@pytest.fixture(scope="module")
+def cube_mesh():
+    return raster_scene.cube_mesh()
 
 
 def test_an_object_no_keyframe_observed_keeps_its_own_colours(cube_mesh):
