@@ -24,6 +24,7 @@ def arc_config(**prior) -> DpreconConfig:
     tiny_geometry(cfg, 40)
     cfg.geometry.rays_per_batch, cfg.geometry.object_resolution, cfg.geometry.background_resolution = 192, 24, 24
     cfg.reconstruction.backend = "full"
+    cfg.texture.cpu.object_size, cfg.texture.cpu.background_size = 64, 128  # the preset's texture stage, small
     p = cfg.prior
     p.cpu_preset = False
     p.iterations, p.views_per_step, p.render_size, p.latent_size, p.samples_per_ray, p.rays_per_batch = 8, 2, 24, 16, 16, 64
@@ -65,7 +66,7 @@ def test_without_weights_the_prior_is_off_and_the_map_is_still_published(arc_fra
     mapper = mapper_for(arc_config(model=str(tmp_path / "no_weights")), arc_frames[0])
     report = mapper.reconstruct()
     recon = report.reconstruction
-    assert report.status == RECONSTRUCTED and recon.stages == ["fuse", "geometry", "prior", "mesh"] and len(recon.objects) >= 3
+    assert report.status == RECONSTRUCTED and recon.stages == ["fuse", "geometry", "prior", "mesh", "texture"] and len(recon.objects) >= 3
     assert recon.prior_status.startswith("off: no checkpoint directory at")
     assert mapper.counters.get("prior_off") == 1
     assert all(o.vertex_observed is None and o.completeness == 0.0 for o in recon.objects)  # no grid: nothing claimed
