@@ -44,6 +44,8 @@ TOY = {  # the full preset at toy size: seconds on a CPU
     "texture.cpu_preset": False,
     "texture.object_size": 32,
     "texture.background_size": 64,
+    "texture.sds_iterations": 2,
+    "texture.render_size": 32,
 }
 
 
