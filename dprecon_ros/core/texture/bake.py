@@ -91,10 +91,11 @@ def bake_keyframes(
     total = torch.zeros(len(surface.texel), 3, device=device)
     weight = torch.zeros(len(surface.texel), device=device)
     for view in views:
-        w = _view_weight(surface, view, depth_tolerance_m, tolerance_per_m, min_facing, facing_power)
+        u, v, z = _camera_points(surface, view)  # once per view: the weight and the colour read the same pixels
+        w = _view_weight(surface, view, u, v, z, depth_tolerance_m, tolerance_per_m, min_facing, facing_power)
         if not bool((w > 0).any()):
             continue
-        total += w.unsqueeze(1) * _sample_rgb(surface, view)
+        total += w.unsqueeze(1) * _sample_rgb(view, u, v)
         weight += w
     colour = torch.where(weight.unsqueeze(1) > 0, total / weight.clamp(min=1e-12).unsqueeze(1), torch.zeros_like(total))
     return BakedColours(colour, weight)
@@ -111,10 +112,19 @@ def _camera_points(surface: TexelSurface, view: KeyframeView) -> tuple[torch.Ten
 
 
 def _view_weight(
-    surface: TexelSurface, view: KeyframeView, tolerance: float, tolerance_per_m: float, min_facing: float, power: float
+    surface: TexelSurface,
+    view: KeyframeView,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    z: torch.Tensor,
+    tolerance: float,
+    tolerance_per_m: float,
+    min_facing: float,
+    power: float,
 ) -> torch.Tensor:
+    """Per texel, how much this view's colour counts (0 where it does not show the texel); u, v, z from
+    `_camera_points`."""
     device = surface.points.device
-    u, v, z = _camera_points(surface, view)
     k = view.intrinsics
     col, row = torch.round(u).long(), torch.round(v).long()
     inside = (z > 1e-6) & (col >= 0) & (col < k.width) & (row >= 0) & (row < k.height)
@@ -130,11 +140,10 @@ def _view_weight(
     return torch.where(seen, facing.clamp(min=0) ** power, torch.zeros_like(z))
 
 
-def _sample_rgb(surface: TexelSurface, view: KeyframeView) -> torch.Tensor:
-    """Bilinear keyframe colour at each texel's projection, (T, 3) in [0, 1]."""
-    u, v, _ = _camera_points(surface, view)
+def _sample_rgb(view: KeyframeView, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bilinear keyframe colour at each texel's projection (u, v), (T, 3) in [0, 1]."""
     k = view.intrinsics
-    image = torch.as_tensor(view.rgb, device=surface.points.device).permute(2, 0, 1)[None].float() / 255.0
+    image = torch.as_tensor(view.rgb, device=u.device).permute(2, 0, 1)[None].float() / 255.0
     # align_corners=True: -1 and 1 are the centres of the first and last pixel, as OpenCV's 0 and W - 1
     grid = torch.stack([u / max(k.width - 1, 1) * 2 - 1, v / max(k.height - 1, 1) * 2 - 1], dim=1).view(1, 1, -1, 2)
     return F.grid_sample(image[:, :3], grid, mode="bilinear", padding_mode="border", align_corners=True)[0, :, 0].T
