@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,16 @@ def effective_geometry_sizes(config) -> dict:
     g = config.geometry
     sizes = g.cpu if resolve_device(config.compute.device).type == "cpu" and g.cpu_preset else g
     return {f.name: getattr(sizes, f.name) for f in dataclasses.fields(g.cpu)}
+
+
+def write_record(out: Path, prefix: str, args, **payload) -> Path:
+    """bench/results/<prefix>_<UTC time>.json with the arguments, the source revision and the payload."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    record = {"args": {k: str(v) for k, v in vars(args).items()}, "revision": source_revision(), **payload}
+    path.write_text(json.dumps(record, indent=1, default=float))
+    print(f"wrote {path}")
+    return path
 
 
 def source_revision() -> dict:

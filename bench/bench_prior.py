@@ -16,11 +16,9 @@ writes JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_backends import SCENES, parse_set, source_revision  # noqa: E402
+from bench_backends import SCENES, parse_set, write_record  # noqa: E402
 
 from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
 from dprecon_ros.core.mapping.mapper import Mapper  # noqa: E402
@@ -203,11 +201,7 @@ def main() -> int:
                 "observed_fscore_change": drift,
             }
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"prior_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
-    record = {"args": {k: str(v) for k, v in vars(args).items()}, "revision": source_revision(), "results": results}
-    path.write_text(json.dumps(record, indent=1, default=float))
-    print(f"wrote {path}")
+    write_record(args.out, "prior", args, results=results)
     return 0
 
 

@@ -17,11 +17,9 @@ whole stage. Prints a table and writes JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_backends import SCENES, parse_set, source_revision  # noqa: E402
+from bench_backends import SCENES, parse_set, write_record  # noqa: E402
 
 from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
 from dprecon_ros.core.mapping.mapper import Mapper  # noqa: E402
@@ -191,11 +189,7 @@ def main() -> int:
         f"background {ts['background']:.2f} s; atlases {result['texture_sizes']}"
     )
     print("phases (all objects): " + ", ".join(f"{k.removeprefix('texture_')} {v:.1f} s" for k, v in ts["phases"].items()))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"texture_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
-    record = {"args": {k: str(v) for k, v in vars(args).items()}, "revision": source_revision(), "result": result}
-    path.write_text(json.dumps(record, indent=1, default=float))
-    print(f"wrote {path}")
+    write_record(args.out, "texture", args, result=result)
     return 0
 
 
