@@ -1,0 +1,325 @@
+"""A sparse TSDF volume: voxel blocks allocated around back-projected depth, updated one keyframe at a time.
+
+The dense volume computed the centre of every voxel of its box for every frame, though about 1.5% of them lie
+in the truncation band. Here blocks of `block_voxels`^3 voxels are allocated where depth puts a surface, and
+each frame updates only the blocks it concerns, with voxel centres built by broadcasting a block's origin
+against one table of in-block offsets, all in float32. The same code runs on the CPU and on CUDA.
+
+Integration is a weighted mean, so a keyframe can also be taken out again (`sign=-1`), exactly, when it
+leaves the buffer. A volume that carves free space (an object's: every other reading seen through it lowers
+it) keeps an invariant that makes the result independent of the order of keyframes: every allocated block
+holds the observations of every integrated keyframe. Blocks allocated later are first brought up to date
+from the keyframes integrated before them (`history`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dprecon_ros.core.fusion.blocks import BlockIndex, pack, representable, unpack
+from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
+from dprecon_ros.core.types import CameraIntrinsics, Frame
+
+MIN_DEPTH_M = 1e-6  # a point must lie this far in front of the camera to project
+EMPTY_WEIGHT = 1e-6  # a voxel whose weight falls below this after taking a keyframe out is unobserved again
+INITIAL_BLOCKS = 1024
+MAX_ALLOCATION_STRIDE = 64  # pixels; a bound for tiny images of far surfaces
+VOXELS_PER_CHUNK = 1 << 18  # voxels updated per batch: bounds the temporaries
+STORAGE = ("coords", "tsdf_sum", "weight", "colour_sum", "colour_count", "block_revision")  # per-block tensors
+
+
+@dataclass
+class DepthView:
+    """One keyframe's depth, colour and pose on the volume's device, shared by every volume it is fused into."""
+
+    depth: torch.Tensor  # (H, W) metres, 0 = no reading
+    colour: torch.Tensor  # (H*W, 3) uint8
+    intrinsics: CameraIntrinsics
+    R_cw: torch.Tensor  # (3, 3) float32, world -> camera
+    t_cw: torch.Tensor  # (3,)
+    R_wc: torch.Tensor
+    t_wc: torch.Tensor
+    index: int = -1  # the keyframe's index, for bookkeeping
+    _padded_colour: torch.Tensor | None = None
+
+    def padded_signed_depth(self, surface: torch.Tensor) -> torch.Tensor:
+        """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere."""
+        signed = torch.where(surface, self.depth, -self.depth)
+        return torch.nn.functional.pad(signed, (1, 1, 1, 1)).reshape(-1)
+
+    def padded_colour(self) -> torch.Tensor:
+        """The colour image (float32, 0-255) with the same border as `padded_signed_depth`, (pixels, 3)."""
+        if self._padded_colour is None:
+            H, W = self.depth.shape
+            padded = torch.zeros((H + 2, W + 2, 3), dtype=torch.float32, device=self.depth.device)
+            padded[1:-1, 1:-1] = self.colour.reshape(H, W, 3)
+            self._padded_colour = padded.reshape(-1, 3)
+        return self._padded_colour
+
+    @classmethod
+    def of(cls, frame: Frame, device: torch.device, index: int = -1) -> DepthView:
+        depth = torch.as_tensor(np.nan_to_num(frame.depth_m, nan=0.0, posinf=0.0, neginf=0.0), dtype=torch.float32, device=device)
+        depth = torch.where(depth > 0, depth, torch.zeros_like(depth))
+        colour = torch.as_tensor(np.asarray(frame.rgb, dtype=np.uint8), device=device).reshape(-1, 3)
+        T_wc = np.asarray(frame.T_world_camera, dtype=np.float64)
+        T_cw = np.linalg.inv(T_wc)
+
+        def f32(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+        return cls(depth, colour, frame.intrinsics, f32(T_cw[:3, :3]), f32(T_cw[:3, 3]), f32(T_wc[:3, :3]), f32(T_wc[:3, 3]), index)
+
+
+class SparseTsdfVolume:
+    """TSDF, weight and colour per voxel, in blocks; voxel (i, j, k) of the map frame has its centre at
+    ((i, j, k) + 0.5) * voxel_size."""
+
+    def __init__(
+        self,
+        voxel_size: float,
+        truncation_voxels: float,
+        block_voxels: int,
+        device: torch.device,
+        free_space_weight: float = 0.0,
+        carve_in_frustum: bool = False,
+        max_depth_m: float = math.inf,
+        allocation_samples_per_block: float = 2.0,
+    ) -> None:
+        self.voxel_size = float(voxel_size)
+        self.trunc = float(truncation_voxels) * self.voxel_size
+        self.block_voxels = int(block_voxels)
+        self.block_size = self.block_voxels * self.voxel_size
+        self.device = device
+        self.free_space_weight = float(free_space_weight)
+        self.carve_in_frustum = carve_in_frustum
+        self.max_depth_m = float(max_depth_m)
+        self.allocation_samples_per_block = float(allocation_samples_per_block)
+        self.rows_per_chunk = max(1, VOXELS_PER_CHUNK // self.block_voxels**3)
+        self.index = BlockIndex(device)
+        self.revision = 0  # bumped by each integration; blocks record the revision that last changed them
+        b = self.block_voxels
+        ijk = torch.stack(torch.meshgrid(*(torch.arange(b, device=device),) * 3, indexing="ij"), dim=-1).reshape(-1, 3)
+        self.local_ijk = ijk  # in-block voxel (x, y, z) of linear index x*b*b + y*b + z
+        self._offsets = (ijk.to(torch.float32) + 0.5) * self.voxel_size
+        self._allocate_storage(INITIAL_BLOCKS)
+
+    # ------------------------------------------------------------ storage
+    def _allocate_storage(self, capacity: int) -> None:
+        """Per voxel the sums of weighted observations and their weights: integrating is two additions and
+        taking a keyframe out two subtractions; the means are formed when read."""
+        n, dev = self.block_voxels**3, self.device
+        self.coords = torch.zeros((capacity, 3), dtype=torch.int64, device=dev)
+        self.tsdf_sum = torch.zeros((capacity, n), dtype=torch.float32, device=dev)
+        self.weight = torch.zeros((capacity, n), dtype=torch.float32, device=dev)
+        self.colour_sum = torch.zeros((capacity, n, 3), dtype=torch.float32, device=dev)
+        self.colour_count = torch.zeros((capacity, n), dtype=torch.float32, device=dev)
+        self.block_revision = torch.zeros(capacity, dtype=torch.int64, device=dev)
+
+    def _grow(self, needed: int) -> None:
+        capacity = self.coords.shape[0]
+        if needed <= capacity:
+            return
+        old = [getattr(self, name) for name in STORAGE]
+        self._allocate_storage(max(needed, 2 * capacity))
+        for name, kept in zip(STORAGE, old, strict=True):
+            getattr(self, name)[:capacity] = kept
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        rows = self.num_blocks
+        per_voxel = (1 + 1 + 3 + 1) * 4
+        return rows * (self.block_voxels**3 * per_voxel + 4 * 8)
+
+    # -------------------------------------------------------- integration
+    def integrate(
+        self, view: DepthView, surface: torch.Tensor, sign: int = 1, history: Sequence[tuple[DepthView, torch.Tensor]] = ()
+    ) -> int:
+        """Fuse one view (`sign` -1 takes a fused one out again). `surface` (H, W) bool: the pixels whose depth
+        is this volume's surface; the others with a reading carve free space in front of them at
+        `free_space_weight`. `history`: the (view, surface) pairs integrated before, for blocks allocated now
+        in a carving volume. Returns the number of blocks updated."""
+        self.revision += 1
+        surface = surface.to(self.device) & (view.depth > 0)
+        if sign > 0:
+            rows, new = self._allocate(self._band_keys(view, surface))
+        else:
+            rows = self.index.lookup(self._band_keys(view, surface))
+            rows, new = rows[rows >= 0], torch.zeros(0, dtype=torch.bool, device=self.device)
+        if self.carve_in_frustum:
+            if new.any() and history:
+                fresh = rows[new]
+                for old_view, old_surface in history:
+                    self._update(fresh, old_view, old_surface.to(self.device) & (old_view.depth > 0), 1)
+            rows = torch.unique(torch.cat([rows, self._rows_in_frustum(view)]))
+        self._update(rows, view, surface, sign)
+        return int(rows.numel())
+
+    def _band_keys(self, view: DepthView, surface: torch.Tensor) -> torch.Tensor:
+        """Keys of the blocks the truncation band around the surface pixels passes through (sampled at the
+        band's ends and middle: half a block apart or less for truncations up to half a block)."""
+        s = self._allocation_stride(view, surface)
+        sub = surface[::s, ::s]
+        v, u = torch.nonzero(sub, as_tuple=True)
+        d = view.depth[::s, ::s][v, u]
+        keep = d <= self.max_depth_m
+        u, v, d = u[keep].to(torch.float32) * s, v[keep].to(torch.float32) * s, d[keep]
+        K = view.intrinsics
+        rx, ry = (u - K.cx) / K.fx, (v - K.cy) / K.fy
+        steps = max(2, math.ceil(2 * self.trunc / (0.5 * self.block_size)))
+        keys = []
+        for offset in torch.linspace(-self.trunc, self.trunc, steps + 1).tolist():
+            z = (d + offset).clamp(min=MIN_DEPTH_M)
+            cam = torch.stack([rx * z, ry * z, z], dim=-1)
+            world = cam @ view.R_wc.T + view.t_wc
+            blocks = torch.floor(world / self.block_size).to(torch.int64)
+            # neighbouring pixels mostly share blocks: dropping repeats in image order first shrinks the sort
+            keys.append(torch.unique_consecutive(pack(blocks[representable(blocks)])))
+        return torch.unique(torch.cat(keys))
+
+    def _allocation_stride(self, view: DepthView, surface: torch.Tensor) -> int:
+        """Every how many pixels to back-project: a block at the farthest depth still spans
+        `allocation_samples_per_block` samples across (blocks seen only as slivers may be missed)."""
+        farthest = float(torch.where(surface, view.depth, 0.0).max())
+        if farthest <= 0:
+            return 1
+        far = min(farthest, self.max_depth_m)
+        pixels_per_block = self.block_size * min(view.intrinsics.fx, view.intrinsics.fy) / max(far, MIN_DEPTH_M)
+        return int(min(max(1.0, pixels_per_block / self.allocation_samples_per_block), MAX_ALLOCATION_STRIDE))
+
+    def _allocate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._grow(len(self.index) + keys.numel())
+        rows, new = self.index.insert(keys)
+        if new.any():
+            self.coords[rows[new]] = unpack(keys[new])
+        return rows, new
+
+    def _rows_in_frustum(self, view: DepthView) -> torch.Tensor:
+        """Allocated blocks whose bounding sphere may reach into the image."""
+        n = self.num_blocks
+        if n == 0:
+            return torch.zeros(0, dtype=torch.int64, device=self.device)
+        centre = (self.coords[:n].to(torch.float32) + 0.5) * self.block_size
+        p = centre @ view.R_cw.T + view.t_cw
+        radius = 0.5 * math.sqrt(3.0) * self.block_size
+        K = view.intrinsics
+        z = p[:, 2]
+        zs = z.clamp(min=MIN_DEPTH_M)
+        margin = radius / (z - radius).clamp(min=MIN_DEPTH_M)
+        u, v = p[:, 0] / zs, p[:, 1] / zs
+        inside_u = (u >= (-0.5 - K.cx) / K.fx - margin) & (u <= (K.width - 0.5 - K.cx) / K.fx + margin)
+        inside_v = (v >= (-0.5 - K.cy) / K.fy - margin) & (v <= (K.height - 0.5 - K.cy) / K.fy + margin)
+        near = z <= radius  # the camera is inside or next to the block
+        return torch.nonzero((z > -radius) & ((inside_u & inside_v) | near)).squeeze(1)
+
+    def _update(self, rows: torch.Tensor, view: DepthView, surface: torch.Tensor, sign: int) -> None:
+        """Project every voxel of `rows` into the view; voxels the view observes move towards what it saw.
+
+        Rows are updated whole, in chunks small enough for the temporaries to stay in cache: on a CPU an
+        elementwise op over a chunk costs a few percent of a gather or of compacting the observed voxels, so
+        the only gathers are two per voxel from the image (depth, colour) and whole-row copies of the
+        storage. The projection is folded with the intrinsics (a voxel's (u z, v z, z) is its block's plus
+        its offset's), and the image is padded by one pixel of "no reading" with surface depth positive and
+        other depth negative, so one gather says whether a voxel projects into the image, what depth it
+        sees there and whose surface that is."""
+        if rows.numel() == 0:
+            return
+        H, W = view.depth.shape
+        signed, colours = view.padded_signed_depth(surface), view.padded_colour()
+        K = torch.as_tensor(view.intrinsics.K, dtype=torch.float32, device=self.device)
+        K[0, 2] += 1.0  # the padding's offset, folded into the projection
+        K[1, 2] += 1.0
+        KR = K @ view.R_cw
+        offsets = (self._offsets @ KR.T).T.contiguous()  # (3, voxels): offsets in (u z, v z, z)
+        Kt = K @ view.t_cw
+        inv_trunc = 1.0 / self.trunc
+        carve = self.free_space_weight > 0 and not bool(surface.all())  # a view that is all surface carves nothing
+        for chunk in rows.split(self.rows_per_chunk):
+            origin = (self.coords.index_select(0, chunk).to(torch.float32) * self.block_size) @ KR.T + Kt
+            z = origin[:, 2:3] + offsets[2]
+            inv_z = torch.reciprocal(z.clamp(min=MIN_DEPTH_M))
+            u = (origin[:, 0:1] + offsets[0]).mul_(inv_z).round_().clamp_(0, W + 1)
+            v = (origin[:, 1:2] + offsets[1]).mul_(inv_z).round_().clamp_(0, H + 1)
+            pix = v.mul_(W + 2).add_(u).masked_fill_(z <= MIN_DEPTH_M, 0).to(torch.int32).view(-1)
+            reading = signed.index_select(0, pix).view(z.shape)
+            sdf = reading.abs().sub_(z)
+            on_surface = (reading > 0) & (sdf >= -self.trunc)
+            w = on_surface.to(torch.float32)
+            if carve:
+                w.add_(((reading < 0) & (sdf > self.trunc)).to(torch.float32), alpha=self.free_space_weight)
+            if sign < 0:
+                w.neg_()
+            self.tsdf_sum.index_add_(0, chunk, sdf.mul(inv_trunc).clamp_(-1.0, 1.0).mul_(w))
+            self.weight.index_add_(0, chunk, w)
+            self.block_revision.index_fill_(0, chunk, self.revision)
+            near = (on_surface & (sdf < self.trunc)).to(torch.float32)  # within the band on either side
+            if sign < 0:
+                near.neg_()
+            observed = colours.index_select(0, pix).view(*z.shape, 3).mul_(near[..., None])
+            self.colour_sum.index_add_(0, chunk, observed)
+            self.colour_count.index_add_(0, chunk, near)
+
+    # ---------------------------------------------------------- read-outs
+    def copy(self) -> SparseTsdfVolume:
+        """An independent snapshot (a run reads it while new keyframes keep arriving in the original)."""
+        out = SparseTsdfVolume.__new__(SparseTsdfVolume)
+        out.__dict__.update(self.__dict__)
+        n = self.num_blocks
+        out.index = BlockIndex(self.device)
+        out.index.sorted_keys, out.index.sorted_rows = self.index.sorted_keys.clone(), self.index.sorted_rows.clone()
+        for name in STORAGE:
+            setattr(out, name, getattr(self, name)[: max(n, 1)].clone())
+        return out
+
+    def tsdf(self, rows: torch.Tensor) -> torch.Tensor:
+        """Mean truncated distance of the voxels of `rows` (rows, voxels); 1 (free) where unobserved."""
+        w = self.weight.index_select(0, rows)
+        observed = w > EMPTY_WEIGHT
+        return torch.where(observed, self.tsdf_sum.index_select(0, rows) / w.clamp(min=EMPTY_WEIGHT), torch.ones_like(w))
+
+    def colour(self, rows: torch.Tensor) -> torch.Tensor:
+        """Mean colour (0-255) of the voxels of `rows` (rows, voxels, 3); 0 where no reading fell in the band."""
+        count = self.colour_count.index_select(0, rows)
+        mean = self.colour_sum.index_select(0, rows) / count.clamp(min=EMPTY_WEIGHT)[..., None]
+        return torch.where((count > EMPTY_WEIGHT)[..., None], mean, torch.zeros_like(mean))
+
+    def block_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lo, hi) corners of the allocated blocks, map frame (m); None when empty."""
+        n = self.num_blocks
+        if n == 0:
+            return None
+        c = self.coords[:n]
+        return (c.min(dim=0).values.cpu().numpy() * self.block_size, (c.max(dim=0).values.cpu().numpy() + 1) * self.block_size)
+
+    def to_dense(self) -> TsdfVolume | None:
+        """The allocated blocks laid into one dense box (unallocated voxels unobserved): what the geometry
+        stage's initialisation and the dense mesher read."""
+        n = self.num_blocks
+        if n == 0:
+            return None
+        b = self.block_voxels
+        c = self.coords[:n]
+        lo = c.min(dim=0).values
+        extent = ((c.max(dim=0).values - lo + 1) * b).tolist()
+        spec = VolumeSpec((lo * b).cpu().numpy().astype(np.float64) * self.voxel_size, self.voxel_size, tuple(int(e) for e in extent))
+        dense = TsdfVolume(spec, self.trunc / self.voxel_size, self.device)
+        g = (c - lo)[:, None, :] * b + self.local_ijk[None]  # (n, b^3, 3) voxel coordinates in the box
+        flat = ((g[..., 0] * extent[1] + g[..., 1]) * extent[2] + g[..., 2]).reshape(-1)
+        rows = torch.arange(n, device=self.device)
+        dense.tsdf[flat] = self.tsdf(rows).reshape(-1)
+        dense.weight[flat] = self.weight[:n].reshape(-1)
+        dense.color[flat] = self.colour(rows).reshape(-1, 3)
+        return dense
+
+
+def view_surface(view: DepthView, mask: np.ndarray) -> torch.Tensor:
+    """A surface mask (numpy) on the view's device."""
+    return torch.as_tensor(mask, dtype=torch.bool, device=view.depth.device)
