@@ -100,7 +100,6 @@ def coarse_config() -> DpreconConfig:
     cfg = DpreconConfig()
     cfg.compute.device = "cpu"
     cfg.tsdf.object_voxel_m, cfg.tsdf.background_voxel_m = 0.02, 0.08
-    cfg.tsdf.max_object_voxels, cfg.tsdf.max_background_voxels = 100_000, 200_000
     cfg.mesh.target_faces, cfg.mesh.background_target_faces = 2000, 4000
     return cfg
 

@@ -90,6 +90,24 @@ def sample_grid_colors(color: np.ndarray, spec: VolumeSpec, vertices: np.ndarray
     return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
 
 
+def clean_mesh(
+    vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, target_faces: int, min_component_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Small components dropped and the rest simplified; each remaining vertex keeps the colour of the
+    nearest input vertex (simplification moves vertices)."""
+    if min_component_fraction > 0:
+        v, f = drop_small_components(vertices, faces, min_component_fraction)
+    else:
+        v, f = vertices, faces
+    v, f = simplify(v, f, target_faces)
+    if len(v) == 0 or len(vertices) == 0:
+        return v, f, np.zeros((len(v), 4), dtype=np.uint8)
+    from scipy.spatial import cKDTree
+
+    _, nearest = cKDTree(vertices).query(v, workers=-1)
+    return v, f, colours[nearest]
+
+
 def extract_mesh(
     tsdf: np.ndarray,
     weight: np.ndarray,

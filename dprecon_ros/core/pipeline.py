@@ -32,6 +32,7 @@ from dprecon_ros.core.types import Keyframe, ObjectSeed, Reconstruction
 
 if TYPE_CHECKING:
     from dprecon_ros.config import DpreconConfig
+    from dprecon_ros.core.fusion.live_map import LiveMap
 
 log = logging.getLogger("dprecon_ros")
 BOUNDS_DECIMALS = 5  # box corners are compared to 10 µm: float noise must not trigger a refit
@@ -120,12 +121,14 @@ class Pipeline:
         cancel: threading.Event | None = None,
         progress: ProgressFn | None = None,
         edits: dict[int, str] | None = None,
+        live: LiveMap | None = None,
     ) -> RunOutcome | None:
         """Run the stages over `model`; None when nothing needs refitting. `config` must be the caller's
         snapshot: stages read it for the whole run. `edits` (object id -> prompt) runs a text-driven edit of
-        those objects instead (see `run_edit`)."""
+        those objects instead (see `run_edit`). `live`: volumes fused as keyframes arrived, used where they
+        hold exactly this run's keyframes."""
         if edits:
-            return self.run_edit(model, keyframes, config, compute, edits, cancel, progress)
+            return self.run_edit(model, keyframes, config, compute, edits, cancel, progress, live)
         names = list(stage_names) if stage_names else config.reconstruction.stage_names()
         stages = make_stages(names)
         usable = usable_keyframes(keyframes)
@@ -146,6 +149,7 @@ class Pipeline:
             del work.objects[oid]
         prepare_states(work, seeds, usable, seen, dirty)
         ctx = RunContext(config, compute, usable, seeds, dirty, names, self.counters, cancel or threading.Event(), progress)
+        ctx.live = live
         work = self.run_stages(stages, work, ctx)
         for oid in ctx.dirty:
             state = work.state(oid)
@@ -184,6 +188,7 @@ class Pipeline:
         edits: dict[int, str],
         cancel: threading.Event | None,
         progress: ProgressFn | None,
+        live: LiveMap | None = None,
     ) -> RunOutcome:
         """A text-driven edit: the prior (and the stages after it) for the named objects only, with their new
         prompts; their fingerprints stay, so later runs keep the edit until their observations change."""
@@ -198,6 +203,7 @@ class Pipeline:
         seeds = [s.seed for s in work.objects.values() if s.seed is not None]
         ctx = RunContext(config, compute, usable, seeds, set(edits), names, self.counters, cancel or threading.Event(), progress)
         ctx.edits = dict(edits)
+        ctx.live = live
         work = self.run_stages(make_stages(names), work, ctx)
         if not work.prior_status.startswith("on"):
             raise EditRefused(f"the prior cannot run: {work.prior_status.removeprefix('off: ')}")

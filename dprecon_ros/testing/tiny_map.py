@@ -14,8 +14,6 @@ from dprecon_ros.core.types import Frame
 TINY_TSDF: dict[str, object] = {
     "tsdf.object_voxel_m": 0.05,
     "tsdf.background_voxel_m": 0.1,
-    "tsdf.max_object_voxels": 20_000,
-    "tsdf.max_background_voxels": 20_000,
 }
 # a toy geometry stage with more steps than any test waits for: a run with it ends only when cancelled
 ENDLESS_GEOMETRY: dict[str, object] = {

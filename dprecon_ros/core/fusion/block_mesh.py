@@ -61,6 +61,7 @@ class _Tables:
         q = torch.stack(torch.meshgrid(*(torch.arange(p, device=device),) * 3, indexing="ij"), dim=-1).reshape(-1, 3)
         at_far_side = (q == b).to(torch.int64)
         self.pad_neighbour = at_far_side[:, 0] | (at_far_side[:, 1] << 1) | (at_far_side[:, 2] << 2)  # corner bit order
+        self.pad_xyz = q
         r = q % b
         self.pad_local = (r[:, 0] * b + r[:, 1]) * b + r[:, 2]
         self.corners = torch.as_tensor(cube_table.CORNERS, device=device)
@@ -93,22 +94,49 @@ def neighbour_rows(volume: SparseTsdfVolume, rows: torch.Tensor) -> torch.Tensor
     return volume.index.lookup(pack(coords))
 
 
-def march_blocks(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float) -> MeshPieces:
+Bounds = tuple[np.ndarray, np.ndarray]  # (lo, hi) corners of a box in the map frame (m)
+
+
+def voxel_box(volume: SparseTsdfVolume, bounds: Bounds) -> torch.Tensor:
+    """(2, 3) int64: the first and last voxel whose centre lies in the box."""
+    lo = np.ceil(np.asarray(bounds[0], float) / volume.voxel_size - 0.5)
+    hi = np.floor(np.asarray(bounds[1], float) / volume.voxel_size - 0.5)
+    return torch.as_tensor(np.stack([lo, hi]), dtype=torch.int64, device=volume.device)
+
+
+def rows_in_box(volume: SparseTsdfVolume, rows: torch.Tensor, bounds: Bounds | None) -> torch.Tensor:
+    """The rows of `rows` whose cubes may reach into the box (a cube also reads its +1 neighbours)."""
+    if bounds is None or rows.numel() == 0:
+        return rows
+    box = voxel_box(volume, bounds)
+    first = volume.coords.index_select(0, rows) * volume.block_voxels
+    last = first + volume.block_voxels
+    return rows[((last >= box[0]) & (first <= box[1])).all(dim=1)]
+
+
+def march_blocks(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, bounds: Bounds | None = None) -> MeshPieces:
     """The triangles of the cubes whose origin voxel lies in `rows`, over voxels observed with at least
-    `min_weight` at all eight corners."""
-    parts = [_march(volume, batch, min_weight) for batch in rows.split(BLOCKS_PER_BATCH)]
+    `min_weight` at all eight corners (and, with `bounds`, centred inside that box)."""
+    rows = rows_in_box(volume, rows, bounds)
+    if rows.numel() == 0:
+        return MeshPieces.empty(volume.device)
+    box = voxel_box(volume, bounds) if bounds is not None else None
+    parts = [_march(volume, batch, min_weight, box) for batch in rows.split(BLOCKS_PER_BATCH)]
     return MeshPieces.cat(parts) if parts else MeshPieces.empty(volume.device)
 
 
-def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float) -> MeshPieces:
+def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box: torch.Tensor | None) -> MeshPieces:
     t = _tables(volume.block_voxels, volume.device)
     b, p, n = volume.block_voxels, volume.block_voxels + 1, volume.block_voxels**3
     k = rows.numel()
     slot = neighbour_rows(volume, rows)[:, t.pad_neighbour]  # (k, p^3) row holding each padded position
     flat = (slot.clamp(min=0) * n + t.pad_local).view(-1)  # into the flattened storage
-    weight = volume.weight.view(-1).index_select(0, flat).view(k, -1)
+    weight = volume.weight.view(-1).index_select(0, flat).view(k, p**3)
     weight.masked_fill_(slot < 0, 0.0)
     observed = weight >= max(min_weight, EMPTY_WEIGHT)
+    if box is not None:
+        voxel = volume.coords.index_select(0, rows)[:, None, :] * b + t.pad_xyz[None]
+        observed &= ((voxel >= box[0]) & (voxel <= box[1])).all(dim=-1)
     values = volume.tsdf_sum.view(-1).index_select(0, flat).div_(weight.clamp(min=EMPTY_WEIGHT).view(-1))
     grid_neg = (values < 0).view(k, p, p, p).to(torch.uint8)
     grid_obs = observed.view(k, p, p, p)
@@ -165,19 +193,22 @@ def weld(pieces: MeshPieces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vertices.cpu().numpy().astype(np.float64), faces.cpu().numpy().astype(np.int64), rgba.cpu().numpy()
 
 
-def extract_block_mesh(volume: SparseTsdfVolume, min_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The whole volume's surface, marched in one go."""
+def extract_block_mesh(
+    volume: SparseTsdfVolume, min_weight: float, bounds: Bounds | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The volume's surface (inside `bounds` if given), marched in one go."""
     rows = torch.arange(volume.num_blocks, device=volume.device)
-    return weld(march_blocks(volume, rows, min_weight))
+    return weld(march_blocks(volume, rows, min_weight, bounds))
 
 
 class BlockMesher:
     """The mesh of one volume, kept per block: `mesh()` re-marches only blocks whose cubes read a voxel that
     changed since the previous call (a block, or one of its +x/+y/+z neighbours, updated)."""
 
-    def __init__(self, volume: SparseTsdfVolume, min_weight: float) -> None:
+    def __init__(self, volume: SparseTsdfVolume, min_weight: float, bounds: Bounds | None = None) -> None:
         self.volume = volume
         self.min_weight = min_weight
+        self.bounds = bounds
         self.pieces = MeshPieces.empty(volume.device)
         self.meshed_revision = -1
         self.marched_blocks = 0  # blocks marched by the last call (what the incremental path saves)
@@ -198,7 +229,7 @@ class BlockMesher:
             return self._mesh
         stale = self.stale_rows()
         self.marched_blocks = int(stale.numel())
-        self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight)])
+        self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight, self.bounds)])
         self.meshed_revision = self.volume.revision
         self._mesh = weld(self.pieces)
         return self._mesh

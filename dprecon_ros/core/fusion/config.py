@@ -1,4 +1,4 @@
-"""Configuration of TSDF fusion (the `fuse` stage)."""
+"""Configuration of TSDF fusion (the `fuse` stage and the live map)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,18 @@ class TsdfConfig:
     background_voxel_m: float = config_field(0.04, "voxel size of the background volume", (0.005, 1.0))
     truncation_voxels: float = config_field(4.0, "truncation distance in voxels", (1.0, 50.0))
     object_margin_m: float = config_field(0.06, "object volumes extend this far beyond the object's points", (0.0, 1.0))
-    max_object_voxels: int = config_field(4_000_000, "object volumes are coarsened to stay under this", (1000, 1_000_000_000))
-    max_background_voxels: int = config_field(8_000_000, "the background volume is coarsened to stay under this", (1000, 1_000_000_000))
     free_space_weight: float = config_field(0.5, "weight of free-space carving seen through non-object pixels", (0.0, 1.0))
+    block_voxels: int = config_field(
+        8, "edge of a voxel block of the sparse volumes, in voxels (a power of two: 8 or 16)", (2, 64), live=False
+    )
+    allocation_samples_per_block: float = config_field(
+        2.0,
+        "depth pixels are sampled densely enough that a block at the farthest reading spans this many samples;"
+        " more finds blocks seen as thin slivers, at the cost of more back-projection",
+        (0.5, 64.0),
+    )
+    max_depth_m: float = config_field(10.0, "readings farther than this allocate no blocks", (0.1, 1000.0))
+    live: bool = config_field(True, "fuse each keyframe into the live map when it is accepted (off the ingestion path)", live=False)
+    live_wait_s: float = config_field(
+        60.0, "a run first waits this long for the live map to take in the latest keyframes, else fuses its own volumes", (0.0, 3600.0)
+    )

@@ -1,7 +1,8 @@
-"""Fuse keyframes into per-object and background TSDF volumes (map frame, metres).
+"""Fuse keyframes into per-object and background sparse TSDF volumes (map frame, metres), all at once.
 
-An object's volume takes its masked pixels as surface and every other reading of the keyframes that saw it
-as free space; the background's volume takes the pixels of no reconstructed object as surface.
+What a run does when the live map does not hold a volume as the run's keyframes give it (the live map off, a
+CPU retry, a map just loaded). An object's volume takes its masked pixels as surface and every other reading
+of the keyframes that saw it as free space; the background's takes the pixels of no reconstructed object.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 import torch
 
 from dprecon_ros.core.fusion.config import TsdfConfig
-from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
-from dprecon_ros.core.types import Keyframe, ObjectSeed
+from dprecon_ros.core.fusion.live_map import background_volume, expected_contributions, object_volume, surface_mask
+from dprecon_ros.core.fusion.sparse_tsdf import DepthView, SparseTsdfVolume
+from dprecon_ros.core.types import BACKGROUND_ID, Keyframe, ObjectSeed
 
 BOUNDS_MAX_POINTS = 200_000  # depth points sampled for the scene's bounds
 BOUNDS_PERCENTILE = 0.5  # the bounds drop this percentage of points at each end (outliers, far readings)
@@ -38,54 +40,51 @@ def background_bounds(keyframes: list[Keyframe], max_points: int = BOUNDS_MAX_PO
     return np.percentile(allp, BOUNDS_PERCENTILE, axis=0), np.percentile(allp, 100 - BOUNDS_PERCENTILE, axis=0)
 
 
-def fuse_into(
-    spec: VolumeSpec,
+def fuse_volume(
+    volume: SparseTsdfVolume,
+    volume_id: int,
     keyframes: list[Keyframe],
-    surface_of: Callable[[Keyframe], np.ndarray],
-    config: TsdfConfig,
     device: torch.device,
     check_cancelled: Callable[[], None] | None = None,
-) -> TsdfVolume:
-    """`check_cancelled` runs before each keyframe: one volume can take many seconds, and a cancel (a reset,
-    a shutdown) must not wait for all of it."""
-    vol = TsdfVolume(spec, config.truncation_voxels, device)
-    for kf in keyframes:
-        if check_cancelled is not None:
-            check_cancelled()
-        f = kf.frame
-        vol.integrate(f.depth_m, f.rgb, f.intrinsics, f.T_world_camera, surface_of(kf), config.free_space_weight)
-    return vol
+) -> SparseTsdfVolume:
+    """Integrate every contribution `keyframes` give volume `volume_id`. All blocks are allocated first, so
+    each keyframe is integrated once (no catching up of blocks found later). `check_cancelled` runs before
+    each keyframe: a cancel (a reset, a shutdown) must not wait for all of them."""
+    by_index = {kf.index: kf for kf in keyframes}
+    contributions = sorted(expected_contributions(keyframes).get(volume_id, set()))
+
+    def views():
+        for contribution in contributions:
+            if check_cancelled is not None:
+                check_cancelled()
+            kf = by_index[contribution[0]]
+            surface = torch.as_tensor(surface_mask(kf, contribution, volume_id == BACKGROUND_ID), device=device)
+            yield DepthView.of(kf.frame, device, kf.index), surface
+
+    if volume.carve_in_frustum:
+        for view, surface in views():
+            volume.allocate(view, surface)
+    for view, surface in views():
+        volume.integrate(view, surface)
+    return volume
 
 
 def fuse_object(
-    seed: ObjectSeed,
-    keyframes: list[Keyframe],
-    config: TsdfConfig,
-    device: torch.device,
-    size_scale: float = 1.0,
-    check_cancelled: Callable[[], None] | None = None,
-) -> TsdfVolume:
-    """The object's own volume from the keyframes that saw it; `size_scale` < 1 shrinks the voxel budget."""
-    margin = config.object_margin_m
-    budget = max(1000, int(config.max_object_voxels * size_scale))
-    spec = VolumeSpec.around(seed.lo - margin, seed.hi + margin, config.object_voxel_m, budget)
-    seen = [kf for kf in keyframes if seed.object_id in kf.instance_to_object.values()]
-    return fuse_into(spec, seen, lambda kf, oid=seed.object_id: kf.object_mask(oid), config, device, check_cancelled)
+    seed: ObjectSeed, keyframes: list[Keyframe], config: TsdfConfig, device: torch.device, check_cancelled: Callable[[], None] | None = None
+) -> SparseTsdfVolume:
+    """The object's own volume from the keyframes that saw it."""
+    return fuse_volume(object_volume(config, device), seed.object_id, keyframes, device, check_cancelled)
 
 
 def fuse_background(
-    keyframes: list[Keyframe],
-    config: TsdfConfig,
-    device: torch.device,
-    bounds: tuple[np.ndarray, np.ndarray] | None = None,
-    size_scale: float = 1.0,
-    check_cancelled: Callable[[], None] | None = None,
-) -> TsdfVolume | None:
-    """The background's volume over `bounds` (default: the extent of the keyframes' depth points)."""
-    lo, hi = bounds if bounds is not None else background_bounds(keyframes)
-    if not keyframes or not np.all(hi > lo):
+    keyframes: list[Keyframe], config: TsdfConfig, device: torch.device, check_cancelled: Callable[[], None] | None = None
+) -> SparseTsdfVolume | None:
+    """The background's volume; None without keyframes."""
+    if not keyframes:
         return None
-    pad = config.truncation_voxels * config.background_voxel_m
-    budget = max(1000, int(config.max_background_voxels * size_scale))
-    spec = VolumeSpec.around(lo - pad, hi + pad, config.background_voxel_m, budget)
-    return fuse_into(spec, keyframes, lambda kf: kf.background_mask(), config, device, check_cancelled)
+    return fuse_volume(background_volume(config, device), BACKGROUND_ID, keyframes, device, check_cancelled)
+
+
+def object_box(seed: ObjectSeed, config: TsdfConfig) -> tuple[np.ndarray, np.ndarray]:
+    """What of an object's volume belongs to it: its association box grown by the margin."""
+    return seed.lo - config.object_margin_m, seed.hi + config.object_margin_m

@@ -15,7 +15,7 @@ from the keyframes integrated before them (`history`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,9 @@ INITIAL_BLOCKS = 1024
 MAX_ALLOCATION_STRIDE = 64  # pixels; a bound for tiny images of far surfaces
 VOXELS_PER_CHUNK = 1 << 18  # voxels updated per batch: bounds the temporaries
 STORAGE = ("coords", "tsdf_sum", "weight", "colour_sum", "colour_count", "block_revision")  # per-block tensors
+
+
+History = Callable[[], Iterable[tuple["DepthView", torch.Tensor]]]
 
 
 @dataclass
@@ -90,6 +93,8 @@ class SparseTsdfVolume:
         max_depth_m: float = math.inf,
         allocation_samples_per_block: float = 2.0,
     ) -> None:
+        if block_voxels < 1 or block_voxels & (block_voxels - 1):
+            raise ValueError(f"block_voxels must be a power of two, not {block_voxels}")
         self.voxel_size = float(voxel_size)
         self.trunc = float(truncation_voxels) * self.voxel_size
         self.block_voxels = int(block_voxels)
@@ -102,6 +107,7 @@ class SparseTsdfVolume:
         self.rows_per_chunk = max(1, VOXELS_PER_CHUNK // self.block_voxels**3)
         self.index = BlockIndex(device)
         self.revision = 0  # bumped by each integration; blocks record the revision that last changed them
+        self._integrated = False
         b = self.block_voxels
         ijk = torch.stack(torch.meshgrid(*(torch.arange(b, device=device),) * 3, indexing="ij"), dim=-1).reshape(-1, 3)
         self.local_ijk = ijk  # in-block voxel (x, y, z) of linear index x*b*b + y*b + z
@@ -140,28 +146,37 @@ class SparseTsdfVolume:
         return rows * (self.block_voxels**3 * per_voxel + 4 * 8)
 
     # -------------------------------------------------------- integration
-    def integrate(
-        self, view: DepthView, surface: torch.Tensor, sign: int = 1, history: Sequence[tuple[DepthView, torch.Tensor]] = ()
-    ) -> int:
+    def integrate(self, view: DepthView, surface: torch.Tensor, sign: int = 1, history: History | None = None) -> int:
         """Fuse one view (`sign` -1 takes a fused one out again). `surface` (H, W) bool: the pixels whose depth
         is this volume's surface; the others with a reading carve free space in front of them at
         `free_space_weight`. `history`: the (view, surface) pairs integrated before, for blocks allocated now
-        in a carving volume. Returns the number of blocks updated."""
+        in a carving volume (called only then). Returns the number of blocks updated."""
         self.revision += 1
         surface = surface.to(self.device) & (view.depth > 0)
         if sign > 0:
             rows, new = self._allocate(self._band_keys(view, surface))
+            if new.any() and self.carve_in_frustum and history is None and self._integrated:
+                raise ValueError("a carving volume allocating blocks after its first integration needs the history")
         else:
             rows = self.index.lookup(self._band_keys(view, surface))
             rows, new = rows[rows >= 0], torch.zeros(0, dtype=torch.bool, device=self.device)
         if self.carve_in_frustum:
-            if new.any() and history:
+            if new.any() and history is not None:
                 fresh = rows[new]
-                for old_view, old_surface in history:
+                for old_view, old_surface in history():
                     self._update(fresh, old_view, old_surface.to(self.device) & (old_view.depth > 0), 1)
             rows = torch.unique(torch.cat([rows, self._rows_in_frustum(view)]))
         self._update(rows, view, surface, sign)
+        self._integrated = True
         return int(rows.numel())
+
+    def allocate(self, view: DepthView, surface: torch.Tensor) -> int:
+        """Allocate the blocks a view's surface band passes through, without integrating it (a batch fusion
+        allocates every view's blocks first); returns how many were new."""
+        if self._integrated and self.carve_in_frustum:
+            raise ValueError("blocks of a carving volume must be allocated before its first integration, or by integrate()")
+        _, new = self._allocate(self._band_keys(view, surface.to(self.device) & (view.depth > 0)))
+        return int(new.sum())
 
     def _band_keys(self, view: DepthView, surface: torch.Tensor) -> torch.Tensor:
         """Keys of the blocks the truncation band around the surface pixels passes through (sampled at the
@@ -299,27 +314,28 @@ class SparseTsdfVolume:
         c = self.coords[:n]
         return (c.min(dim=0).values.cpu().numpy() * self.block_size, (c.max(dim=0).values.cpu().numpy() + 1) * self.block_size)
 
-    def to_dense(self) -> TsdfVolume | None:
-        """The allocated blocks laid into one dense box (unallocated voxels unobserved): what the geometry
-        stage's initialisation and the dense mesher read."""
-        n = self.num_blocks
+    def to_dense(self, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> TsdfVolume | None:
+        """The allocated blocks laid into one dense box (unallocated voxels unobserved), cropped to `bounds`
+        (map frame, m) if given: what the geometry stage's initialisation reads. None when nothing is there."""
+        n, b = self.num_blocks, self.block_voxels
         if n == 0:
             return None
-        b = self.block_voxels
-        c = self.coords[:n]
-        lo = c.min(dim=0).values
-        extent = ((c.max(dim=0).values - lo + 1) * b).tolist()
-        spec = VolumeSpec((lo * b).cpu().numpy().astype(np.float64) * self.voxel_size, self.voxel_size, tuple(int(e) for e in extent))
+        coords = self.coords[:n]
+        if bounds is None:
+            first, last = coords.min(dim=0).values * b, (coords.max(dim=0).values + 1) * b - 1
+        else:
+            first = torch.as_tensor(np.floor(np.asarray(bounds[0], float) / self.voxel_size), dtype=torch.int64, device=self.device)
+            last = torch.as_tensor(np.floor(np.asarray(bounds[1], float) / self.voxel_size), dtype=torch.int64, device=self.device)
+            if bool((last < first).any()):
+                return None
+        extent = (last - first + 1).tolist()
+        spec = VolumeSpec(first.cpu().numpy().astype(np.float64) * self.voxel_size, self.voxel_size, tuple(int(e) for e in extent))
         dense = TsdfVolume(spec, self.trunc / self.voxel_size, self.device)
-        g = (c - lo)[:, None, :] * b + self.local_ijk[None]  # (n, b^3, 3) voxel coordinates in the box
-        flat = ((g[..., 0] * extent[1] + g[..., 1]) * extent[2] + g[..., 2]).reshape(-1)
         rows = torch.arange(n, device=self.device)
-        dense.tsdf[flat] = self.tsdf(rows).reshape(-1)
-        dense.weight[flat] = self.weight[:n].reshape(-1)
-        dense.color[flat] = self.colour(rows).reshape(-1, 3)
+        voxel = (coords[:, None, :] * b + self.local_ijk[None] - first).reshape(-1, 3)  # in the dense box
+        inside = ((voxel >= 0) & (voxel < torch.as_tensor(extent, device=self.device))).all(dim=1)
+        flat = ((voxel[:, 0] * extent[1] + voxel[:, 1]) * extent[2] + voxel[:, 2])[inside]
+        dense.tsdf[flat] = self.tsdf(rows).reshape(-1)[inside]
+        dense.weight[flat] = self.weight[:n].reshape(-1)[inside]
+        dense.color[flat] = self.colour(rows).reshape(-1, 3)[inside]
         return dense
-
-
-def view_surface(view: DepthView, mask: np.ndarray) -> torch.Tensor:
-    """A surface mask (numpy) on the view's device."""
-    return torch.as_tensor(mask, dtype=torch.bool, device=view.depth.device)

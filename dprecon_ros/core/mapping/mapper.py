@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 
 from dprecon_ros.core.compute import compute_from_config
 from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.fusion.live_map import LiveMap
 from dprecon_ros.core.heap import release_free_memory
 from dprecon_ros.core.mapping.association import ObjectAssociator
 from dprecon_ros.core.mapping.keyframe_files import LOGGED_REASONS, scan_directory
 from dprecon_ros.core.mapping.keyframes import KeyframeBuffer
+from dprecon_ros.core.mapping.live_fusion import LiveFusion
 from dprecon_ros.core.pipeline import EditRefused, Pipeline, reassemble
 from dprecon_ros.core.scene_model import SceneModel
 from dprecon_ros.core.stages.base import RunCancelled
@@ -179,8 +181,30 @@ class Mapper:
         self._stopped = False  # the process is shutting down: no job starts any more
         self._epoch = 0  # bumped by reset and load: a run that started before must not commit
         self.persist_dir = Path(config.keyframes.persist_dir) if config.keyframes.persist_dir else None
+        self.live_map = LiveMap(config.tsdf, compute_from_config(config.compute).device)
+        self.live_fusion = LiveFusion(config.tsdf, self.live_map, self, self.counters)
+        if config.tsdf.live:
+            self.live_fusion.start()
         if self.persist_dir is not None and self.persist_dir.is_dir():
             self._resume(self.persist_dir)
+
+    # ------------------------------------------------------------- live map
+    def live_snapshot(self) -> tuple[list[Keyframe], list[ObjectSeed], int]:
+        with self._lock:
+            keyframes = [replace(kf, instance_to_object=dict(kf.instance_to_object)) for kf in self.keyframes.snapshot()]
+            epoch = self._epoch
+        return keyframes, self.seeds(), epoch
+
+    def map_epoch(self) -> int:
+        return self._epoch
+
+    def mesh_min_weight(self) -> float:
+        with self.config_lock:
+            return self.config.mesh.min_weight
+
+    def _notify_live(self) -> None:
+        if self.config.tsdf.live:
+            self.live_fusion.notify()
 
     # ------------------------------------------------------------- ingestion
     def add_frame(self, frame: Frame) -> Keyframe | None:
@@ -207,6 +231,7 @@ class Mapper:
                 self._forget(evicted)
             if self.persist_dir is not None:
                 self._persist_association()
+        self._notify_live()
         return kf
 
     def _forget(self, evicted: list[Keyframe]) -> None:
@@ -339,11 +364,13 @@ class Mapper:
                 )
             self.model = model
             self.latest = reassemble(model, self.config) if model.states() else None
+            self.live_map.clear()
             if clear_persisted and self.persist_dir is not None:
                 try:  # under the lock: a keyframe admitted just after the reset must keep its file
                     clear_map(self.persist_dir)
                 except OSError as exc:
                     self.counters.count("persist_error", f"cannot clear the persisted map in {self.persist_dir}: {exc}")
+        self._notify_live()
         if dropped:
             kcfg = self.config.keyframes
             self.counters.count(
@@ -381,6 +408,8 @@ class Mapper:
         `edits` (object id -> prompt) runs a text-driven edit of those objects instead."""
         with self._run_lock:
             t0 = time.perf_counter()
+            if self.config.tsdf.live and not self.live_fusion.wait_idle(self.config.tsdf.live_wait_s):
+                self.counters.count("live_map_behind", "the live map is still fusing; this run fuses its own volumes", logging.INFO)
             with self.config_lock:
                 config = copy.deepcopy(self.config)
             with self._lock:  # copies of the keyframes: a merge rewrites their object ids while the run reads them
@@ -393,7 +422,17 @@ class Mapper:
                 return RunReport(TOO_FEW_KEYFRAMES, self.latest, message=message)
             try:
                 outcome = self.pipeline.run(
-                    model, keyframes, seeds, config, compute_from_config(config.compute), stages, force, cancel, progress, edits
+                    model,
+                    keyframes,
+                    seeds,
+                    config,
+                    compute_from_config(config.compute),
+                    stages,
+                    force,
+                    cancel,
+                    progress,
+                    edits,
+                    self.live_map,
                 )
             except EditRefused as exc:
                 self.counters.count("edit_refused", f"edit refused: {exc}", logging.WARNING)
@@ -454,10 +493,12 @@ class Mapper:
         with self._lock:
             self._stopped = True
             job = self._job
+        started = time.monotonic()
+        fusion_stopped = self.live_fusion.stop(timeout_s)
         if job is None:
-            return True
+            return fusion_stopped
         job.cancel()
-        return job.join(timeout_s)
+        return job.join(max(0.0, timeout_s - (time.monotonic() - started))) and fusion_stopped
 
     @property
     def job(self) -> RunJob | None:

@@ -6,6 +6,7 @@ A stage is `run(model, ctx) -> model`: it reads the keyframes, the configuration
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from dprecon_ros.core.types import Keyframe, ObjectSeed
 
 if TYPE_CHECKING:
     from dprecon_ros.config import DpreconConfig
+    from dprecon_ros.core.fusion.live_map import LiveMap
 
 # stage name, its index in the run's list, the list's length, progress of that stage in [0, 1]
 ProgressFn = Callable[[str, int, int, float], None]
@@ -46,6 +48,7 @@ class RunContext:
     stage_index: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     edits: dict[int, str] = field(default_factory=dict)  # object id -> new prompt: a text-driven edit of those objects only
+    live: LiveMap | None = None  # volumes fused as the keyframes arrived; used where they hold this run's keyframes
 
     def progress(self, fraction: float) -> None:
         if self.on_progress is not None:
@@ -62,6 +65,20 @@ class RunContext:
 
     def dirty_seeds(self) -> list[ObjectSeed]:
         return [s for s in self.seeds if s.object_id in self.dirty]
+
+    def fused_volume(self, volume_id: int, seed: ObjectSeed | None = None):
+        """The TSDF volume of an object (with its seed) or of the background (id 0) for this run's keyframes:
+        a copy of the live map's where it holds exactly them on this run's device, else fused now."""
+        from dprecon_ros.core.fusion.fuse import fuse_background, fuse_object
+
+        if self.live is not None and self.live.device == self.compute.device:
+            volume = self.live.volume_copy(volume_id, self.keyframes)
+            if volume is not None:
+                self.counters.count("live_volume_used", "", logging.DEBUG)
+                return volume
+        if seed is None:
+            return fuse_background(self.keyframes, self.config.tsdf, self.compute.device, self.check_cancelled)
+        return fuse_object(seed, self.keyframes, self.config.tsdf, self.compute.device, self.check_cancelled)
 
 
 class Stage:

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from dprecon_ros.config_fields import config_field
-from dprecon_ros.core.fusion.fuse import fuse_background, fuse_object
-from dprecon_ros.core.meshing import drop_small_components, extract_mesh, sdf_grid_surface, simplify
+from dprecon_ros.core.fusion.block_mesh import extract_block_mesh
+from dprecon_ros.core.fusion.fuse import object_box
+from dprecon_ros.core.meshing import clean_mesh, drop_small_components, sdf_grid_surface, simplify
 from dprecon_ros.core.provenance import vertex_observedness
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
@@ -65,19 +66,15 @@ class MeshStage(Stage):
         if state.field is not None and model.normalisation is not None:
             component = 0.0 if state.is_background else cfg.min_component_fraction
             return mesh_field(model, state, faces_budget, component)
-        volume = state.volume if state.volume is not None else self.fuse(state, ctx)  # after an out-of-memory retry
+        # after an out-of-memory retry the volume is fused again
+        volume = (
+            state.volume if state.volume is not None else ctx.fused_volume(state.object_id, None if state.is_background else state.seed)
+        )
         if volume is None:
             return TriangleMesh.empty()
         component = 0.0 if state.is_background else cfg.min_component_fraction
-        tsdf, weight, color = volume.grids()
-        return TriangleMesh(*extract_mesh(tsdf, weight, color, volume.spec, cfg.min_weight, faces_budget, component))
-
-    @staticmethod
-    def fuse(state: ObjectState, ctx: RunContext):
-        cfg, device, scale = ctx.config.tsdf, ctx.compute.device, ctx.compute.scale
-        if state.is_background:
-            return fuse_background(ctx.keyframes, cfg, device, size_scale=scale, check_cancelled=ctx.check_cancelled)
-        return fuse_object(state.seed, ctx.keyframes, cfg, device, scale, ctx.check_cancelled)
+        bounds = None if state.is_background else object_box(state.seed, ctx.config.tsdf)
+        return TriangleMesh(*clean_mesh(*extract_block_mesh(volume, cfg.min_weight, bounds), faces_budget, component))
 
 
 def mesh_field(model: SceneModel, state: ObjectState, target_faces: int, min_component_fraction: float) -> TriangleMesh:

@@ -12,7 +12,7 @@ from conftest import make_frame
 
 from dprecon_ros.config import DpreconConfig
 from dprecon_ros.core.counters import EventCounters
-from dprecon_ros.core.fusion import tsdf
+from dprecon_ros.core.fusion import sparse_tsdf
 from dprecon_ros.core.geometry import make_transform
 from dprecon_ros.core.mapping.keyframe_files import DAMAGED_DIR
 from dprecon_ros.core.mapping.mapper import CANCELLED, RECONSTRUCTED, Mapper
@@ -132,14 +132,16 @@ def test_stop_cancels_and_joins_a_running_job(tmp_path):
 
 
 def test_fusion_stops_between_keyframes_when_cancelled(monkeypatch):
-    mapper = tiny_mapper(tiny_config())
+    config = tiny_config()
+    config.tsdf.live = False  # the run fuses its own volumes
+    mapper = tiny_mapper(config)
     calls, cancel = [], threading.Event()
-    integrate = tsdf.TsdfVolume.integrate
+    integrate = sparse_tsdf.SparseTsdfVolume.integrate
 
     def integrate_then_cancel(self, *args, **kwargs):
         calls.append(1)
         integrate(self, *args, **kwargs)
         cancel.set()  # a cancel request while the first keyframe was being fused
 
-    monkeypatch.setattr(tsdf.TsdfVolume, "integrate", integrate_then_cancel)
+    monkeypatch.setattr(sparse_tsdf.SparseTsdfVolume, "integrate", integrate_then_cancel)
     assert mapper.reconstruct(stages=["fuse", "mesh"], cancel=cancel).status == CANCELLED and len(calls) == 1

@@ -19,7 +19,6 @@ def arc_config(**prior) -> DpreconConfig:
     cfg = DpreconConfig()
     cfg.compute.device = "cpu"
     cfg.tsdf.object_voxel_m, cfg.tsdf.background_voxel_m = 0.02, 0.08
-    cfg.tsdf.max_object_voxels, cfg.tsdf.max_background_voxels = 100_000, 200_000
     cfg.mesh.target_faces, cfg.mesh.background_target_faces = 2000, 4000
     tiny_geometry(cfg, 40)
     cfg.geometry.rays_per_batch, cfg.geometry.object_resolution, cfg.geometry.background_resolution = 192, 24, 24

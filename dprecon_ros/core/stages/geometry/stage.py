@@ -23,7 +23,7 @@ from dprecon_ros.core.fields.box import GridBox
 from dprecon_ros.core.fields.composite import ColorNetwork, CompositeScene
 from dprecon_ros.core.fields.init import background_sdf_init, object_sdf_init
 from dprecon_ros.core.fields.pyramid import CANONICAL_FILL, PackedObjects, PyramidSdf, level_shapes
-from dprecon_ros.core.fusion.fuse import background_bounds, fuse_background, fuse_object
+from dprecon_ros.core.fusion.fuse import background_bounds, object_box
 from dprecon_ros.core.render.rays import build_ray_pool
 from dprecon_ros.core.scene_model import BACKGROUND_ID, SceneModel
 from dprecon_ros.core.stages.base import RunContext, Stage, register_stage
@@ -174,11 +174,8 @@ class GeometryStage(Stage):
                     continue
                 ctx.dirty.add(seed.object_id)  # a field of another layout (an older map): refit it
             cube = canonical_cube(boxes[-1][0], boxes[-1][1], cfg.object_resolution, device)
-            volume = (
-                state.volume
-                if state.volume is not None
-                else fuse_object(seed, ctx.keyframes, ctx.config.tsdf, device, ctx.compute.scale, ctx.check_cancelled)
-            )
+            fused = state.volume if state.volume is not None else ctx.fused_volume(seed.object_id, seed)
+            volume = fused.to_dense(object_box(seed, ctx.config.tsdf))
             margin = max(cfg.carve_margin_m, cube.voxel * norm.scale)
             # the hull may fill unseen space but not reach below the object's lowest observed point: what it
             # stands on was seen around it
@@ -212,9 +209,11 @@ class GeometryStage(Stage):
         else:
             if background is not None:
                 ctx.dirty.add(BACKGROUND_ID)
-            volume = background.volume if background is not None and background.volume is not None else None
-            if volume is None:
-                volume = fuse_background(ctx.keyframes, ctx.config.tsdf, device, bounds, ctx.compute.scale, ctx.check_cancelled)
+            fused = background.volume if background is not None and background.volume is not None else None
+            if fused is None:
+                fused = ctx.fused_volume(BACKGROUND_ID)
+            pad = ctx.config.tsdf.truncation_voxels * ctx.config.tsdf.background_voxel_m
+            volume = fused.to_dense((bounds[0] - pad, bounds[1] + pad)) if fused is not None else None
             bg_box = self.background_box(cfg, norm, bounds, volume.trunc if volume is not None else 0.0, device)
             init = background_sdf_init(volume, bg_box, norm.to_map, norm.scale, min_weight)
             bg_field = PyramidSdf.from_values(bg_box, init.to(device), cfg.pyramid_levels)

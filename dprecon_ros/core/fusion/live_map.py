@@ -1,0 +1,209 @@
+"""The instant map: the background and every object fused keyframe by keyframe, as the keyframes arrive.
+
+Each volume remembers which keyframes it holds and through which instance ids (its contributions). `sync`
+brings the volumes in line with the keyframe buffer: new contributions are integrated, contributions whose
+keyframe left the buffer (or whose instances now belong to another object, after a merge) are taken out
+again, exactly, by integrating them with weight -1. An object merge therefore touches the merged objects
+only: the absorbed object's volume is dropped and the surviving one takes in the absorbed instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dprecon_ros.core.fusion.block_mesh import BlockMesher
+from dprecon_ros.core.fusion.config import TsdfConfig
+from dprecon_ros.core.fusion.sparse_tsdf import DepthView, SparseTsdfVolume
+from dprecon_ros.core.types import BACKGROUND_ID, Keyframe, TriangleMesh
+
+log = logging.getLogger("dprecon_ros")
+
+Contribution = tuple[int, frozenset[int]]  # (keyframe index, the instance ids whose pixels are this volume's surface)
+
+
+def object_volume(config: TsdfConfig, device: torch.device) -> SparseTsdfVolume:
+    """An object's volume: fine voxels, and free space carved by every other reading the views saw through."""
+    return SparseTsdfVolume(
+        config.object_voxel_m,
+        config.truncation_voxels,
+        config.block_voxels,
+        device,
+        config.free_space_weight,
+        carve_in_frustum=True,
+        max_depth_m=config.max_depth_m,
+        allocation_samples_per_block=config.allocation_samples_per_block,
+    )
+
+
+def background_volume(config: TsdfConfig, device: torch.device) -> SparseTsdfVolume:
+    """The background's volume: coarse voxels, updated only in the blocks around each view's surface."""
+    return SparseTsdfVolume(
+        config.background_voxel_m,
+        config.truncation_voxels,
+        config.block_voxels,
+        device,
+        config.free_space_weight,
+        carve_in_frustum=False,
+        max_depth_m=config.max_depth_m,
+        allocation_samples_per_block=config.allocation_samples_per_block,
+    )
+
+
+def expected_contributions(keyframes: list[Keyframe]) -> dict[int, set[Contribution]]:
+    """Volume id (0 = background) -> what it must hold for these keyframes: an object its instances in each
+    keyframe that saw it, the background every keyframe with depth (its surface: pixels of no object)."""
+    out: dict[int, set[Contribution]] = {BACKGROUND_ID: set()}
+    for kf in keyframes:
+        if kf.frame.depth_m is None:
+            continue
+        by_object: dict[int, set[int]] = {}
+        for instance, object_id in kf.instance_to_object.items():
+            by_object.setdefault(object_id, set()).add(instance)
+        for object_id, instances in by_object.items():
+            out.setdefault(object_id, set()).add((kf.index, frozenset(instances)))
+        out[BACKGROUND_ID].add((kf.index, frozenset(kf.instance_to_object)))
+    return out
+
+
+def same_box(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return bool(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]))
+
+
+def surface_mask(kf: Keyframe, contribution: Contribution, is_background: bool) -> np.ndarray:
+    instances = list(contribution[1])
+    if is_background:
+        return ~np.isin(kf.frame.instance, instances)
+    return np.isin(kf.frame.instance, instances)
+
+
+@dataclass
+class FusedVolume:
+    """One volume and what it holds; `keyframes` keeps the keyframes of its contributions (a keyframe that
+    left the buffer is still needed to take it out again)."""
+
+    volume: SparseTsdfVolume
+    contributions: dict[Contribution, Keyframe] = field(default_factory=dict)
+    mesher: BlockMesher | None = None
+    integrations: int = 0  # keyframes integrated into it (with either sign) since it was created
+
+
+@dataclass
+class SyncReport:
+    integrated: int = 0
+    removed: int = 0
+    dropped_volumes: list[int] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+
+
+class LiveMap:
+    """Thread-safe: `sync` (the fusion worker) and the readers (runs, the live topic) take one lock."""
+
+    def __init__(self, config: TsdfConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.volumes: dict[int, FusedVolume] = {}
+        self.lock = threading.RLock()
+        self.revision = 0  # bumped by every sync that changed a volume
+
+    def clear(self) -> None:
+        with self.lock:
+            self.volumes.clear()
+            self.revision += 1
+
+    def sync(self, keyframes: list[Keyframe], check_cancelled: Callable[[], None] | None = None) -> SyncReport:
+        """Fuse what `keyframes` add, take out what they no longer hold. Views are built once per keyframe
+        and shared by the background and the objects it shows."""
+        report = SyncReport()
+        expected = expected_contributions(keyframes)
+        by_index = {kf.index: kf for kf in keyframes}
+        views: dict[int, DepthView] = {}
+
+        def view_of(kf: Keyframe) -> DepthView:
+            if kf.index not in views:
+                views[kf.index] = DepthView.of(kf.frame, self.device, kf.index)
+            return views[kf.index]
+
+        with self.lock:
+            for volume_id in [v for v in self.volumes if v not in expected]:
+                del self.volumes[volume_id]
+                report.dropped_volumes.append(volume_id)
+            for volume_id, wanted in sorted(expected.items()):
+                fused = self.volumes.get(volume_id)
+                if fused is None:
+                    if not wanted:
+                        continue
+                    make = background_volume if volume_id == BACKGROUND_ID else object_volume
+                    fused = self.volumes[volume_id] = FusedVolume(make(self.config, self.device))
+                is_background = volume_id == BACKGROUND_ID
+                for contribution in sorted(set(fused.contributions) - wanted):
+                    if check_cancelled is not None:
+                        check_cancelled()
+                    kf = fused.contributions.pop(contribution)
+                    self._integrate(fused, kf, view_of, contribution, is_background, -1)
+                    report.removed += 1
+                    report.touched.add(volume_id)
+                for contribution in sorted(wanted - set(fused.contributions)):
+                    if check_cancelled is not None:
+                        check_cancelled()
+                    kf = by_index[contribution[0]]
+                    self._integrate(fused, kf, view_of, contribution, is_background, 1)
+                    fused.contributions[contribution] = kf
+                    report.integrated += 1
+                    report.touched.add(volume_id)
+            if report.touched or report.dropped_volumes:
+                self.revision += 1
+        return report
+
+    def _integrate(
+        self,
+        fused: FusedVolume,
+        kf: Keyframe,
+        view_of: Callable[[Keyframe], DepthView],
+        contribution: Contribution,
+        is_background: bool,
+        sign: int,
+    ) -> None:
+        view = view_of(kf)
+        surface = torch.as_tensor(surface_mask(kf, contribution, is_background), device=self.device)
+
+        def history():  # only read when a carving volume allocates blocks
+            for c, other in sorted(fused.contributions.items(), key=lambda item: item[0]):
+                yield view_of(other), torch.as_tensor(surface_mask(other, c, is_background), device=self.device)
+
+        fused.volume.integrate(view, surface, sign, history)
+        fused.integrations += 1
+
+    # ------------------------------------------------------------ readers
+    def holds(self, volume_id: int, keyframes: list[Keyframe]) -> bool:
+        """Whether the volume holds exactly what `keyframes` give it (a run may then use it as fused)."""
+        with self.lock:
+            fused = self.volumes.get(volume_id)
+            wanted = expected_contributions(keyframes).get(volume_id, set())
+            return fused is not None and set(fused.contributions) == wanted and bool(wanted)
+
+    def volume_copy(self, volume_id: int, keyframes: list[Keyframe]) -> SparseTsdfVolume | None:
+        """A snapshot of the volume if it holds exactly what `keyframes` give it, else None."""
+        with self.lock:
+            if not self.holds(volume_id, keyframes):
+                return None
+            return self.volumes[volume_id].volume.copy()
+
+    def meshes(self, min_weight: float, bounds: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[int, TriangleMesh]:
+        """The current mesh of every volume (map frame), re-marching only blocks changed since the last call;
+        an object with `bounds` keeps the part inside its box."""
+        out = {}
+        with self.lock:
+            for volume_id, fused in self.volumes.items():
+                box = (bounds or {}).get(volume_id)
+                if fused.mesher is None or fused.mesher.min_weight != min_weight or not same_box(fused.mesher.bounds, box):
+                    fused.mesher = BlockMesher(fused.volume, min_weight, box)
+                out[volume_id] = TriangleMesh(*fused.mesher.mesh())
+        return out
