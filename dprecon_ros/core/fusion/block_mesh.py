@@ -166,16 +166,21 @@ def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box:
     base = cube_voxel.to(torch.float32).add_(0.5)[cube][:, None, :]
     positions = (base + t.edge_start[edges] + frac[..., None] * t.edge_direction[edges]).mul_(volume.voxel_size)
     keys = (pack(cube_voxel)[cube][:, None] + t.edge_start_packed[edges]) * cube_table.N_AXES + t.edge_axis[edges]
-    c0 = _colour_at(volume, flat.index_select(0, i0.view(-1))).view(*i0.shape, 3)
-    c1 = _colour_at(volume, flat.index_select(0, i1.view(-1))).view(*i1.shape, 3)
-    colours = c0.add_(frac[..., None] * (c1 - c0))
+    c0, has0 = _colour_at(volume, flat.index_select(0, i0.view(-1)))
+    c1, has1 = _colour_at(volume, flat.index_select(0, i1.view(-1)))
+    # an end without a colour reading (seen only from beyond the band) takes the other end's colour
+    c0 = torch.where(has0[:, None], c0, c1).view(*i0.shape, 3)
+    c1 = torch.where(has1[:, None], c1, c0.view(-1, 3)).view(*i1.shape, 3)
+    colours = c0 + frac[..., None] * (c1 - c0)
     return MeshPieces(rows.index_select(0, kk)[cube], keys, positions, colours)
 
 
-def _colour_at(volume: SparseTsdfVolume, flat: torch.Tensor) -> torch.Tensor:
+def _colour_at(volume: SparseTsdfVolume, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean colour, whether any reading coloured it) of voxels by flat index."""
     count = volume.colour_count.view(-1).index_select(0, flat)
     total = volume.colour_sum.view(-1, 3).index_select(0, flat)
-    return torch.where((count > EMPTY_WEIGHT)[..., None], total / count.clamp(min=EMPTY_WEIGHT)[..., None], torch.zeros_like(total))
+    has = count > EMPTY_WEIGHT
+    return torch.where(has[..., None], total / count.clamp(min=EMPTY_WEIGHT)[..., None], torch.zeros_like(total)), has
 
 
 def weld(pieces: MeshPieces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

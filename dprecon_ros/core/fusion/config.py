@@ -18,7 +18,7 @@ class TsdfConfig:
         8, "edge of a voxel block of the sparse volumes, in voxels (a power of two: 8 or 16)", (2, 64), live=False
     )
     allocation_samples_per_block: float = config_field(
-        2.0,
+        3.0,
         "depth pixels are sampled densely enough that a block at the farthest reading spans this many samples;"
         " more finds blocks seen as thin slivers, at the cost of more back-projection",
         (0.5, 64.0),

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from dprecon_ros.core.fusion.blocks import BlockIndex, pack, representable, unpack
+from dprecon_ros.core.fusion.blocks import KEY_BIAS, BlockIndex, pack, unpack
 from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
 from dprecon_ros.core.types import CameraIntrinsics, Frame
 
@@ -49,6 +49,18 @@ class DepthView:
     t_wc: torch.Tensor
     index: int = -1  # the keyframe's index, for bookkeeping
     _padded_colour: torch.Tensor | None = None
+    _rays: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def world_rays(self, stride: int) -> torch.Tensor:
+        """(H/stride, W/stride, 3): each sampled pixel's ray in the map frame, scaled to unit z-depth."""
+        if stride not in self._rays:
+            K = self.intrinsics
+            H, W = self.depth.shape
+            dev = self.depth.device
+            v, u = torch.meshgrid(torch.arange(0, H, stride, device=dev), torch.arange(0, W, stride, device=dev), indexing="ij")
+            cam = torch.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, torch.ones_like(u, dtype=torch.float32)], dim=-1)
+            self._rays[stride] = cam.to(torch.float32) @ self.R_wc.T
+        return self._rays[stride]
 
     def padded_signed_depth(self, surface: torch.Tensor) -> torch.Tensor:
         """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere."""
@@ -91,7 +103,7 @@ class SparseTsdfVolume:
         free_space_weight: float = 0.0,
         carve_in_frustum: bool = False,
         max_depth_m: float = math.inf,
-        allocation_samples_per_block: float = 2.0,
+        allocation_samples_per_block: float = 3.0,
     ) -> None:
         if block_voxels < 1 or block_voxels & (block_voxels - 1):
             raise ValueError(f"block_voxels must be a power of two, not {block_voxels}")
@@ -180,25 +192,26 @@ class SparseTsdfVolume:
 
     def _band_keys(self, view: DepthView, surface: torch.Tensor) -> torch.Tensor:
         """Keys of the blocks the truncation band around the surface pixels passes through (sampled at the
-        band's ends and middle: half a block apart or less for truncations up to half a block)."""
+        band's ends and middle: half a block apart or less for truncations up to half a block). Every sampled
+        pixel is computed and the ones not on the surface dropped at the end: cheaper than compacting first."""
         s = self._allocation_stride(view, surface)
-        sub = surface[::s, ::s]
-        v, u = torch.nonzero(sub, as_tuple=True)
-        d = view.depth[::s, ::s][v, u]
-        keep = d <= self.max_depth_m
-        u, v, d = u[keep].to(torch.float32) * s, v[keep].to(torch.float32) * s, d[keep]
-        K = view.intrinsics
-        rx, ry = (u - K.cx) / K.fx, (v - K.cy) / K.fy
+        depth = view.depth[::s, ::s]
+        keep = (surface[::s, ::s] & (depth <= self.max_depth_m)).reshape(-1)
+        if not bool(keep.any()):
+            return torch.zeros(0, dtype=torch.int64, device=self.device)
+        d = depth.reshape(-1, 1)
+        rays = view.world_rays(s).reshape(-1, 3)  # world direction of each pixel's ray, per metre of depth
         steps = max(2, math.ceil(2 * self.trunc / (0.5 * self.block_size)))
+        inv_block = 1.0 / self.block_size
+        dropped = torch.full((1,), -1, dtype=torch.int64, device=self.device)  # packed keys are never negative
         keys = []
         for offset in torch.linspace(-self.trunc, self.trunc, steps + 1).tolist():
-            z = (d + offset).clamp(min=MIN_DEPTH_M)
-            cam = torch.stack([rx * z, ry * z, z], dim=-1)
-            world = cam @ view.R_wc.T + view.t_wc
-            blocks = torch.floor(world / self.block_size).to(torch.int64)
+            z = (d + offset).clamp_(min=MIN_DEPTH_M)
+            blocks = torch.floor((rays * z).add_(view.t_wc).mul_(inv_block)).clamp_(-KEY_BIAS, KEY_BIAS - 1).to(torch.int64)
             # neighbouring pixels mostly share blocks: dropping repeats in image order first shrinks the sort
-            keys.append(torch.unique_consecutive(pack(blocks[representable(blocks)])))
-        return torch.unique(torch.cat(keys))
+            keys.append(torch.unique_consecutive(torch.where(keep, pack(blocks), dropped)))
+        unique = torch.unique(torch.cat(keys))
+        return unique[unique >= 0]
 
     def _allocation_stride(self, view: DepthView, surface: torch.Tensor) -> int:
         """Every how many pixels to back-project: a block at the farthest depth still spans
