@@ -16,7 +16,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from dprecon_ros.core.geometry import matrix_to_quat
 from dprecon_ros.core.observedness import MARKER_RGB, display_colours, generated_share, has_provenance
 from dprecon_ros.core.scene_graph import scene_graph_to_dict
-from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction
+from dprecon_ros.core.types import ObjectReconstruction, OrientedBox, Reconstruction, TriangleMesh
 from dprecon_ros.ros.cdr_arrays import ArraySlots, PlainArrays
 
 Arrays = PlainArrays | ArraySlots
@@ -166,20 +166,42 @@ def _mesh_marker(obj: ObjectReconstruction, header: Header, arrays: Arrays, colo
             mesh_resource=obj.mesh_uri,
             mesh_use_embedded_materials=True,
         )
-    tri = obj.vertices[obj.faces.reshape(-1)]
-    cols = display_colours(obj, colours)[obj.faces.reshape(-1)]
+    return triangle_list_marker("meshes", obj.object_id, obj.vertices, obj.faces, display_colours(obj, colours), header, arrays)
+
+
+def triangle_list_marker(
+    ns: str, marker_id: int, vertices: np.ndarray, faces: np.ndarray, rgba_u8: np.ndarray, header: Header, arrays: Arrays
+) -> Marker:
+    """A mesh as a TRIANGLE_LIST marker with per-vertex colours (three points per face)."""
+    corners = faces.reshape(-1)
     return Marker(
         header=header,
-        ns="meshes",
-        id=obj.object_id,
+        ns=ns,
+        id=int(marker_id),
         type=Marker.TRIANGLE_LIST,
         action=Marker.ADD,
         pose=Pose(orientation=Quaternion(w=1.0)),
         scale=Vector3(x=1.0, y=1.0, z=1.0),
         color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-        points=arrays.points(tri),
-        colors=arrays.colours(_unit_colours(cols)),
+        points=arrays.points(vertices[corners]),
+        colors=arrays.colours(_unit_colours(rgba_u8[corners])),
     )
+
+
+LIVE_NAMESPACE = "live"
+
+
+def live_map_markers(meshes: dict[int, TriangleMesh], shown_before: set[int], header: Header, arrays: Arrays) -> list[Marker]:
+    """The live map: one TRIANGLE_LIST per volume (id 0 = background), and DELETE for volumes shown before that
+    are gone (merged or forgotten objects) or have no surface any more."""
+    markers = [
+        triangle_list_marker(LIVE_NAMESPACE, volume_id, m.vertices, m.faces, m.vertex_colors, header, arrays)
+        for volume_id, m in sorted(meshes.items())
+        if not m.is_empty
+    ]
+    shown = {volume_id for volume_id, m in meshes.items() if not m.is_empty}
+    markers += [Marker(header=header, ns=LIVE_NAMESPACE, id=int(i), action=Marker.DELETE) for i in sorted(shown_before - shown)]
+    return markers
 
 
 def relation_markers(recon: Reconstruction, header: Header) -> list[Marker]:

@@ -7,6 +7,7 @@ Glue only: messages go into the core's FrameAssembler and Mapper, results come b
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
@@ -145,12 +146,23 @@ class DpreconNode(Node):
         self.pub_graph_json = self.create_publisher(String, "~/scene_graph/json", LATCHED)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", markers_qos(self.config.topics.marker_history))
         self.pub_status = self.create_publisher(MapperStatus, "~/status", LATCHED)
+        self.pub_live_map = self.create_publisher(MarkerArray, "~/live_map", markers_qos(self.config.topics.marker_history))
+        self._live_shown: set[int] = set()
+        self._live_published_at = -1.0
 
         # Work timers run on the steady clock: with use_sim_time, ROS time stops when a bag or simulator
         # stops publishing /clock, and ingestion must still finish.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(STATUS_PERIOD_S, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
         self._schedule_periodic_runs()
+        if self.config.topics.live_map_rate_hz > 0 and self.config.tsdf.live:
+            self.mapper.live_fusion.mesh_after_sync = True  # the fusion thread meshes; the timer only publishes
+            self.create_timer(
+                1.0 / self.config.topics.live_map_rate_hz,
+                self._publish_live_map,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+                clock=self._steady,
+            )
         services = ReentrantCallbackGroup()
         capacity = self.config.reconstruction.max_queued_goals
         self.actions = [
@@ -257,6 +269,19 @@ class DpreconNode(Node):
             self.pub_markers.publish(arrays.serialize(markers))
         self._publish_status()
 
+    def _publish_live_map(self) -> None:
+        """The newest live meshes, when the fusion thread made new ones since the last publication."""
+        latest = self.mapper.live_fusion.latest
+        if latest is None or latest.made_at == self._live_published_at:
+            return
+        arrays = ArraySlots()
+        header = Header(frame_id=self.config.topics.map_frame, stamp=conversions.to_time(latest.stamp))
+        markers = conversions.live_map_markers(latest.meshes, self._live_shown, header, arrays)
+        self.pub_live_map.publish(arrays.serialize(MarkerArray(markers=markers)))
+        self._live_shown = {volume_id for volume_id, m in latest.meshes.items() if not m.is_empty}
+        self._live_published_at = latest.made_at
+        self.counters.count("live_map_published", "", logging.DEBUG)
+
     def _publish_empty_map(self) -> None:
         with self._map_lock:
             objects, graph, markers = conversions.empty_map_messages(self.config.topics.map_frame, self.get_clock().now().to_msg())
@@ -266,6 +291,8 @@ class DpreconNode(Node):
             self.pub_markers.publish(markers)
             self._markers.cleared()
             self._forget_mesh_resources()
+            self.pub_live_map.publish(markers)  # DELETEALL: the live map starts again from the new buffer
+            self._live_shown = set()
         self._publish_status()
 
     def _write_mesh_resources(self, recon: Reconstruction) -> None:

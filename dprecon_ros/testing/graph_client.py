@@ -41,6 +41,8 @@ class DpreconClient:
         self.markers_received: list[MarkerArray] = []  # since the last full snapshot: what replay_markers needs
         self.markers_count = 0
         self.node.create_subscription(MarkerArray, f"{base}/markers", self._on_markers, markers_qos(MARKER_REPLAY_DEPTH))
+        self.live_map_received: list[MarkerArray] = []
+        self.node.create_subscription(MarkerArray, f"{base}/live_map", self.live_map_received.append, markers_qos(MARKER_REPLAY_DEPTH))
         self.reconstruct_action = ActionClient(self.node, Reconstruct, f"{base}/reconstruct")
         self.edit_action = ActionClient(self.node, EditObject, f"{base}/edit_object")
         self.feedback: list = []
@@ -130,6 +132,10 @@ class DpreconClient:
     @property
     def markers(self) -> MarkerArray | None:
         return self.markers_received[-1] if self.markers_received else None
+
+    def live_map_state(self) -> dict[tuple[str, int], Marker]:
+        """What a viewer of ~/live_map shows now."""
+        return replay_markers(self.live_map_received)
 
     def marker_state(self) -> dict[tuple[str, int], object]:
         """What a viewer shows after replaying every marker message received: (ns, id) -> marker."""

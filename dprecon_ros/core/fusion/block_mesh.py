@@ -210,10 +210,9 @@ class BlockMesher:
     """The mesh of one volume, kept per block: `mesh()` re-marches only blocks whose cubes read a voxel that
     changed since the previous call (a block, or one of its +x/+y/+z neighbours, updated)."""
 
-    def __init__(self, volume: SparseTsdfVolume, min_weight: float, bounds: Bounds | None = None) -> None:
+    def __init__(self, volume: SparseTsdfVolume, min_weight: float) -> None:
         self.volume = volume
         self.min_weight = min_weight
-        self.bounds = bounds
         self.pieces = MeshPieces.empty(volume.device)
         self.meshed_revision = -1
         self.marched_blocks = 0  # blocks marched by the last call (what the incremental path saves)
@@ -234,7 +233,7 @@ class BlockMesher:
             return self._mesh
         stale = self.stale_rows()
         self.marched_blocks = int(stale.numel())
-        self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight, self.bounds)])
+        self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight)])
         self.meshed_revision = self.volume.revision
         self._mesh = weld(self.pieces)
         return self._mesh

@@ -71,10 +71,14 @@ def expected_contributions(keyframes: list[Keyframe]) -> dict[int, set[Contribut
     return out
 
 
-def same_box(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return bool(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]))
+def crop_mesh(mesh: TriangleMesh, lo: np.ndarray, hi: np.ndarray) -> TriangleMesh:
+    """The faces whose centroid lies in the box, with their vertices."""
+    if mesh.is_empty:
+        return mesh
+    centroid = mesh.vertices[mesh.faces].mean(axis=1)
+    faces = mesh.faces[np.all((centroid >= lo) & (centroid <= hi), axis=1)]
+    used, inverse = np.unique(faces, return_inverse=True)
+    return TriangleMesh(mesh.vertices[used], inverse.reshape(-1, 3), mesh.vertex_colors[used])
 
 
 def surface_mask(kf: Keyframe, contribution: Contribution, is_background: bool) -> np.ndarray:
@@ -202,8 +206,9 @@ class LiveMap:
         out = {}
         with self.lock:
             for volume_id, fused in self.volumes.items():
-                box = (bounds or {}).get(volume_id)
-                if fused.mesher is None or fused.mesher.min_weight != min_weight or not same_box(fused.mesher.bounds, box):
-                    fused.mesher = BlockMesher(fused.volume, min_weight, box)
-                out[volume_id] = TriangleMesh(*fused.mesher.mesh())
+                if fused.mesher is None or fused.mesher.min_weight != min_weight:
+                    fused.mesher = BlockMesher(fused.volume, min_weight)
+                mesh = TriangleMesh(*fused.mesher.mesh())
+                box = (bounds or {}).get(volume_id)  # boxes grow with most keyframes: crop the cached mesh
+                out[volume_id] = crop_mesh(mesh, *box) if box is not None else mesh
         return out

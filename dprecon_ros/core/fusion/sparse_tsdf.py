@@ -62,9 +62,11 @@ class DepthView:
             self._rays[stride] = cam.to(torch.float32) @ self.R_wc.T
         return self._rays[stride]
 
-    def padded_signed_depth(self, surface: torch.Tensor) -> torch.Tensor:
-        """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere."""
-        signed = torch.where(surface, self.depth, -self.depth)
+    def padded_signed_depth(self, surface: torch.Tensor, max_depth_m: float) -> torch.Tensor:
+        """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere; 0
+        beyond `max_depth_m`."""
+        depth = self.depth.masked_fill(self.depth > max_depth_m, 0.0)
+        signed = torch.where(surface, depth, -depth)
         return torch.nn.functional.pad(signed, (1, 1, 1, 1)).reshape(-1)
 
     def padded_colour(self) -> torch.Tensor:
@@ -261,7 +263,7 @@ class SparseTsdfVolume:
         if rows.numel() == 0:
             return
         H, W = view.depth.shape
-        signed, colours = view.padded_signed_depth(surface), view.padded_colour()
+        signed, colours = view.padded_signed_depth(surface, self.max_depth_m), view.padded_colour()
         K = torch.as_tensor(view.intrinsics.K, dtype=torch.float32, device=self.device)
         K[0, 2] += 1.0  # the padding's offset, folded into the projection
         K[1, 2] += 1.0

@@ -30,6 +30,12 @@ class TopicsConfig:
         (1, 64),
         live=False,
     )
+    live_map_rate_hz: float = config_field(
+        1.0,
+        "rate of ~/live_map (MarkerArray of the meshes fused as keyframes arrive, ahead of any reconstruction); 0 = not published",
+        (0.0, 30.0),
+        live=False,
+    )
     mesh_resources: bool = config_field(
         True, "write textured GLBs for viewers (MESH_RESOURCE markers, MapObject.mesh_uri) where a directory is known"
     )

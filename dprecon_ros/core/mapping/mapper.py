@@ -365,6 +365,7 @@ class Mapper:
             self.model = model
             self.latest = reassemble(model, self.config) if model.states() else None
             self.live_map.clear()
+            self.live_fusion.latest = None
             if clear_persisted and self.persist_dir is not None:
                 try:  # under the lock: a keyframe admitted just after the reset must keep its file
                     clear_map(self.persist_dir)
