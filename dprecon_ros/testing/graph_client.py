@@ -18,6 +18,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dprecon_ros.ros.qos import LATCHED, MARKER_REPLAY_DEPTH, markers_qos
+from dprecon_ros.ros.service_guard import REQUESTS
 from dprecon_ros.testing.markers import replay_markers
 
 
@@ -43,8 +44,11 @@ class DpreconClient:
         self.node.create_subscription(MarkerArray, f"{base}/markers", self._on_markers, markers_qos(MARKER_REPLAY_DEPTH))
         self.live_map_received: list[MarkerArray] = []
         self.node.create_subscription(MarkerArray, f"{base}/live_map", self.live_map_received.append, markers_qos(MARKER_REPLAY_DEPTH))
-        self.reconstruct_action = ActionClient(self.node, Reconstruct, f"{base}/reconstruct")
-        self.edit_action = ActionClient(self.node, EditObject, f"{base}/edit_object")
+        # KEEP_ALL like the server: a burst of goals answered before this client spins must not overflow the
+        # default depth of 10 answers and lose some
+        services = {f"{kind}_service_qos_profile": REQUESTS for kind in ("goal", "result", "cancel")}
+        self.reconstruct_action = ActionClient(self.node, Reconstruct, f"{base}/reconstruct", **services)
+        self.edit_action = ActionClient(self.node, EditObject, f"{base}/edit_object", **services)
         self.feedback: list = []
         self.export_client = self.node.create_client(ExportMap, f"{base}/export")
         self.reset_client = self.node.create_client(Trigger, f"{base}/reset")
