@@ -4,8 +4,10 @@ blocks that changed.
 A cube spans a voxel and its +x/+y/+z neighbours, so the cubes of a block read that block and up to seven
 neighbours. Each block's cubes are marched together: the block's values and its neighbours' borders are
 gathered into one (B+1)^3 array, the configuration of every cube comes from eight shifted slices, and the
-triangles of the crossing cubes come from the generated lookup table. Every vertex lies on a grid edge and
-is keyed by that edge, so pieces marched at different times weld into one indexed mesh exactly.
+triangles of the crossing cubes come from the generated lookup table. Every vertex lies on a grid edge, and
+each edge belongs to the block holding its lower end: a block makes the vertices of its own crossing edges
+once, and its triangles name their corners by edge (storage index of the lower end * 3 + axis). Pieces
+marched at different times therefore join into one indexed mesh through a table lookup, with no sort.
 """
 
 from __future__ import annotations
@@ -25,32 +27,47 @@ MAX_CHANNEL = 255.0
 
 @dataclass
 class MeshPieces:
-    """Triangles as a soup, each vertex keyed by its grid edge; `block` is the row each triangle came from."""
+    """Vertices (one per crossing grid edge a block owns) and triangles (corners named by edge), each with the
+    block row it came from, so a block's share can be replaced when it is marched again."""
 
-    block: torch.Tensor  # (T,) int64
-    keys: torch.Tensor  # (T, 3) int64
-    positions: torch.Tensor  # (T, 3, 3) float32, map frame (m)
-    colours: torch.Tensor  # (T, 3, 3) float32, 0-255
+    vertex_block: torch.Tensor  # (V,) int64
+    vertex_edge: torch.Tensor  # (V,) int64: storage index of the edge's lower voxel * 3 + axis
+    positions: torch.Tensor  # (V, 3) float32, map frame (m)
+    colours: torch.Tensor  # (V, 3) float32, 0-255
+    face_block: torch.Tensor  # (F,) int64
+    face_edges: torch.Tensor  # (F, 3) int64, as vertex_edge
+
+    FIELDS = ("vertex_block", "vertex_edge", "positions", "colours", "face_block", "face_edges")
 
     @classmethod
     def empty(cls, device: torch.device) -> MeshPieces:
+        i64, f32 = torch.int64, torch.float32
         return cls(
-            torch.zeros(0, dtype=torch.int64, device=device),
-            torch.zeros((0, 3), dtype=torch.int64, device=device),
-            torch.zeros((0, 3, 3), dtype=torch.float32, device=device),
-            torch.zeros((0, 3, 3), dtype=torch.float32, device=device),
+            torch.zeros(0, dtype=i64, device=device),
+            torch.zeros(0, dtype=i64, device=device),
+            torch.zeros((0, 3), dtype=f32, device=device),
+            torch.zeros((0, 3), dtype=f32, device=device),
+            torch.zeros(0, dtype=i64, device=device),
+            torch.zeros((0, 3), dtype=i64, device=device),
         )
 
-    def __len__(self) -> int:
-        return int(self.block.numel())
+    def faces(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.face_block, self.face_edges
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.face_block.numel())
 
     def without(self, rows: torch.Tensor) -> MeshPieces:
-        keep = ~torch.isin(self.block, rows)
-        return MeshPieces(self.block[keep], self.keys[keep], self.positions[keep], self.colours[keep])
+        keep_v = ~torch.isin(self.vertex_block, rows)
+        keep_f = ~torch.isin(self.face_block, rows)
+        return MeshPieces(
+            self.vertex_block[keep_v], self.vertex_edge[keep_v], self.positions[keep_v], self.colours[keep_v], self.face_block[keep_f], self.face_edges[keep_f]
+        )
 
     @staticmethod
     def cat(parts: list[MeshPieces]) -> MeshPieces:
-        return MeshPieces(*(torch.cat([getattr(p, name) for p in parts]) for name in ("block", "keys", "positions", "colours")))
+        return MeshPieces(*(torch.cat([getattr(p, name) for p in parts]) for name in MeshPieces.FIELDS))
 
 
 class _Tables:
@@ -62,6 +79,8 @@ class _Tables:
         at_far_side = (q == b).to(torch.int64)
         self.pad_neighbour = at_far_side[:, 0] | (at_far_side[:, 1] << 1) | (at_far_side[:, 2] << 2)  # corner bit order
         self.pad_xyz = q
+        self.pad_own = (q < b).all(dim=1)  # padded positions inside the block itself
+        self.pad_strides = (p * p, p, 1)  # flat padded index step along x, y, z
         r = q % b
         self.pad_local = (r[:, 0] * b + r[:, 1]) * b + r[:, 2]
         self.corners = torch.as_tensor(cube_table.CORNERS, device=device)
@@ -71,10 +90,6 @@ class _Tables:
         self.triangle_count = torch.as_tensor(cube_table.TRIANGLE_COUNT, device=device)
         start = self.corners[self.edge_origin]  # (12, 3) the lower corner of each edge
         self.edge_pad_start = (start[:, 0] * p + start[:, 1]) * p + start[:, 2]
-        self.edge_pad_step = torch.tensor([p * p, p, 1], device=device)[self.edge_axis]
-        self.edge_start = start.to(torch.float32)
-        self.edge_direction = torch.eye(3, device=device)[self.edge_axis]
-        self.edge_start_packed = pack(start) - pack(torch.zeros(3, dtype=torch.int64, device=device))
 
 
 _TABLES: dict[tuple[int, str], _Tables] = {}
@@ -130,7 +145,7 @@ def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box:
     b, p, n = volume.block_voxels, volume.block_voxels + 1, volume.block_voxels**3
     k = rows.numel()
     slot = neighbour_rows(volume, rows)[:, t.pad_neighbour]  # (k, p^3) row holding each padded position
-    flat = (slot.clamp(min=0) * n + t.pad_local).view(-1)  # into the flattened storage
+    flat = (slot.clamp(min=0) * n + t.pad_local).view(-1)  # into the flattened storage, (k * p^3,)
     weight = volume.weight.view(-1).index_select(0, flat).view(k, p**3)
     weight.masked_fill_(slot < 0, 0.0)
     observed = weight >= max(min_weight, EMPTY_WEIGHT)
@@ -145,34 +160,58 @@ def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box:
     for c, (cx, cy, cz) in enumerate(cube_table.CORNERS.tolist()):
         config |= grid_neg[:, cx : cx + b, cy : cy + b, cz : cz + b] << c
         complete &= grid_obs[:, cx : cx + b, cy : cy + b, cz : cz + b]
-    active = complete & (config != 0) & (config != cube_table.N_CONFIGS - 1)
-    kk, x, y, z = torch.nonzero(active, as_tuple=True)
-    if kk.numel() == 0:
-        return MeshPieces.empty(volume.device)
-    cfg = config[kk, x, y, z].to(torch.int64)
-    count = t.triangle_count[cfg]
+    config = config.view(-1)
+    active = torch.nonzero(complete.view(-1) & (config != 0) & (config != cube_table.N_CONFIGS - 1)).squeeze(1)
+    vertices = _edge_vertices(volume, rows, flat, values, observed)
+    if active.numel() == 0:
+        return MeshPieces(*vertices, *MeshPieces.empty(volume.device).faces())
+    cfg = config.index_select(0, active).to(torch.int64)
+    count = t.triangle_count.index_select(0, cfg)
     cube = torch.repeat_interleave(torch.arange(cfg.numel(), device=volume.device), count)
     first = torch.cumsum(count, 0) - count
-    which = torch.arange(cube.numel(), device=volume.device) - first[cube]
-    edges = t.triangles[cfg[cube], which]  # (T, 3) the edge of each triangle vertex
-    # per cube: its padded linear index, its global voxel coordinates (packed) and position; per vertex, the
-    # edge's offsets from its cube
-    cube_pad = (kk * p**3 + (x * p + y) * p + z)[cube][:, None]
-    i0 = cube_pad + t.edge_pad_start[edges]
-    i1 = i0 + t.edge_pad_step[edges]
-    v0, v1 = values.index_select(0, i0.view(-1)).view(i0.shape), values.index_select(0, i1.view(-1)).view(i1.shape)
-    frac = (v0 / (v0 - v1)).clamp_(0.0, 1.0)
-    cube_voxel = volume.coords.index_select(0, rows.index_select(0, kk)) * b + torch.stack([x, y, z], dim=-1)
-    base = cube_voxel.to(torch.float32).add_(0.5)[cube][:, None, :]
-    positions = (base + t.edge_start[edges] + frac[..., None] * t.edge_direction[edges]).mul_(volume.voxel_size)
-    keys = (pack(cube_voxel)[cube][:, None] + t.edge_start_packed[edges]) * cube_table.N_AXES + t.edge_axis[edges]
-    c0, has0 = _colour_at(volume, flat.index_select(0, i0.view(-1)))
-    c1, has1 = _colour_at(volume, flat.index_select(0, i1.view(-1)))
-    # an end without a colour reading (seen only from beyond the band) takes the other end's colour
-    c0 = torch.where(has0[:, None], c0, c1).view(*i0.shape, 3)
-    c1 = torch.where(has1[:, None], c1, c0.view(-1, 3)).view(*i1.shape, 3)
-    colours = c0 + frac[..., None] * (c1 - c0)
-    return MeshPieces(rows.index_select(0, kk)[cube], keys, positions, colours)
+    which = torch.arange(cube.numel(), device=volume.device) - first.index_select(0, cube)
+    row = cfg.index_select(0, cube) * cube_table.MAX_TRIANGLES + which
+    edges = t.triangles.view(-1, 3).index_select(0, row)  # (T, 3) the cube edge of each triangle corner
+    # the cube's padded index from its index in the (k, b, b, b) grid (b is a power of two)
+    bits = b.bit_length() - 1
+    kk, x, y, z = active >> (3 * bits), (active >> (2 * bits)) & (b - 1), (active >> bits) & (b - 1), active & (b - 1)
+    start = t.edge_pad_start.index_select(0, edges.view(-1)).view(edges.shape)
+    corner = (((kk * p + x) * p + y) * p + z).index_select(0, cube)[:, None] + start  # padded index of its lower end
+    axis = t.edge_axis.index_select(0, edges.view(-1)).view(edges.shape)
+    face_edges = flat.index_select(0, corner.view(-1)).view(corner.shape) * cube_table.N_AXES + axis
+    return MeshPieces(*vertices, rows.index_select(0, kk.index_select(0, cube)), face_edges)
+
+
+def _edge_vertices(
+    volume: SparseTsdfVolume, rows: torch.Tensor, flat: torch.Tensor, values: torch.Tensor, observed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(block, edge, position, colour) of every crossing edge the blocks own: from one of their voxels to its
+    +x, +y or +z neighbour, both observed, the TSDF changing sign along it. Works on the flat padded arrays
+    (k, p^3): an edge along an axis joins positions one stride apart."""
+    t = _tables(volume.block_voxels, volume.device)
+    k, size = rows.numel(), t.pad_xyz.shape[0]
+    values, observed, flat = values.view(k, size), observed.view(k, size), flat.view(k, size)
+    negative = values < 0
+    out = []
+    for axis, stride in enumerate(t.pad_strides):
+        reach = size - stride
+        crossing = observed[:, :reach] & observed[:, stride:] & (negative[:, :reach] != negative[:, stride:]) & t.pad_own[:reach]
+        hit = torch.nonzero(crossing.reshape(-1)).squeeze(1)
+        kk, pos = hit // reach, hit % reach
+        i0 = kk * size + pos
+        a0, a1 = values.view(-1).index_select(0, i0), values.view(-1).index_select(0, i0 + stride)
+        frac = (a0 / (a0 - a1)).clamp_(0.0, 1.0)
+        block_rows = rows.index_select(0, kk)
+        voxel = volume.coords.index_select(0, block_rows) * volume.block_voxels + t.pad_xyz.index_select(0, pos)
+        position = voxel.to(torch.float32).add_(0.5)
+        position[:, axis] += frac
+        f0, f1 = flat.view(-1).index_select(0, i0), flat.view(-1).index_select(0, i0 + stride)
+        c0, has0 = _colour_at(volume, f0)
+        c1, has1 = _colour_at(volume, f1)
+        # an end without a colour reading (seen only from beyond the band) takes the other end's colour
+        c0, c1 = torch.where(has0[:, None], c0, c1), torch.where(has1[:, None], c1, c0)
+        out.append((block_rows, f0 * cube_table.N_AXES + axis, position.mul_(volume.voxel_size), c0 + frac[:, None] * (c1 - c0)))
+    return tuple(torch.cat(parts) for parts in zip(*out, strict=True))
 
 
 def _colour_at(volume: SparseTsdfVolume, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,18 +223,28 @@ def _colour_at(volume: SparseTsdfVolume, flat: torch.Tensor) -> tuple[torch.Tens
 
 
 def weld(pieces: MeshPieces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices (V, 3) float64, faces (F, 3) int64, RGBA (V, 4) uint8): vertices on the same grid edge become
-    one vertex."""
-    if len(pieces) == 0:
+    """(vertices (V, 3) float64, faces (F, 3) int64, RGBA (V, 4) uint8): each triangle corner looked up by its
+    edge in a table over the edges, then the vertices no triangle uses dropped (linear time, no sort). The
+    table is not cleared first (only the entries of existing vertices are written and read): a corner whose
+    lookup does not name a vertex on its own edge is dropped with its face, a guard that never fires when the
+    pieces are consistent."""
+    if pieces.num_faces == 0:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), np.zeros((0, 4), dtype=np.uint8)
-    keys, inverse = torch.unique(pieces.keys.reshape(-1), return_inverse=True)
-    vertices = torch.empty((keys.numel(), 3), dtype=torch.float32, device=keys.device)
-    vertices[inverse] = pieces.positions.reshape(-1, 3)
-    rgb = torch.empty((keys.numel(), 3), dtype=torch.float32, device=keys.device)
-    rgb[inverse] = pieces.colours.reshape(-1, 3)
+    device, count = pieces.positions.device, pieces.vertex_edge.numel()
+    size = int(max(pieces.vertex_edge.max() if count else 0, pieces.face_edges.max())) + 1
+    table = torch.empty(size, dtype=torch.int32, device=device)
+    table[pieces.vertex_edge] = torch.arange(count, dtype=torch.int32, device=device)
+    corners = pieces.face_edges.view(-1)
+    faces = table.index_select(0, corners).to(torch.int64).clamp_(0, max(count - 1, 0))
+    named = pieces.vertex_edge.index_select(0, faces) == corners if count else torch.zeros_like(corners, dtype=torch.bool)
+    faces = faces.view(-1, 3)[named.view(-1, 3).all(dim=1)]
+    used = torch.zeros(count, dtype=torch.bool, device=device)
+    used[faces.view(-1)] = True
+    renumber = torch.cumsum(used, 0) - 1
+    rgb = pieces.colours[used]
     rgba = torch.cat([rgb.round().clamp(0, MAX_CHANNEL), torch.full_like(rgb[:, :1], MAX_CHANNEL)], dim=1).to(torch.uint8)
-    faces = inverse.view(-1, 3)
-    return vertices.cpu().numpy().astype(np.float64), faces.cpu().numpy().astype(np.int64), rgba.cpu().numpy()
+    faces = renumber.index_select(0, faces.view(-1)).view(-1, 3)
+    return pieces.positions[used].cpu().numpy().astype(np.float64), faces.cpu().numpy().astype(np.int64), rgba.cpu().numpy()
 
 
 def extract_block_mesh(

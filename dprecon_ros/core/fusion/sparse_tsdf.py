@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from dprecon_ros.core.types import CameraIntrinsics, Frame
 MIN_DEPTH_M = 1e-6  # a point must lie this far in front of the camera to project
 EMPTY_WEIGHT = 1e-6  # a voxel whose weight falls below this after taking a keyframe out is unobserved again
 INITIAL_BLOCKS = 1024
-MAX_ALLOCATION_STRIDE = 64  # pixels; a bound for tiny images of far surfaces
+GROWTH = 1.5  # storage grows by this factor when blocks run out (a copy: old and new are held at once)
+MAX_ALLOCATION_STRIDE = 4.0  # pixels between samples at most: a mask narrower than this could be missed
 VOXELS_PER_CHUNK = 1 << 18  # voxels updated per batch: bounds the temporaries
 STORAGE = ("coords", "tsdf_sum", "weight", "colour_sum", "colour_count", "block_revision")  # per-block tensors
 
@@ -49,18 +50,24 @@ class DepthView:
     t_wc: torch.Tensor
     index: int = -1  # the keyframe's index, for bookkeeping
     _padded_colour: torch.Tensor | None = None
-    _rays: dict[int, torch.Tensor] = field(default_factory=dict)
+    _rays: torch.Tensor | None = None
 
-    def world_rays(self, stride: int) -> torch.Tensor:
-        """(H/stride, W/stride, 3): each sampled pixel's ray in the map frame, scaled to unit z-depth."""
-        if stride not in self._rays:
+    @property
+    def pixel_u(self) -> torch.Tensor:
+        return torch.arange(self.depth.shape[1], device=self.depth.device)[None, :]
+
+    @property
+    def pixel_v(self) -> torch.Tensor:
+        return torch.arange(self.depth.shape[0], device=self.depth.device)[:, None]
+
+    def world_rays(self) -> torch.Tensor:
+        """(H, W, 3): each pixel's ray in the map frame, scaled to unit z-depth."""
+        if self._rays is None:
             K = self.intrinsics
-            H, W = self.depth.shape
-            dev = self.depth.device
-            v, u = torch.meshgrid(torch.arange(0, H, stride, device=dev), torch.arange(0, W, stride, device=dev), indexing="ij")
-            cam = torch.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, torch.ones_like(u, dtype=torch.float32)], dim=-1)
-            self._rays[stride] = cam.to(torch.float32) @ self.R_wc.T
-        return self._rays[stride]
+            u, v = self.pixel_u.to(torch.float32), self.pixel_v.to(torch.float32)
+            x, y = ((u - K.cx) / K.fx).expand(self.depth.shape), ((v - K.cy) / K.fy).expand(self.depth.shape)
+            self._rays = torch.stack([x, y, torch.ones_like(x)], dim=-1) @ self.R_wc.T
+        return self._rays
 
     def padded_signed_depth(self, surface: torch.Tensor, max_depth_m: float) -> torch.Tensor:
         """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere; 0
@@ -106,6 +113,7 @@ class SparseTsdfVolume:
         carve_in_frustum: bool = False,
         max_depth_m: float = math.inf,
         allocation_samples_per_block: float = 3.0,
+        initial_blocks: int = INITIAL_BLOCKS,
     ) -> None:
         if block_voxels < 1 or block_voxels & (block_voxels - 1):
             raise ValueError(f"block_voxels must be a power of two, not {block_voxels}")
@@ -126,7 +134,7 @@ class SparseTsdfVolume:
         ijk = torch.stack(torch.meshgrid(*(torch.arange(b, device=device),) * 3, indexing="ij"), dim=-1).reshape(-1, 3)
         self.local_ijk = ijk  # in-block voxel (x, y, z) of linear index x*b*b + y*b + z
         self._offsets = (ijk.to(torch.float32) + 0.5) * self.voxel_size
-        self._allocate_storage(INITIAL_BLOCKS)
+        self._allocate_storage(max(1, int(initial_blocks)))  # a size known ahead saves the copies of growing
 
     # ------------------------------------------------------------ storage
     def _allocate_storage(self, capacity: int) -> None:
@@ -145,7 +153,7 @@ class SparseTsdfVolume:
         if needed <= capacity:
             return
         old = [getattr(self, name) for name in STORAGE]
-        self._allocate_storage(max(needed, 2 * capacity))
+        self._allocate_storage(max(needed, int(GROWTH * capacity)))
         for name, kept in zip(STORAGE, old, strict=True):
             getattr(self, name)[:capacity] = kept
 
@@ -194,36 +202,30 @@ class SparseTsdfVolume:
 
     def _band_keys(self, view: DepthView, surface: torch.Tensor) -> torch.Tensor:
         """Keys of the blocks the truncation band around the surface pixels passes through (sampled at the
-        band's ends and middle: half a block apart or less for truncations up to half a block). Every sampled
-        pixel is computed and the ones not on the surface dropped at the end: cheaper than compacting first."""
-        s = self._allocation_stride(view, surface)
-        depth = view.depth[::s, ::s]
-        keep = (surface[::s, ::s] & (depth <= self.max_depth_m)).reshape(-1)
-        if not bool(keep.any()):
+        band's ends and middle: half a block apart or less for truncations up to half a block).
+
+        A pixel is sampled when it lies on the grid of its own stride: the power of two of pixels over which a
+        block at its depth spans `allocation_samples_per_block` samples. Near surfaces are sampled sparsely,
+        far ones densely, and the sub-grids nest, so every depth gets at least its own density."""
+        K = view.intrinsics
+        pixels_per_block = self.block_size * min(K.fx, K.fy) / view.depth.clamp(min=MIN_DEPTH_M)
+        stride = torch.floor(torch.log2((pixels_per_block / self.allocation_samples_per_block).clamp_(1.0, MAX_ALLOCATION_STRIDE)))
+        mask = torch.pow(2.0, stride).to(torch.int64) - 1
+        on_grid = ((view.pixel_u & mask) == 0) & ((view.pixel_v & mask) == 0)
+        sampled = torch.nonzero((surface & on_grid & (view.depth <= self.max_depth_m)).view(-1)).squeeze(1)
+        if sampled.numel() == 0:
             return torch.zeros(0, dtype=torch.int64, device=self.device)
-        d = depth.reshape(-1, 1)
-        rays = view.world_rays(s).reshape(-1, 3)  # world direction of each pixel's ray, per metre of depth
+        d = view.depth.view(-1).index_select(0, sampled)[:, None]
+        rays = view.world_rays().view(-1, 3).index_select(0, sampled)  # world direction per metre of depth
         steps = max(2, math.ceil(2 * self.trunc / (0.5 * self.block_size)))
         inv_block = 1.0 / self.block_size
-        dropped = torch.full((1,), -1, dtype=torch.int64, device=self.device)  # packed keys are never negative
         keys = []
         for offset in torch.linspace(-self.trunc, self.trunc, steps + 1).tolist():
             z = (d + offset).clamp_(min=MIN_DEPTH_M)
             blocks = torch.floor((rays * z).add_(view.t_wc).mul_(inv_block)).clamp_(-KEY_BIAS, KEY_BIAS - 1).to(torch.int64)
             # neighbouring pixels mostly share blocks: dropping repeats in image order first shrinks the sort
-            keys.append(torch.unique_consecutive(torch.where(keep, pack(blocks), dropped)))
-        unique = torch.unique(torch.cat(keys))
-        return unique[unique >= 0]
-
-    def _allocation_stride(self, view: DepthView, surface: torch.Tensor) -> int:
-        """Every how many pixels to back-project: a block at the farthest depth still spans
-        `allocation_samples_per_block` samples across (blocks seen only as slivers may be missed)."""
-        farthest = float(torch.where(surface, view.depth, 0.0).max())
-        if farthest <= 0:
-            return 1
-        far = min(farthest, self.max_depth_m)
-        pixels_per_block = self.block_size * min(view.intrinsics.fx, view.intrinsics.fy) / max(far, MIN_DEPTH_M)
-        return int(min(max(1.0, pixels_per_block / self.allocation_samples_per_block), MAX_ALLOCATION_STRIDE))
+            keys.append(torch.unique_consecutive(pack(blocks)))
+        return torch.unique(torch.cat(keys))
 
     def _allocate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._grow(len(self.index) + keys.numel())
