@@ -29,7 +29,8 @@ MIN_DEPTH_M = 1e-6  # a point must lie this far in front of the camera to projec
 EMPTY_WEIGHT = 1e-6  # a voxel whose weight falls below this after taking a keyframe out is unobserved again
 INITIAL_BLOCKS = 1024
 GROWTH = 1.5  # storage grows by this factor when blocks run out (a copy: old and new are held at once)
-MAX_ALLOCATION_STRIDE = 4.0  # pixels between samples at most: a mask narrower than this could be missed
+MAX_ALLOCATION_STRIDE = 4  # pixels between samples at most (a power of two): a mask narrower than this could be missed
+_GRIDS: dict[tuple[int, int, int, str], torch.Tensor] = {}  # sampling grids by image size, stride and device
 VOXELS_PER_CHUNK = 1 << 18  # voxels updated per batch: bounds the temporaries
 STORAGE = ("coords", "tsdf_sum", "weight", "colour_sum", "colour_count", "block_revision")  # per-block tensors
 
@@ -50,24 +51,24 @@ class DepthView:
     t_wc: torch.Tensor
     index: int = -1  # the keyframe's index, for bookkeeping
     _padded_colour: torch.Tensor | None = None
-    _rays: torch.Tensor | None = None
 
-    @property
-    def pixel_u(self) -> torch.Tensor:
-        return torch.arange(self.depth.shape[1], device=self.depth.device)[None, :]
+    def sampling_grid(self, stride: int) -> torch.Tensor:
+        """(H, W) bool: the pixels whose row and column are multiples of `stride`."""
+        H, W = self.depth.shape
+        key = (H, W, stride, str(self.depth.device))
+        if key not in _GRIDS:
+            grid = torch.zeros((H, W), dtype=torch.bool, device=self.depth.device)
+            grid[::stride, ::stride] = True
+            _GRIDS[key] = grid
+        return _GRIDS[key]
 
-    @property
-    def pixel_v(self) -> torch.Tensor:
-        return torch.arange(self.depth.shape[0], device=self.depth.device)[:, None]
-
-    def world_rays(self) -> torch.Tensor:
-        """(H, W, 3): each pixel's ray in the map frame, scaled to unit z-depth."""
-        if self._rays is None:
-            K = self.intrinsics
-            u, v = self.pixel_u.to(torch.float32), self.pixel_v.to(torch.float32)
-            x, y = ((u - K.cx) / K.fx).expand(self.depth.shape), ((v - K.cy) / K.fy).expand(self.depth.shape)
-            self._rays = torch.stack([x, y, torch.ones_like(x)], dim=-1) @ self.R_wc.T
-        return self._rays
+    def world_rays(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3): the rays of flat pixel indices in the map frame, scaled to unit z-depth."""
+        K = self.intrinsics
+        W = self.depth.shape[1]
+        u, v = (pixels % W).to(torch.float32), (pixels // W).to(torch.float32)
+        cam = torch.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, torch.ones_like(u)], dim=-1)
+        return cam @ self.R_wc.T
 
     def padded_signed_depth(self, surface: torch.Tensor, max_depth_m: float) -> torch.Tensor:
         """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere; 0
@@ -208,15 +209,19 @@ class SparseTsdfVolume:
         block at its depth spans `allocation_samples_per_block` samples. Near surfaces are sampled sparsely,
         far ones densely, and the sub-grids nest, so every depth gets at least its own density."""
         K = view.intrinsics
-        pixels_per_block = self.block_size * min(K.fx, K.fy) / view.depth.clamp(min=MIN_DEPTH_M)
-        stride = torch.floor(torch.log2((pixels_per_block / self.allocation_samples_per_block).clamp_(1.0, MAX_ALLOCATION_STRIDE)))
-        mask = torch.pow(2.0, stride).to(torch.int64) - 1
-        on_grid = ((view.pixel_u & mask) == 0) & ((view.pixel_v & mask) == 0)
+        # a pixel's own stride is the largest power of two at most its block's span / samples: it is sampled
+        # at stride s where its depth is beyond the depth at which a block spans 2 s samples
+        span_depth = self.block_size * min(K.fx, K.fy) / self.allocation_samples_per_block  # span = 1 sample here
+        on_grid = view.sampling_grid(MAX_ALLOCATION_STRIDE)
+        stride = MAX_ALLOCATION_STRIDE
+        while stride > 1:
+            stride //= 2
+            on_grid = on_grid | (view.sampling_grid(stride) & (view.depth > span_depth / (2 * stride)))
         sampled = torch.nonzero((surface & on_grid & (view.depth <= self.max_depth_m)).view(-1)).squeeze(1)
         if sampled.numel() == 0:
             return torch.zeros(0, dtype=torch.int64, device=self.device)
         d = view.depth.view(-1).index_select(0, sampled)[:, None]
-        rays = view.world_rays().view(-1, 3).index_select(0, sampled)  # world direction per metre of depth
+        rays = view.world_rays(sampled)  # world direction per metre of depth
         steps = max(2, math.ceil(2 * self.trunc / (0.5 * self.block_size)))
         inv_block = 1.0 / self.block_size
         keys = []
