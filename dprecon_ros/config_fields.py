@@ -25,7 +25,7 @@ def config_field(
     default: Any,
     help: str,
     range: tuple[float, float] | None = None,
-    choices: tuple[str, ...] = (),
+    choices: tuple[str | int, ...] = (),
     live: bool = True,
     schedule: bool = False,
 ):

@@ -80,16 +80,6 @@ def simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
         return vertices, faces
 
 
-def sample_grid_colors(color: np.ndarray, spec: VolumeSpec, vertices: np.ndarray) -> np.ndarray:
-    """RGBA uint8 per vertex from the nearest voxel of the colour grid."""
-    if len(vertices) == 0:
-        return np.zeros((0, 4), dtype=np.uint8)
-    ijk = np.floor((vertices - spec.origin) / spec.voxel_size).astype(np.int64)
-    ijk = np.clip(ijk, 0, np.array(spec.shape) - 1)
-    rgb = np.clip(color[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 0, 255).astype(np.uint8)
-    return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
-
-
 def clean_mesh(
     vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, target_faces: int, min_component_fraction: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,23 +96,6 @@ def clean_mesh(
 
     _, nearest = cKDTree(vertices).query(v, workers=-1)
     return v, f, colours[nearest]
-
-
-def extract_mesh(
-    tsdf: np.ndarray,
-    weight: np.ndarray,
-    color: np.ndarray,
-    spec: VolumeSpec,
-    min_weight: float,
-    target_faces: int,
-    min_component_fraction: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices, faces, RGBA colours) of a fused volume, cleaned and simplified."""
-    v, f = marching_cubes(tsdf, weight, spec, min_weight)
-    if min_component_fraction > 0:
-        v, f = drop_small_components(v, f, min_component_fraction)
-    v, f = simplify(v, f, target_faces)
-    return v, f, sample_grid_colors(color, spec, v)
 
 
 def sdf_grid_surface(values: np.ndarray, origin: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,7 @@ from dprecon_ros.ros.runner import EXECUTOR_STOP_TIMEOUT_S, run_node
 from dprecon_ros.ros.service_guard import REQUESTS, guarded, shorten
 
 STATUS_PERIOD_S = 1.0
+LIVE_MAP_HISTORY = 1  # each ~/live_map message is the whole live map: a late subscriber needs only the last
 # inputs, services, timers and publishing run side by side; each held ~/reconstruct or ~/edit_object goal
 # takes one more
 BASE_EXECUTOR_THREADS = 4
@@ -146,7 +147,7 @@ class DpreconNode(Node):
         self.pub_graph_json = self.create_publisher(String, "~/scene_graph/json", LATCHED)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", markers_qos(self.config.topics.marker_history))
         self.pub_status = self.create_publisher(MapperStatus, "~/status", LATCHED)
-        self.pub_live_map = self.create_publisher(MarkerArray, "~/live_map", markers_qos(self.config.topics.marker_history))
+        self.pub_live_map = self.create_publisher(MarkerArray, "~/live_map", markers_qos(LIVE_MAP_HISTORY))
         self._live_shown: set[int] = set()
         self._live_published_at = -1.0
 

@@ -21,7 +21,7 @@ def _descriptor(f: dataclasses.Field, value: Any) -> ParameterDescriptor:
     text = f.metadata.get("help", "")
     choices = f.metadata.get("choices")
     if choices:
-        text += f" (one of: {', '.join(choices)})"
+        text += f" (one of: {', '.join(map(str, choices))})"
     if not is_live(f):
         text += " [read at start-up]"
     # lists: an empty one has no element type ROS could infer, so its type is checked here, not by ROS

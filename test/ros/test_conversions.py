@@ -187,3 +187,17 @@ def test_textured_objects_with_a_written_glb_are_mesh_resource_markers_and_the_m
     assert msg.mesh_uri == uris[1]
     a.mesh_uri = ""
     assert object_message(a, Header()).mesh_uri == ""
+
+
+def test_live_map_markers_delete_what_is_gone():
+    from std_msgs.msg import Header
+
+    from dprecon_ros.core.types import TriangleMesh
+    from dprecon_ros.ros.conversions import PLAIN, live_map_markers
+
+    tri = TriangleMesh(np.eye(3), np.array([[0, 1, 2]]), np.full((3, 4), 200, np.uint8))
+    shown = live_map_markers({0: tri, 5: tri, 7: TriangleMesh.empty()}, {0, 5, 7, 9}, Header(frame_id="map"), PLAIN)
+    adds = {m.id for m in shown if m.action == Marker.ADD}
+    deletes = {m.id for m in shown if m.action == Marker.DELETE}
+    assert adds == {0, 5} and deletes == {7, 9}  # 9 was merged away, 7 has no surface any more
+    assert all(m.ns == "live" for m in shown) and len(next(m for m in shown if m.id == 5).points) == 3

@@ -24,11 +24,6 @@ def unpack(keys: torch.Tensor) -> torch.Tensor:
     return torch.stack([(keys >> (2 * KEY_BITS)) & mask, (keys >> KEY_BITS) & mask, keys & mask], dim=-1) - KEY_BIAS
 
 
-def representable(coords: torch.Tensor) -> torch.Tensor:
-    """Rows of integer (N, 3) coordinates that `pack` can hold."""
-    return ((coords >= -KEY_BIAS) & (coords < KEY_BIAS)).all(dim=-1)
-
-
 class BlockIndex:
     """Block keys -> storage rows. Rows are handed out in insertion order and never move."""
 

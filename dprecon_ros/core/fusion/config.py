@@ -25,6 +25,3 @@ class TsdfConfig:
     )
     max_depth_m: float = config_field(10.0, "readings farther than this allocate no blocks", (0.1, 1000.0))
     live: bool = config_field(True, "fuse each keyframe into the live map when it is accepted (off the ingestion path)", live=False)
-    live_wait_s: float = config_field(
-        60.0, "a run first waits this long for the live map to take in the latest keyframes, else fuses its own volumes", (0.0, 3600.0)
-    )

@@ -90,13 +90,79 @@ def surface_mask(kf: Keyframe, contribution: Contribution, is_background: bool) 
 
 @dataclass
 class FusedVolume:
-    """One volume and what it holds; `keyframes` keeps the keyframes of its contributions (a keyframe that
-    left the buffer is still needed to take it out again)."""
+    """One volume and what it holds; `contributions` keeps their keyframes (a keyframe that left the buffer
+    is still needed to take it out again); `settings` are the tsdf.* values it was made with."""
 
     volume: SparseTsdfVolume
     contributions: dict[Contribution, Keyframe] = field(default_factory=dict)
+    settings: tuple = ()
     mesher: BlockMesher | None = None
     integrations: int = 0  # keyframes integrated into it (with either sign) since it was created
+
+
+def volume_settings(config: TsdfConfig, volume_id: int) -> tuple:
+    """The configuration a volume's contents depend on: another value means fusing it again."""
+    voxel = config.background_voxel_m if volume_id == BACKGROUND_ID else config.object_voxel_m
+    return (
+        voxel,
+        config.truncation_voxels,
+        config.block_voxels,
+        config.free_space_weight,
+        config.max_depth_m,
+        config.allocation_samples_per_block,
+    )
+
+
+def new_fused_volume(config: TsdfConfig, volume_id: int, device: torch.device) -> FusedVolume:
+    make = background_volume if volume_id == BACKGROUND_ID else object_volume
+    return FusedVolume(make(config, device), settings=volume_settings(config, volume_id))
+
+
+def view_cache(device: torch.device) -> Callable[[Keyframe], DepthView]:
+    """Views built once per keyframe and shared by the background and every object it shows."""
+    views: dict[int, DepthView] = {}
+
+    def view_of(kf: Keyframe) -> DepthView:
+        if kf.index not in views:
+            views[kf.index] = DepthView.of(kf.frame, device, kf.index)
+        return views[kf.index]
+
+    return view_of
+
+
+def reconcile(
+    fused: FusedVolume,
+    volume_id: int,
+    wanted: set[Contribution],
+    keyframes: list[Keyframe],
+    view_of: Callable[[Keyframe], DepthView],
+    check_cancelled: Callable[[], None] | None = None,
+) -> tuple[int, int]:
+    """Take out the contributions `wanted` lacks, then integrate the ones it adds; (removed, added)."""
+    is_background = volume_id == BACKGROUND_ID
+    device = fused.volume.device
+    by_index = {kf.index: kf for kf in keyframes}
+
+    def integrate(kf: Keyframe, contribution: Contribution, sign: int) -> None:
+        if check_cancelled is not None:
+            check_cancelled()
+        surface = torch.as_tensor(surface_mask(kf, contribution, is_background), device=device)
+
+        def history():  # only read when a carving volume allocates blocks
+            for c, other in sorted(fused.contributions.items(), key=lambda item: item[0]):
+                yield view_of(other), torch.as_tensor(surface_mask(other, c, is_background), device=device)
+
+        fused.volume.integrate(view_of(kf), surface, sign, history)
+        fused.integrations += 1
+
+    gone = sorted(set(fused.contributions) - wanted)
+    for contribution in gone:
+        integrate(fused.contributions.pop(contribution), contribution, -1)
+    new = sorted(wanted - set(fused.contributions))
+    for contribution in new:
+        integrate(by_index[contribution[0]], contribution, 1)
+        fused.contributions[contribution] = by_index[contribution[0]]
+    return len(gone), len(new)
 
 
 @dataclass
@@ -123,82 +189,54 @@ class LiveMap:
             self.revision += 1
 
     def sync(self, keyframes: list[Keyframe], check_cancelled: Callable[[], None] | None = None) -> SyncReport:
-        """Fuse what `keyframes` add, take out what they no longer hold. Views are built once per keyframe
-        and shared by the background and the objects it shows."""
+        """Fuse what `keyframes` add, take out what they no longer hold. A volume fused with other settings
+        (a live change of tsdf.*) is fused again from the start."""
         report = SyncReport()
         expected = expected_contributions(keyframes)
-        by_index = {kf.index: kf for kf in keyframes}
-        views: dict[int, DepthView] = {}
-
-        def view_of(kf: Keyframe) -> DepthView:
-            if kf.index not in views:
-                views[kf.index] = DepthView.of(kf.frame, self.device, kf.index)
-            return views[kf.index]
-
+        view_of = view_cache(self.device)
         with self.lock:
             for volume_id in [v for v in self.volumes if v not in expected]:
                 del self.volumes[volume_id]
                 report.dropped_volumes.append(volume_id)
             for volume_id, wanted in sorted(expected.items()):
+                settings = volume_settings(self.config, volume_id)
                 fused = self.volumes.get(volume_id)
-                if fused is None:
+                if fused is None or fused.settings != settings:
                     if not wanted:
+                        self.volumes.pop(volume_id, None)
                         continue
-                    make = background_volume if volume_id == BACKGROUND_ID else object_volume
-                    fused = self.volumes[volume_id] = FusedVolume(make(self.config, self.device))
-                is_background = volume_id == BACKGROUND_ID
-                for contribution in sorted(set(fused.contributions) - wanted):
-                    if check_cancelled is not None:
-                        check_cancelled()
-                    kf = fused.contributions.pop(contribution)
-                    self._integrate(fused, kf, view_of, contribution, is_background, -1)
-                    report.removed += 1
-                    report.touched.add(volume_id)
-                for contribution in sorted(wanted - set(fused.contributions)):
-                    if check_cancelled is not None:
-                        check_cancelled()
-                    kf = by_index[contribution[0]]
-                    self._integrate(fused, kf, view_of, contribution, is_background, 1)
-                    fused.contributions[contribution] = kf
-                    report.integrated += 1
+                    fused = self.volumes[volume_id] = new_fused_volume(self.config, volume_id, self.device)
+                removed, added = reconcile(fused, volume_id, wanted, keyframes, view_of, check_cancelled)
+                report.removed += removed
+                report.integrated += added
+                if removed or added:
                     report.touched.add(volume_id)
             if report.touched or report.dropped_volumes:
                 self.revision += 1
         return report
 
-    def _integrate(
-        self,
-        fused: FusedVolume,
-        kf: Keyframe,
-        view_of: Callable[[Keyframe], DepthView],
-        contribution: Contribution,
-        is_background: bool,
-        sign: int,
-    ) -> None:
-        view = view_of(kf)
-        surface = torch.as_tensor(surface_mask(kf, contribution, is_background), device=self.device)
-
-        def history():  # only read when a carving volume allocates blocks
-            for c, other in sorted(fused.contributions.items(), key=lambda item: item[0]):
-                yield view_of(other), torch.as_tensor(surface_mask(other, c, is_background), device=self.device)
-
-        fused.volume.integrate(view, surface, sign, history)
-        fused.integrations += 1
-
     # ------------------------------------------------------------ readers
     def holds(self, volume_id: int, keyframes: list[Keyframe]) -> bool:
-        """Whether the volume holds exactly what `keyframes` give it (a run may then use it as fused)."""
+        """Whether the volume holds exactly what `keyframes` give it."""
         with self.lock:
             fused = self.volumes.get(volume_id)
             wanted = expected_contributions(keyframes).get(volume_id, set())
             return fused is not None and set(fused.contributions) == wanted and bool(wanted)
 
-    def volume_copy(self, volume_id: int, keyframes: list[Keyframe]) -> SparseTsdfVolume | None:
-        """A snapshot of the volume if it holds exactly what `keyframes` give it, else None."""
+    def volume_for(
+        self, volume_id: int, keyframes: list[Keyframe], config: TsdfConfig, check_cancelled: Callable[[], None] | None = None
+    ) -> SparseTsdfVolume | None:
+        """A copy of the volume brought to exactly what `keyframes` give it (the live map may be a keyframe
+        ahead or behind a run: the copy takes the difference in or out), or None when there is none fused
+        with `config`'s settings."""
         with self.lock:
-            if not self.holds(volume_id, keyframes):
+            fused = self.volumes.get(volume_id)
+            if fused is None or fused.settings != volume_settings(config, volume_id):
                 return None
-            return self.volumes[volume_id].volume.copy()
+            copy = FusedVolume(fused.volume.copy(), dict(fused.contributions), fused.settings)
+        wanted = expected_contributions(keyframes).get(volume_id, set())
+        reconcile(copy, volume_id, wanted, keyframes, view_cache(self.device), check_cancelled)
+        return copy.volume
 
     def meshes(self, min_weight: float, bounds: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[int, TriangleMesh]:
         """The current mesh of every volume (map frame), re-marching only blocks changed since the last call;

@@ -26,7 +26,8 @@ from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
 from dprecon_ros.core.types import CameraIntrinsics, Frame
 
 MIN_DEPTH_M = 1e-6  # a point must lie this far in front of the camera to project
-EMPTY_WEIGHT = 1e-6  # a voxel whose weight falls below this after taking a keyframe out is unobserved again
+EMPTY_WEIGHT = 1e-4  # a voxel whose weight falls below this after taking keyframes out is unobserved again (float32
+# sums of weights like 0.3 leave residues near 1e-5)
 INITIAL_BLOCKS = 1024
 GROWTH = 1.5  # storage grows by this factor when blocks run out (a copy: old and new are held at once)
 MAX_ALLOCATION_STRIDE = 4  # pixels between samples at most (a power of two): a mask narrower than this could be missed
@@ -250,7 +251,11 @@ class SparseTsdfVolume:
         K = view.intrinsics
         z = p[:, 2]
         zs = z.clamp(min=MIN_DEPTH_M)
-        margin = radius / (z - radius).clamp(min=MIN_DEPTH_M)
+        # the sphere's angular radius, in normalised image units: sqrt(1 + u^2 + v^2) at the image's corners
+        # bounds how much a sideways offset stretches it
+        corner = max(abs(-0.5 - K.cx) / K.fx, abs(K.width - 0.5 - K.cx) / K.fx) ** 2
+        corner += max(abs(-0.5 - K.cy) / K.fy, abs(K.height - 0.5 - K.cy) / K.fy) ** 2
+        margin = radius * math.sqrt(1.0 + corner) / (z - radius).clamp(min=MIN_DEPTH_M)
         u, v = p[:, 0] / zs, p[:, 1] / zs
         inside_u = (u >= (-0.5 - K.cx) / K.fx - margin) & (u <= (K.width - 0.5 - K.cx) / K.fx + margin)
         inside_v = (v >= (-0.5 - K.cy) / K.fy - margin) & (v <= (K.height - 0.5 - K.cy) / K.fy + margin)
@@ -328,22 +333,15 @@ class SparseTsdfVolume:
         mean = self.colour_sum.index_select(0, rows) / count.clamp(min=EMPTY_WEIGHT)[..., None]
         return torch.where((count > EMPTY_WEIGHT)[..., None], mean, torch.zeros_like(mean))
 
-    def block_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(lo, hi) corners of the allocated blocks, map frame (m); None when empty."""
-        n = self.num_blocks
-        if n == 0:
-            return None
-        c = self.coords[:n]
-        return (c.min(dim=0).values.cpu().numpy() * self.block_size, (c.max(dim=0).values.cpu().numpy() + 1) * self.block_size)
-
     def to_dense(self, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> TsdfVolume | None:
         """The allocated blocks laid into one dense box (unallocated voxels unobserved), cropped to `bounds`
-        (map frame, m) if given: what the geometry stage's initialisation reads. None when nothing is there."""
+        (map frame, m) if given: what the geometry stage's initialisation reads. With `bounds` there is always a
+        box (unobserved where nothing was fused); without, None when nothing was."""
         n, b = self.num_blocks, self.block_voxels
-        if n == 0:
-            return None
         coords = self.coords[:n]
         if bounds is None:
+            if n == 0:
+                return None
             first, last = coords.min(dim=0).values * b, (coords.max(dim=0).values + 1) * b - 1
         else:
             first = torch.as_tensor(np.floor(np.asarray(bounds[0], float) / self.voxel_size), dtype=torch.int64, device=self.device)

@@ -1,7 +1,8 @@
-"""Truncated signed-distance fusion of depth images into a dense voxel volume, in torch (CPU or CUDA).
+"""A dense TSDF volume over one box, in torch (CPU or CUDA).
 
-open3d cannot be installed on the GPU machine, so fusion is written with torch ops; the same code is the
-fast path on a GPU. Per-object volumes fuse only that object's pixels as surface and use the other pixels
+Fusion itself runs on sparse blocks (sparse_tsdf.py); this dense form is what the geometry stage's
+initialisation reads (`SparseTsdfVolume.to_dense`), and its `integrate` is the reference the sparse volume is
+tested against. Per-object volumes fuse only that object's pixels as surface and use the other pixels
 to carve free space in front of what they see, so occluders never paint into an object.
 """
 

@@ -364,13 +364,15 @@ class Mapper:
                 )
             self.model = model
             self.latest = reassemble(model, self.config) if model.states() else None
-            self.live_map.clear()
             self.live_fusion.latest = None
             if clear_persisted and self.persist_dir is not None:
                 try:  # under the lock: a keyframe admitted just after the reset must keep its file
                     clear_map(self.persist_dir)
                 except OSError as exc:
                     self.counters.count("persist_error", f"cannot clear the persisted map in {self.persist_dir}: {exc}")
+        # outside the lock: a fusion pass of the old map ends at its next keyframe (the epoch changed) and
+        # ingestion must not wait for that
+        self.live_map.clear()
         self._notify_live()
         if dropped:
             kcfg = self.config.keyframes
@@ -409,8 +411,6 @@ class Mapper:
         `edits` (object id -> prompt) runs a text-driven edit of those objects instead."""
         with self._run_lock:
             t0 = time.perf_counter()
-            if self.config.tsdf.live and not self.live_fusion.wait_idle(self.config.tsdf.live_wait_s):
-                self.counters.count("live_map_behind", "the live map is still fusing; this run fuses its own volumes", logging.INFO)
             with self.config_lock:
                 config = copy.deepcopy(self.config)
             with self._lock:  # copies of the keyframes: a merge rewrites their object ids while the run reads them

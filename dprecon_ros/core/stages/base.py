@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from dprecon_ros.core.compute import Compute
 from dprecon_ros.core.counters import EventCounters
+from dprecon_ros.core.fusion.fuse import fuse_background, fuse_object
+from dprecon_ros.core.fusion.sparse_tsdf import SparseTsdfVolume
 from dprecon_ros.core.scene_model import SceneModel
 from dprecon_ros.core.types import Keyframe, ObjectSeed
 
@@ -66,13 +68,12 @@ class RunContext:
     def dirty_seeds(self) -> list[ObjectSeed]:
         return [s for s in self.seeds if s.object_id in self.dirty]
 
-    def fused_volume(self, volume_id: int, seed: ObjectSeed | None = None):
+    def fused_volume(self, volume_id: int, seed: ObjectSeed | None = None) -> SparseTsdfVolume | None:
         """The TSDF volume of an object (with its seed) or of the background (id 0) for this run's keyframes:
-        a copy of the live map's where it holds exactly them on this run's device, else fused now."""
-        from dprecon_ros.core.fusion.fuse import fuse_background, fuse_object
-
+        the live map's, copied and brought to exactly them, where it has one on this run's device with this
+        run's settings; else fused now."""
         if self.live is not None and self.live.device == self.compute.device:
-            volume = self.live.volume_copy(volume_id, self.keyframes)
+            volume = self.live.volume_for(volume_id, self.keyframes, self.config.tsdf, self.check_cancelled)
             if volume is not None:
                 self.counters.count("live_volume_used", "", logging.DEBUG)
                 return volume

@@ -213,3 +213,62 @@ def test_meshes_crop_to_an_objects_box(frames):
     lo, hi = np.array([-0.3, -0.3, 0.0]), np.array([0.3, 0.3, 0.3])
     vertices, faces, _ = extract_block_mesh(volume, 0.5, (lo, hi))
     assert len(faces) > 100 and vertices[:, 2].min() > -VOXEL
+
+
+def test_a_run_gets_the_live_volume_brought_to_its_own_keyframes(frames):
+    """The live map may be a keyframe ahead of a run (or behind): the run's copy takes the difference out or
+    in, and the live map itself is left as it was."""
+    config = TsdfConfig(object_voxel_m=VOXEL, background_voxel_m=0.04)
+    live = LiveMap(config, CPU)
+    keyframes = keyframes_of(frames)
+    live.sync(keyframes[:5])
+    before = live.volumes[1].volume.tsdf_sum.clone()
+    for run_keyframes in (keyframes[:4], keyframes):
+        copy = live.volume_for(1, run_keyframes, config)
+        assert_same_blocks(copy, fuse_volume(object_volume(config, CPU), 1, run_keyframes, CPU))
+    assert torch.equal(live.volumes[1].volume.tsdf_sum, before) and live.holds(1, keyframes[:5])
+
+
+def test_a_changed_setting_is_not_served_from_the_old_live_volumes(frames):
+    config = TsdfConfig(object_voxel_m=VOXEL, background_voxel_m=0.04)
+    live = LiveMap(config, CPU)
+    keyframes = keyframes_of(frames)
+    live.sync(keyframes)
+    finer = TsdfConfig(object_voxel_m=VOXEL / 2, background_voxel_m=0.04)
+    assert live.volume_for(1, keyframes, finer) is None  # a run with the new setting fuses its own
+    live.config = finer
+    live.sync(keyframes)  # the live map fuses that volume again with it
+    assert live.volumes[1].volume.voxel_size == VOXEL / 2 and live.volume_for(1, keyframes, finer) is not None
+
+
+def test_a_copy_is_independent_of_its_volume(frames):
+    volume = integrate_all(sphere_volume(), frames[:3])
+    copy = volume.copy()
+    weights = copy.weight[: copy.num_blocks].clone()
+    integrate_all(volume, frames[3:])
+    assert torch.equal(copy.weight[: copy.num_blocks], weights) and copy.num_blocks < volume.num_blocks
+
+
+def test_readings_beyond_the_maximum_depth_are_not_fused(frames):
+    near = SparseTsdfVolume(VOXEL, 4.0, 8, CPU, max_depth_m=0.9)  # the sphere's front is about 0.85-1 m away
+    integrate_all(near, frames)
+    view = DepthView.of(frames[0], CPU)
+    beyond = (view.depth > 0.9).sum()
+    assert beyond > 0 and near.num_blocks > 0
+    far_only = SparseTsdfVolume(VOXEL, 4.0, 8, CPU, max_depth_m=0.5)  # nothing is that near
+    integrate_all(far_only, frames)
+    assert far_only.num_blocks == 0
+    full = integrate_all(sphere_volume(), frames)
+    assert near.num_blocks < full.num_blocks
+    assert far_only.to_dense((np.full(3, -0.1), np.full(3, 0.1))).weight.sum() == 0  # an empty box, not None
+
+
+def test_skipping_blocks_without_a_sign_change_loses_no_face(frames, monkeypatch):
+    from dprecon_ros.core.fusion import block_mesh
+
+    volume = integrate_all(sphere_volume(), frames)
+    vertices, faces, _ = extract_block_mesh(volume, 0.5)
+    monkeypatch.setattr(block_mesh, "may_cross", lambda v, rows, w: torch.ones(rows.numel(), dtype=torch.bool))
+    all_vertices, all_faces, _ = extract_block_mesh(volume, 0.5)
+    assert len(faces) == len(all_faces)
+    np.testing.assert_array_equal(np.sort(vertices, axis=0), np.sort(all_vertices, axis=0))
