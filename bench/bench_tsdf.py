@@ -10,7 +10,8 @@ Fusion: simulated frames (--scene, default `hard`: a 120-degree arc, 5 mm depth 
 every pixel with depth taken as surface (open3d has no masks), fused by both systems at each --voxels size with
 the project's block size (tsdf.block_voxels), truncation (tsdf.truncation_voxels), depth_max (tsdf.max_depth_m)
 and mesh weight threshold (mesh.min_weight). Each (views, voxel, system) runs in its own subprocess (this script
-with the hidden --one), torch and open3d each limited to --threads, so that the peak RSS is that system's: the
+with the hidden --one), torch and open3d each limited to --threads, both with storage sized beforehand for
+the same number of blocks (the project's allocation alone, run first, times 1.5), so that the peak RSS is that system's: the
 subprocess's own high-water mark (VmHWM; ru_maxrss is recorded too, but on Linux it also counts the parent's RSS
 at the fork). Per run: integration ms per frame (min, median; the project: DepthView.of + integrate; open3d: image conversion +
 compute_unique_block_coordinates + integrate), one full mesh extraction (median of --mesh-repeats), the
@@ -69,7 +70,8 @@ DEFAULT_THREADS = 2
 DEFAULT_MESH_REPEATS = 3
 DEFAULT_LATENCY_VIEWS = 60
 DEFAULT_INTERVAL_S = 1.0  # a keyframe rate
-BLOCK_COUNT_MARGIN = 1.5  # open3d's hash map is sized to the project's block count times this (it grows if short)
+BLOCK_COUNT_MARGIN = 1.5  # both systems' storage is sized to the blocks allocation finds times this (both grow if short)
+SIZING = -1  # --block-count of the project's allocation-only run
 MIN_BLOCK_COUNT = 1024
 POLL_S = 0.005  # how often the latency run looks at the live map
 LATENCY_GIVE_UP_S = 30.0  # a keyframe not in the live map this long after add_frame is recorded as missed
@@ -213,6 +215,7 @@ def run_project(frames: np.lib.npyio.NpzFile, settings: dict, args: argparse.Nam
 
     poses, intrinsics = frames["T_world_camera"], frames["intrinsics"]
     base_rss = peak_rss_mb()
+    sizing = args.block_count < 0  # allocate only: how many blocks both systems' storage is sized for
     volume = SparseTsdfVolume(
         args.voxel,
         settings["truncation_voxels"],
@@ -222,6 +225,7 @@ def run_project(frames: np.lib.npyio.NpzFile, settings: dict, args: argparse.Nam
         carve_in_frustum=False,
         max_depth_m=settings["max_depth_m"],
         allocation_samples_per_block=settings["allocation_samples_per_block"],
+        initial_blocks=max(args.block_count, MIN_BLOCK_COUNT),
     )
     min_weight = settings["min_weight"]
     integrate_ms, mesher, surface, K = [], None, None, None
@@ -232,6 +236,10 @@ def run_project(frames: np.lib.npyio.NpzFile, settings: dict, args: argparse.Nam
             K = CameraIntrinsics(*(float(x) for x in intrinsics), width, height)
             surface = torch.ones((height, width), dtype=torch.bool, device=device)  # every pixel with depth
         frame = Frame(0.0, rgb, depth, np.zeros(depth.shape, np.int32), {}, K, poses[i])
+        if sizing:
+            view = DepthView.of(frame, device, i)
+            volume.allocate(view, view.depth > 0)
+            continue
         if i == len(poses) - 1:  # the mesh the incremental re-mesh starts from
             mesher = BlockMesher(volume, min_weight)
             mesher.mesh()
@@ -240,6 +248,8 @@ def run_project(frames: np.lib.npyio.NpzFile, settings: dict, args: argparse.Nam
         volume.integrate(DepthView.of(frame, device, i), surface)
         sync()
         integrate_ms.append((time.perf_counter() - t0) * MS_PER_S)
+    if sizing:
+        return {"blocks": volume.num_blocks}, {"vertices": np.zeros((0, 3), np.float32), "faces": np.zeros((0, 3), np.int64)}
     sync()
     t0 = time.perf_counter()
     incremental = mesher.mesh()
@@ -406,9 +416,12 @@ def summarise(result: dict) -> dict:
 
 
 def compare(views: int, voxel: float, work: Path, args: argparse.Namespace) -> dict:
-    """Both systems on the frames in `work`, in that order (open3d's hash map is sized from the project's blocks)."""
-    project, project_mesh = spawn(PROJECT, work, voxel, args)
-    block_count = max(MIN_BLOCK_COUNT, int(project["blocks"] * BLOCK_COUNT_MARGIN))
+    """Both systems on the frames in `work`, their storage sized alike beforehand (open3d's hash map and the
+    project's blocks, from the blocks the project's allocation alone finds, times a margin), so neither pays
+    for growing it."""
+    sized, _ = spawn(PROJECT, work, voxel, args, SIZING)
+    block_count = max(MIN_BLOCK_COUNT, int(sized["blocks"] * BLOCK_COUNT_MARGIN))
+    project, project_mesh = spawn(PROJECT, work, voxel, args, block_count)
     other, other_mesh = spawn(OPEN3D, work, voxel, args, block_count)
     project, other = summarise(project), summarise(other)
     p, o = project_mesh["vertices"], other_mesh["vertices"]
