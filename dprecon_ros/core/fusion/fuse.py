@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dprecon_ros.core.fusion.config import TsdfConfig
-from dprecon_ros.core.fusion.live_map import background_volume, expected_contributions, object_volume, surface_mask
+from dprecon_ros.core.fusion.live_map import expected_contributions, make_volume, surface_mask
 from dprecon_ros.core.fusion.sparse_tsdf import DepthView, SparseTsdfVolume
 from dprecon_ros.core.types import BACKGROUND_ID, Keyframe, ObjectSeed
 
@@ -73,7 +73,7 @@ def fuse_object(
     seed: ObjectSeed, keyframes: list[Keyframe], config: TsdfConfig, device: torch.device, check_cancelled: Callable[[], None] | None = None
 ) -> SparseTsdfVolume:
     """The object's own volume from the keyframes that saw it."""
-    return fuse_volume(object_volume(config, device), seed.object_id, keyframes, device, check_cancelled)
+    return fuse_volume(make_volume(config, seed.object_id, device), seed.object_id, keyframes, device, check_cancelled)
 
 
 def fuse_background(
@@ -82,7 +82,7 @@ def fuse_background(
     """The background's volume; None without keyframes."""
     if not keyframes:
         return None
-    return fuse_volume(background_volume(config, device), BACKGROUND_ID, keyframes, device, check_cancelled)
+    return fuse_volume(make_volume(config, BACKGROUND_ID, device), BACKGROUND_ID, keyframes, device, check_cancelled)
 
 
 def object_box(seed: ObjectSeed, config: TsdfConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -27,29 +27,18 @@ log = logging.getLogger("dprecon_ros")
 Contribution = tuple[int, frozenset[int]]  # (keyframe index, the instance ids whose pixels are this volume's surface)
 
 
-def object_volume(config: TsdfConfig, device: torch.device) -> SparseTsdfVolume:
-    """An object's volume: fine voxels, and free space carved by every other reading the views saw through."""
+def make_volume(config: TsdfConfig, volume_id: int, device: torch.device) -> SparseTsdfVolume:
+    """An empty volume for an object or the background (id 0). An object's has fine voxels and is carved by
+    every other reading the views saw through; the background's has coarse voxels and is updated only in the
+    blocks around each view's surface."""
+    is_background = volume_id == BACKGROUND_ID
     return SparseTsdfVolume(
-        config.object_voxel_m,
+        config.background_voxel_m if is_background else config.object_voxel_m,
         config.truncation_voxels,
         config.block_voxels,
         device,
         config.free_space_weight,
-        carve_in_frustum=True,
-        max_depth_m=config.max_depth_m,
-        allocation_samples_per_block=config.allocation_samples_per_block,
-    )
-
-
-def background_volume(config: TsdfConfig, device: torch.device) -> SparseTsdfVolume:
-    """The background's volume: coarse voxels, updated only in the blocks around each view's surface."""
-    return SparseTsdfVolume(
-        config.background_voxel_m,
-        config.truncation_voxels,
-        config.block_voxels,
-        device,
-        config.free_space_weight,
-        carve_in_frustum=False,
+        carve_in_frustum=not is_background,
         max_depth_m=config.max_depth_m,
         allocation_samples_per_block=config.allocation_samples_per_block,
     )
@@ -114,8 +103,7 @@ def volume_settings(config: TsdfConfig, volume_id: int) -> tuple:
 
 
 def new_fused_volume(config: TsdfConfig, volume_id: int, device: torch.device) -> FusedVolume:
-    make = background_volume if volume_id == BACKGROUND_ID else object_volume
-    return FusedVolume(make(config, device), settings=volume_settings(config, volume_id))
+    return FusedVolume(make_volume(config, volume_id, device), settings=volume_settings(config, volume_id))
 
 
 def view_cache(device: torch.device) -> Callable[[Keyframe], DepthView]:

@@ -13,7 +13,7 @@ from test_tsdf_meshing import RADIUS, K, sphere_depth, views
 from dprecon_ros.core.fusion.block_mesh import BlockMesher, extract_block_mesh
 from dprecon_ros.core.fusion.config import TsdfConfig
 from dprecon_ros.core.fusion.fuse import fuse_volume
-from dprecon_ros.core.fusion.live_map import LiveMap, background_volume, object_volume
+from dprecon_ros.core.fusion.live_map import LiveMap, make_volume
 from dprecon_ros.core.fusion.sparse_tsdf import DepthView, SparseTsdfVolume
 from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
 from dprecon_ros.core.meshing import marching_cubes
@@ -120,8 +120,8 @@ def test_live_map_one_keyframe_at_a_time_equals_fusing_all_at_once(frames):
     keyframes = [replace(kf, instance_to_object={1: 1, 2: 1}) for kf in two_object_keyframes(frames)]
     for k in range(1, len(keyframes) + 1):
         live.sync(keyframes[:k])
-    for volume_id, make in ((1, object_volume), (BACKGROUND_ID, background_volume)):  # background: instance 3
-        batch = fuse_volume(make(config, CPU), volume_id, keyframes, CPU)
+    for volume_id in (1, BACKGROUND_ID):  # background: instance 3
+        batch = fuse_volume(make_volume(config, volume_id, CPU), volume_id, keyframes, CPU)
         incremental = live.volumes[volume_id].volume
         assert incremental.num_blocks == batch.num_blocks > 0
         assert_same_blocks(incremental, batch)
@@ -152,7 +152,7 @@ def test_a_merge_refuses_only_the_merged_objects(frames):
     report = live.sync(merged)
     assert report.dropped_volumes == [2] and report.touched == {1}
     assert {oid: live.volumes[oid].integrations for oid in (3, BACKGROUND_ID)} == untouched
-    assert_same_blocks(live.volumes[1].volume, fuse_volume(object_volume(config, CPU), 1, merged, CPU))
+    assert_same_blocks(live.volumes[1].volume, fuse_volume(make_volume(config, 1, CPU), 1, merged, CPU))
 
 
 def test_evicted_keyframes_are_taken_out_of_the_live_map(frames):
@@ -163,7 +163,7 @@ def test_evicted_keyframes_are_taken_out_of_the_live_map(frames):
     kept = keyframes[1:4]
     report = live.sync(kept)
     assert report.removed == 2 * 3 and report.integrated == 0  # three keyframes out of the object and the background
-    assert_same_blocks(live.volumes[1].volume, fuse_volume(object_volume(config, CPU), 1, kept, CPU))
+    assert_same_blocks(live.volumes[1].volume, fuse_volume(make_volume(config, 1, CPU), 1, kept, CPU))
 
 
 def test_block_marching_cubes_matches_skimage_and_closes_the_sphere(frames):
@@ -225,7 +225,7 @@ def test_a_run_gets_the_live_volume_brought_to_its_own_keyframes(frames):
     before = live.volumes[1].volume.tsdf_sum.clone()
     for run_keyframes in (keyframes[:4], keyframes):
         copy = live.volume_for(1, run_keyframes, config)
-        assert_same_blocks(copy, fuse_volume(object_volume(config, CPU), 1, run_keyframes, CPU))
+        assert_same_blocks(copy, fuse_volume(make_volume(config, 1, CPU), 1, run_keyframes, CPU))
     assert torch.equal(live.volumes[1].volume.tsdf_sum, before) and live.holds(1, keyframes[:5])
 
 
