@@ -137,18 +137,17 @@ def rows_in_box(volume: SparseTsdfVolume, rows: torch.Tensor, bounds: Bounds | N
 def may_cross(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float) -> torch.Tensor:
     """Per row, whether its cubes can hold a surface: an observed negative and an observed positive voxel among
     the block and its +x/+y/+z neighbours (the voxels its cubes read). About half the blocks of a scene have
-    none, and skipping them costs two passes over their voxels."""
+    none, and skipping them costs one pass over the voxels of these rows and their neighbours."""
     if rows.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=volume.device)
-    n = volume.num_blocks
-    observed = volume.weight[:n] >= max(min_weight, EMPTY_WEIGHT)
-    negative = volume.tsdf_sum[:n] < 0
-    has_neg = (observed & negative).any(dim=1)
-    has_pos = (observed & ~negative).any(dim=1)
     nb = neighbour_rows(volume, rows)
     present = nb >= 0
-    nb = nb.clamp(min=0)
-    return ((has_neg[nb] & present).any(dim=1)) & ((has_pos[nb] & present).any(dim=1))
+    read, slot = torch.unique(nb.clamp(min=0), return_inverse=True)
+    observed = volume.weight.index_select(0, read) >= max(min_weight, EMPTY_WEIGHT)
+    negative = volume.tsdf_sum.index_select(0, read) < 0
+    has_neg = (observed & negative).any(dim=1)[slot] & present
+    has_pos = (observed & ~negative).any(dim=1)[slot] & present
+    return has_neg.any(dim=1) & has_pos.any(dim=1)
 
 
 def march_blocks(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, bounds: Bounds | None = None) -> MeshPieces:
@@ -291,13 +290,18 @@ class BlockMesher:
         self._mesh: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def stale_rows(self) -> torch.Tensor:
+        """The blocks changed since the last mesh and those whose +x/+y/+z neighbour changed (their cubes read
+        it): found from the changed blocks alone, so a small update costs little on a large map."""
         vol = self.volume
         rows = torch.arange(vol.num_blocks, device=vol.device)
         if self.meshed_revision < 0 or rows.numel() == 0:
             return rows
-        nb = neighbour_rows(vol, rows)
-        revision = torch.where(nb >= 0, vol.block_revision[nb.clamp(min=0)], torch.full_like(nb, -1))
-        return rows[(revision > self.meshed_revision).any(dim=1)]
+        changed = rows[vol.block_revision[: vol.num_blocks] > self.meshed_revision]
+        if changed.numel() == 0:
+            return changed
+        t = _tables(vol.block_voxels, vol.device)
+        readers = vol.index.lookup(pack(vol.coords.index_select(0, changed)[:, None, :] - t.corners[None]))
+        return torch.unique(readers[readers >= 0])
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._mesh is not None and self.meshed_revision == self.volume.revision:
