@@ -22,6 +22,7 @@ import statistics
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,14 +70,8 @@ def scene_path(cfg: SimConfig) -> Path:
     return SCENES / f"views_{cfg.width}x{cfg.height}_{cfg.num_views}_{key}.npz"
 
 
-def render_views(cfg: SimConfig, path: Path) -> None:
-    """Render every view of the arc into one npz (written under a temporary name, so a cut run leaves none)."""
-    from dprecon_ros.sim.simulator import RoomSimulator
-
-    t0 = time.monotonic()
-    with RoomSimulator(cfg) as sim:
-        frames = [sim.frame(T_wc, 0.0)[0] for T_wc in sim.trajectory()]
-        K = sim.intrinsics
+def write_views(frames: list[Frame], K: CameraIntrinsics, path: Path) -> None:
+    """Frames into one npz, written under a temporary name so that a cut run leaves none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part.npz")
     np.savez_compressed(
@@ -85,19 +80,34 @@ def render_views(cfg: SimConfig, path: Path) -> None:
         depth_m=np.stack([f.depth_m for f in frames]),
         instance=np.stack([f.instance for f in frames]).astype(np.uint16),
         T_world_camera=np.stack([f.T_world_camera for f in frames]),
+        stamps=np.array([f.stamp for f in frames]),
         labels=np.array([json.dumps({str(k): v for k, v in sorted(f.labels.items())}) for f in frames]),
         intrinsics=np.array([K.fx, K.fy, K.cx, K.cy]),
     )
     tmp.replace(path)
-    print(f"rendered {len(frames)} views in {time.monotonic() - t0:.0f} s -> {path}", flush=True)
+
+
+def cached_views(path: Path, render: Callable[[], tuple[list[Frame], CameraIntrinsics]]) -> dict[str, np.ndarray]:
+    """The arrays of `path`, rendered and written first when it is not there yet."""
+    if not path.exists():
+        t0 = time.monotonic()
+        frames, K = render()
+        write_views(frames, K, path)
+        print(f"rendered {len(frames)} views in {time.monotonic() - t0:.0f} s -> {path}", flush=True)
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def render_arc(cfg: SimConfig) -> tuple[list[Frame], CameraIntrinsics]:
+    """Every view of the arc, noise-free poses, stamps left to the publisher."""
+    from dprecon_ros.sim.simulator import RoomSimulator
+
+    with RoomSimulator(cfg) as sim:
+        return [sim.frame(T_wc, 0.0)[0] for T_wc in sim.trajectory()], sim.intrinsics
 
 
 def load_views(cfg: SimConfig) -> dict[str, np.ndarray]:
-    path = scene_path(cfg)
-    if not path.exists():
-        render_views(cfg, path)
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return cached_views(scene_path(cfg), lambda: render_arc(cfg))
 
 
 @dataclass

@@ -50,7 +50,7 @@ import numpy as np
 if TYPE_CHECKING:
     from dprecon_ros.config import DpreconConfig
     from dprecon_ros.core.mapping.live_fusion import LiveFusion
-    from dprecon_ros.core.types import Frame
+    from dprecon_ros.core.types import CameraIntrinsics, Frame
     from dprecon_ros.sim.simulator import SimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,37 +104,19 @@ def scene_path(scene: str, cfg: SimConfig) -> Path:
     return SCENE_CACHE / f"tsdf_{scene}_{cfg.width}x{cfg.height}_{cfg.num_views}_{key}.npz"
 
 
-def render_views(cfg: SimConfig, path: Path) -> None:
-    """Render every view into one npz (written under a temporary name, so a cut run leaves none)."""
+def render_sim(cfg: SimConfig) -> tuple[list[Frame], CameraIntrinsics]:
+    """The simulator's frames, with its pose and depth noise."""
     from dprecon_ros.sim.simulator import RoomSimulator
 
-    t0 = time.monotonic()
     with RoomSimulator(cfg) as sim:
-        frames = [f for f, _ in sim.frames()]
-        K = sim.intrinsics
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.npz")
-    np.savez_compressed(
-        tmp,
-        rgb=np.stack([f.rgb for f in frames]),
-        depth_m=np.stack([f.depth_m for f in frames]),
-        instance=np.stack([f.instance for f in frames]),
-        T_world_camera=np.stack([f.T_world_camera for f in frames]),
-        stamps=np.array([f.stamp for f in frames]),
-        labels=np.array([json.dumps({str(k): v for k, v in sorted(f.labels.items())}) for f in frames]),
-        intrinsics=np.array([K.fx, K.fy, K.cx, K.cy]),
-    )
-    tmp.replace(path)
-    print(f"rendered {len(frames)} views in {time.monotonic() - t0:.0f} s -> {path}", flush=True)
+        return [f for f, _ in sim.frames()], sim.intrinsics
 
 
 def load_views(scene: str, views: int, width: int, height: int) -> dict[str, np.ndarray]:
+    from _ingest_publisher import cached_views  # the parent only: its imports are the project's
+
     cfg = scene_config(scene, views, width, height)
-    path = scene_path(scene, cfg)
-    if not path.exists():
-        render_views(cfg, path)
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return cached_views(scene_path(scene, cfg), lambda: render_sim(cfg))
 
 
 def sim_frames(views: dict[str, np.ndarray]) -> list[Frame]:
