@@ -67,20 +67,27 @@ def load_frames(args) -> tuple[str, list, list]:
 
 
 class ObjectTimer:
-    """Wraps the stage's per-object texturing to time each object."""
+    """Wraps the stage's per-object texturing to time each object, and each object's phases."""
 
     def __init__(self) -> None:
         self.seconds: dict[int, float] = {}
+        self.phases: dict[int, dict[str, float]] = {}
+        self.faces: dict[int, int] = {}
         self._inner = texture_stage.texture_mesh
 
     def __call__(self, model, state, ctx, rasteriser, guidance=None):
         if ctx.compute.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
+        before = dict(ctx.timings)
+        self.faces[state.object_id] = len(state.mesh.faces)
         mesh = self._inner(model, state, ctx, rasteriser, guidance)
         if ctx.compute.device.type == "cuda":
             torch.cuda.synchronize()
         self.seconds[state.object_id] = time.perf_counter() - t0
+        self.phases[state.object_id] = {
+            k.removeprefix("texture_"): v - before.get(k, 0.0) for k, v in ctx.timings.items() if k.startswith("texture_")
+        }
         return mesh
 
 
@@ -161,6 +168,8 @@ def main() -> int:
             "phases": {k: v for k, v in textured.timings_s.items() if k.startswith("texture_")},
             "per_object_median": statistics.median(object_s) if object_s else float("nan"),
             "per_object": {str(k): v for k, v in sorted(timer.seconds.items())},
+            "per_object_phases": {str(k): v for k, v in sorted(timer.phases.items())},
+            "per_object_faces": {str(k): v for k, v in sorted(timer.faces.items())},
             "background": timer.seconds.get(0, float("nan")),
             "objects": len(object_s),
         },
@@ -189,6 +198,12 @@ def main() -> int:
         f"background {ts['background']:.2f} s; atlases {result['texture_sizes']}"
     )
     print("phases (all objects): " + ", ".join(f"{k.removeprefix('texture_')} {v:.1f} s" for k, v in ts["phases"].items()))
+    for oid, phases in ts["per_object_phases"].items():
+        print(
+            f"  object {oid} ({ts['per_object_faces'][oid]} faces): {ts['per_object'][oid]:.2f} s ("
+            + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+            + ")"
+        )
     write_record(args.out, "texture", args, result=result)
     return 0
 

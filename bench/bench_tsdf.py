@@ -5,6 +5,7 @@ map's latency: how long after a keyframe arrives its map is out.
     .venv/bin/python bench/bench_tsdf.py --views 3 --voxels 0.04 --width 160 --height 120 --latency-views 5 --interval 0.5
                                                                 # a smoke run (seconds)
     .venv/bin/python bench/bench_tsdf.py --device cuda --no-latency   # the project's side on a GPU (open3d stays on the CPU)
+    python3 bench/bench_tsdf.py --device cuda --no-latency --no-open3d --views 10   # a GPU machine without open3d
 
 Fusion: simulated frames (--scene, default `hard`: a 120-degree arc, 5 mm depth noise at 1 m) at --width x --height,
 every pixel with depth taken as surface (open3d has no masks), fused by both systems at each --voxels size with
@@ -404,8 +405,11 @@ def compare(views: int, voxel: float, work: Path, args: argparse.Namespace) -> d
     sized, _ = spawn(PROJECT, work, voxel, args, SIZING)
     block_count = max(MIN_BLOCK_COUNT, int(sized["blocks"] * BLOCK_COUNT_MARGIN))
     project, project_mesh = spawn(PROJECT, work, voxel, args, block_count)
+    project = summarise(project)
+    if not args.open3d:  # the project alone (a GPU machine without open3d): figures to set beside published ones
+        return {"views": views, "voxel_m": voxel, PROJECT: project}
     other, other_mesh = spawn(OPEN3D, work, voxel, args, block_count)
-    project, other = summarise(project), summarise(other)
+    other = summarise(other)
     p, o = project_mesh["vertices"], other_mesh["vertices"]
     return {
         "views": views,
@@ -421,9 +425,9 @@ def compare(views: int, voxel: float, work: Path, args: argparse.Namespace) -> d
 
 
 def print_comparison(c: dict) -> None:
-    p, o = c[PROJECT], c[OPEN3D]
+    p = c[PROJECT]
     print(f"\n{c['views']} views, voxel {c['voxel_m'] * 100:g} cm", flush=True)
-    for name, r in ((PROJECT, p), (OPEN3D, o)):
+    for name, r in ((name, c[name]) for name in SYSTEMS if name in c):
         print(
             f"  {name:8s} integrate {r['integrate_ms_min']:.1f} / {r['integrate_ms_median']:.1f} ms a frame (min / median), "
             f"mesh {r['mesh_ms_median']:.1f} ms, {r['triangles']} triangles, {r['blocks']} blocks, "
@@ -434,6 +438,8 @@ def print_comparison(c: dict) -> None:
         f"  project incremental re-mesh after the last frame: {p['remesh_ms']:.1f} ms, {p['remesh_marched_blocks']} of "
         f"{p['blocks']} blocks marched, same mesh as the full extraction: {'yes' if p['remesh_matches_full'] else 'NO'}{gpu}"
     )
+    if OPEN3D not in c:
+        return
     print(
         f"  project/open3d: integrate x{c['integrate_ratio']:.2f}, mesh x{c['mesh_ratio']:.2f}, peak RSS x{c['peak_rss_ratio']:.2f}; "
         f"vertices within one voxel: project's of open3d's {c['project_in_open3d']:.1%}, open3d's of the project's "
@@ -448,6 +454,8 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def comparison_table(comparisons: list[dict]) -> str:
+    if any(OPEN3D not in c for c in comparisons):
+        return project_table(comparisons)
     headers = [
         "views",
         "voxel cm",
@@ -479,6 +487,39 @@ def comparison_table(comparisons: list[dict]) -> str:
                 f"{c['mesh_ratio']:.2f}",
                 f"{c['project_in_open3d']:.1%}",
                 f"{c['open3d_in_project']:.1%}",
+            ]
+        )
+    return markdown_table(headers, rows)
+
+
+def project_table(comparisons: list[dict]) -> str:
+    """The project's figures alone (a run with --no-open3d)."""
+    headers = [
+        "views",
+        "voxel cm",
+        "integrate ms min",
+        "integrate ms median",
+        "mesh ms",
+        "re-mesh ms (blocks)",
+        "triangles",
+        "blocks",
+        "GPU peak MB",
+    ]
+    rows = []
+    for c in comparisons:
+        p = c[PROJECT]
+        gpu = p.get("gpu_peak_mb")
+        rows.append(
+            [
+                str(c["views"]),
+                f"{c['voxel_m'] * 100:g}",
+                f"{p['integrate_ms_min']:.2f}",
+                f"{p['integrate_ms_median']:.2f}",
+                f"{p['mesh_ms_median']:.1f}",
+                f"{p['remesh_ms']:.1f} ({p['remesh_marched_blocks']})",
+                str(p["triangles"]),
+                str(p["blocks"]),
+                f"{gpu:.0f}" if gpu is not None else "-",
             ]
         )
     return markdown_table(headers, rows)
@@ -687,6 +728,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--height", type=int, default=DEFAULT_HEIGHT)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch and open3d (OpenMP) threads")
     p.add_argument("--device", default="cpu", help="the project's device (cpu or cuda); open3d runs on the CPU")
+    p.add_argument("--open3d", action=argparse.BooleanOptionalAction, default=True, help="run open3d beside the project")
     p.add_argument("--mesh-repeats", type=int, default=DEFAULT_MESH_REPEATS)
     p.add_argument("--config", type=Path, default=None, help="project config YAML (tsdf.*, mesh.min_weight)")
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="the live-map latency run")

@@ -5,6 +5,7 @@
 # preset with RGB SDS on the unseen texels (the prior stage cut to a few steps: only the texture stage's time
 # counts here). Prepare with scripts/prepare_device.sh, then run with carry [".whl", "bench/scenes/gpu/views20_kept"]:
 #   BENCH_COMMIT=$(git rev-parse HEAD) bash bench/run_gpu_texture.sh
+# AGREE=0 skips the agreement test, BAKE=0 the bake + fill run, BAKE_ONLY=1 the run with the prior.
 set -uo pipefail
 out=${OUT:-bench/results}
 frames=${FRAMES:-bench/scenes/gpu/views20_kept}
@@ -16,9 +17,9 @@ fi
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 t0=$(date +%s)
-timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py -k nvdiffrast -rs 2>&1 | tail -15
+[ "${AGREE:-1}" = 1 ] && timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py -k nvdiffrast -rs 2>&1 | tail -15
 echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement ($(( $(date +%s) - t0 )) s, plugin build included)"
-timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
+[ "${BAKE:-1}" = 1 ] && timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
 echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
 [ "${BAKE_ONLY:-0}" = 1 ] && exit 0
 timeout 120 python3 bench/build_random_checkpoint.py /tmp/sd21_random --device cuda | tail -2

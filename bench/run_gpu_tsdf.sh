@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One device call for the instant map (issue: the instant map): bench/bench_tsdf.py with the project's fusion on
+# CUDA, alone (the device machine has no open3d; its figures are set beside nvblox's published ones), on the
+# cached 640x480 views of the hard scene. Prepare here with `.venv/bin/python bench/bench_tsdf.py --views 10
+# --no-latency` (it renders and caches the views in bench/scenes/) and scripts/prepare_device.sh (the wheels),
+# then run with carry [".whl", "bench/scenes/tsdf_hard_640x480_10_<hash>.npz"]:
+#   bash bench/run_gpu_tsdf.sh
+set -uo pipefail
+out=${OUT:-bench/results}
+mkdir -p "$out"
+if [ -d .whl ] && [ -z "${PYTHONPATH:-}" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONUNBUFFERED=1
+# shellcheck disable=SC2086  # VIEWS and THREADS are lists of words
+timeout "${T_TSDF:-240}" python3 bench/bench_tsdf.py --device cuda --no-latency --no-open3d --views ${VIEWS:-10} \
+    --threads "${THREADS:-2}" --mesh-repeats "${MESH_REPEATS:-5}" --out "$out"
+echo "[run_gpu_tsdf] exit $? after: bench_tsdf on cuda"
