@@ -17,6 +17,9 @@ whole stage. Prints a table and writes JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import logging
+import signal
 import statistics
 import sys
 import time
@@ -132,7 +135,10 @@ def main() -> int:
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--set", type=parse_set, action="append", default=[], help="KEY=VALUE config override for both runs")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--log-level", default="WARNING", help="the project's log lines (INFO: each stage and object as it goes)")
     args = p.parse_args()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `timeout -s USR1` shows where a slow run is
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     device = torch.device(args.device)
     overrides = {"compute.device": args.device, **(SMALL_GEOMETRY if args.backend != "tsdf" and device.type == "cpu" else {})}
     if args.prior_model is not None:

@@ -23,6 +23,7 @@ echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement ($(( $
 echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
 [ "${BAKE_ONLY:-0}" = 1 ] && exit 0
 timeout 120 python3 bench/build_random_checkpoint.py /tmp/sd21_random --device cuda | tail -2
-timeout "${T_SDS:-240}" python3 bench/bench_texture.py --frames "$frames" --device cuda --backend full --prior-model /tmp/sd21_random \
-    --no-baseline --set prior.iterations=10 --set geometry.iterations=50 ${SDS_STEPS:+--set texture.sds_iterations=$SDS_STEPS} --out "$out"
+# at the limit the run's threads' stacks are printed (SIGUSR1), then it is killed
+timeout -s USR1 -k 20 "${T_SDS:-240}" python3 bench/bench_texture.py --log-level "${LOG_LEVEL:-INFO}" --frames "$frames" --device cuda --backend full --prior-model /tmp/sd21_random \
+    --no-baseline --set prior.iterations=10 --set geometry.iterations=50 --set geometry.progress_every=10 ${SDS_STEPS:+--set texture.sds_iterations=$SDS_STEPS} --out "$out"
 echo "[run_gpu_texture] exit $? after: bench_texture (full preset, RGB SDS with random weights)"
