@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,17 +53,22 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 
 def _run_worker(request: bytes, timeout_s: float, check_cancelled: Callable[[], None] | None) -> tuple[bytes, bytes, int]:
-    """The worker's output, polling `check_cancelled` every POLL_S; the child is killed on a timeout or a cancel."""
-    proc = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """The worker's output, polling `check_cancelled` every POLL_S; the child is killed on a timeout or a cancel.
+
+    The request goes in through a temporary file, not a pipe: `communicate` retried after a timeout no longer
+    writes to the child's stdin, so a request larger than a pipe's buffer, sent to a child that had not yet
+    started reading when the first poll ended, never arrived and the unwrap hung until its timeout."""
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(request)
+        stdin.seek(0)
+        proc = subprocess.Popen(worker_command(), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout_s
-    pending: bytes | None = request
     try:
         while True:
             try:
-                stdout, stderr = proc.communicate(pending, timeout=min(POLL_S, max(0.01, deadline - time.monotonic())))
+                stdout, stderr = proc.communicate(timeout=min(POLL_S, max(0.01, deadline - time.monotonic())))
                 return stdout, stderr, proc.returncode
             except subprocess.TimeoutExpired:
-                pending = None  # communicate() keeps feeding what it started with
                 if time.monotonic() >= deadline:
                     raise UnwrapFailed(f"xatlas took longer than {timeout_s:g} s") from None
                 if check_cancelled is not None:

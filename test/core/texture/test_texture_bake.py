@@ -62,6 +62,19 @@ def test_a_crashing_or_hanging_unwrap_process_is_reported_not_fatal(cube_mesh, m
     assert len(unwrap(vertices, faces, 64, 2).faces) == len(faces)  # and the next one works
 
 
+def test_a_large_mesh_reaches_a_worker_that_starts_slowly(monkeypatch):
+    """The request is written while the child starts: a mesh larger than a pipe's buffer (64 KiB) must reach a
+    worker that reads its stdin only after several polls (seen on a GPU machine, where an unwrap hung)."""
+    sphere = trimesh.creation.icosphere(subdivisions=4)  # 5,120 faces, 2,562 vertices: about 90 KB of request
+    vertices = sphere.vertices + np.random.default_rng(0).normal(0, 0.01, sphere.vertices.shape)
+    faces = np.asarray(sphere.faces)
+    assert len(uv_module.pack_arrays(vertices=vertices.astype(np.float32), faces=faces.astype(np.uint32))) > 2**16
+    slow_start = f"import time, runpy; time.sleep({5 * uv_module.POLL_S}); runpy.run_module('{uv_module.WORKER_MODULE}', run_name='__main__')"
+    monkeypatch.setattr(uv_module, "worker_command", lambda: [sys.executable, "-c", slow_start])
+    atlas = unwrap(vertices, faces, 256, 2, timeout_s=30.0)
+    assert len(atlas.faces) == len(faces)
+
+
 def test_keyframe_colours_land_on_the_sides_they_saw_and_nowhere_else(cube_mesh, cube_keyframes):
     vertices, faces = cube_mesh
     atlas = unwrap(vertices, faces, 128, 2)
