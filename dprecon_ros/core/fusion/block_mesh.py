@@ -19,7 +19,7 @@ import torch
 
 from dprecon_ros.core.fusion import cube_table
 from dprecon_ros.core.fusion.blocks import pack
-from dprecon_ros.core.fusion.sparse_tsdf import EMPTY_WEIGHT, SparseTsdfVolume
+from dprecon_ros.core.fusion.sparse_tsdf import COUNT, EMPTY_WEIGHT, SparseTsdfVolume
 
 BLOCKS_PER_BATCH = 512  # blocks marched together: bounds the (blocks x 8 x voxels) gathers
 MAX_CHANNEL = 255.0
@@ -238,35 +238,35 @@ def _edge_vertices(
 
 def _colour_at(volume: SparseTsdfVolume, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean colour, whether any reading coloured it) of voxels by flat index."""
-    count = volume.colour_count.view(-1).index_select(0, flat)
-    total = volume.colour_sum.view(-1, 3).index_select(0, flat)
+    sums = volume.colour.view(-1, 4).index_select(0, flat)
+    count = sums[:, COUNT]
     has = count > EMPTY_WEIGHT
-    return torch.where(has[..., None], total / count.clamp(min=EMPTY_WEIGHT)[..., None], torch.zeros_like(total)), has
+    return torch.where(has[:, None], sums[:, :COUNT] / count.clamp(min=EMPTY_WEIGHT)[:, None], torch.zeros_like(sums[:, :COUNT])), has
 
 
 def weld(pieces: MeshPieces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices (V, 3) float64, faces (F, 3) int64, RGBA (V, 4) uint8): each triangle corner looked up by its
-    edge in a table over the edges, then the vertices no triangle uses dropped (linear time, no sort). The
-    table is not cleared first (only the entries of existing vertices are written and read): a corner whose
-    lookup does not name a vertex on its own edge is dropped with its face, a guard that never fires when the
-    pieces are consistent."""
+    """(vertices (V, 3) float32, faces (F, 3) int64, RGBA (V, 4) uint8): each triangle corner looked up by its
+    edge in a table over the edges, then the vertices no triangle uses dropped (linear time, no sort). A corner
+    whose edge has no vertex drops its face, a guard that never fires when the pieces are consistent. Vertices
+    stay float32, the precision they were computed in (as open3d's meshes)."""
     if pieces.num_faces == 0:
-        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), np.zeros((0, 4), dtype=np.uint8)
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), dtype=np.int64), np.zeros((0, 4), dtype=np.uint8)
     device, count = pieces.positions.device, pieces.vertex_edge.numel()
     size = int(max(pieces.vertex_edge.max() if count else 0, pieces.face_edges.max())) + 1
-    table = torch.empty(size, dtype=torch.int32, device=device)
+    table = torch.full((size,), -1, dtype=torch.int32, device=device)
     table[pieces.vertex_edge] = torch.arange(count, dtype=torch.int32, device=device)
-    corners = pieces.face_edges.view(-1)
-    faces = table.index_select(0, corners).to(torch.int64).clamp_(0, max(count - 1, 0))
-    named = pieces.vertex_edge.index_select(0, faces) == corners if count else torch.zeros_like(corners, dtype=torch.bool)
-    faces = faces.view(-1, 3)[named.view(-1, 3).all(dim=1)]
+    faces = table.index_select(0, pieces.face_edges.view(-1)).view(-1, 3)
+    del table
+    complete = (faces >= 0).all(dim=1)
+    if not bool(complete.all()):
+        faces = faces[complete]
     used = torch.zeros(count, dtype=torch.bool, device=device)
     used[faces.view(-1)] = True
     renumber = torch.cumsum(used, 0) - 1
-    rgb = pieces.colours[used]
-    rgba = torch.cat([rgb.round().clamp(0, MAX_CHANNEL), torch.full_like(rgb[:, :1], MAX_CHANNEL)], dim=1).to(torch.uint8)
     faces = renumber.index_select(0, faces.view(-1)).view(-1, 3)
-    return pieces.positions[used].cpu().numpy().astype(np.float64), faces.cpu().numpy().astype(np.int64), rgba.cpu().numpy()
+    rgba = torch.full((int(renumber[-1]) + 1, 4), int(MAX_CHANNEL), dtype=torch.uint8, device=device)
+    rgba[:, :3] = pieces.colours[used].add_(0.5).clamp_(0.0, MAX_CHANNEL)  # rounded: +0.5, then truncated
+    return pieces.positions[used].cpu().numpy(), faces.cpu().numpy(), rgba.cpu().numpy()
 
 
 def extract_block_mesh(

@@ -33,7 +33,8 @@ GROWTH = 1.5  # storage grows by this factor when blocks run out (a copy: old an
 MAX_ALLOCATION_STRIDE = 4  # pixels between samples at most (a power of two): a mask narrower than this could be missed
 _GRIDS: dict[tuple[int, int, int, str], torch.Tensor] = {}  # sampling grids by image size, stride and device
 VOXELS_PER_CHUNK = 1 << 18  # voxels updated per batch: bounds the temporaries
-STORAGE = ("coords", "tsdf_sum", "weight", "colour_sum", "colour_count", "block_revision")  # per-block tensors
+STORAGE = ("coords", "tsdf_sum", "weight", "colour", "block_revision")  # per-block tensors
+COUNT = 3  # `colour`'s last channel: how many readings its R, G, B sums hold
 
 
 History = Callable[[], Iterable[tuple["DepthView", torch.Tensor]]]
@@ -79,18 +80,20 @@ class DepthView:
         return torch.nn.functional.pad(signed, (1, 1, 1, 1)).reshape(-1)
 
     def padded_colour(self) -> torch.Tensor:
-        """The colour image (float32, 0-255) with the same border as `padded_signed_depth`, (pixels, 3)."""
+        """The colour image with the same border as `padded_signed_depth`, one int32 per pixel holding the bytes
+        R, G, B, 1 (the border's: 0, 0, 0, 0): one 4-byte gather gives a voxel its colour and its count."""
         if self._padded_colour is None:
             H, W = self.depth.shape
-            padded = torch.zeros((H + 2, W + 2, 3), dtype=torch.float32, device=self.depth.device)
-            padded[1:-1, 1:-1] = self.colour.reshape(H, W, 3)
-            self._padded_colour = padded.reshape(-1, 3)
+            padded = torch.zeros((H + 2, W + 2, 4), dtype=torch.uint8, device=self.depth.device)
+            padded[1:-1, 1:-1, :3] = self.colour.reshape(H, W, 3)
+            padded[1:-1, 1:-1, 3] = 1
+            self._padded_colour = padded.view(torch.int32).reshape(-1)
         return self._padded_colour
 
     @classmethod
     def of(cls, frame: Frame, device: torch.device, index: int = -1) -> DepthView:
-        depth = torch.as_tensor(np.nan_to_num(frame.depth_m, nan=0.0, posinf=0.0, neginf=0.0), dtype=torch.float32, device=device)
-        depth = torch.where(depth > 0, depth, torch.zeros_like(depth))
+        depth = torch.as_tensor(frame.depth_m, dtype=torch.float32, device=device)
+        depth = torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0).clamp_(min=0.0)  # no reading: 0
         colour = torch.as_tensor(np.asarray(frame.rgb, dtype=np.uint8), device=device).reshape(-1, 3)
         T_wc = np.asarray(frame.T_world_camera, dtype=np.float64)
         T_cw = np.linalg.inv(T_wc)
@@ -146,8 +149,9 @@ class SparseTsdfVolume:
         self.coords = torch.zeros((capacity, 3), dtype=torch.int64, device=dev)
         self.tsdf_sum = torch.zeros((capacity, n), dtype=torch.float32, device=dev)
         self.weight = torch.zeros((capacity, n), dtype=torch.float32, device=dev)
-        self.colour_sum = torch.zeros((capacity, n, 3), dtype=torch.float32, device=dev)
-        self.colour_count = torch.zeros((capacity, n), dtype=torch.float32, device=dev)
+        # R, G, B sums and their count (channel COUNT) side by side: a pixel's colour and a count of 1 arrive
+        # as the four bytes of one gather and are added in one pass
+        self.colour = torch.zeros((capacity, n, 4), dtype=torch.float32, device=dev)
         self.block_revision = torch.zeros(capacity, dtype=torch.int64, device=dev)
 
     def _grow(self, needed: int) -> None:
@@ -166,7 +170,7 @@ class SparseTsdfVolume:
     @property
     def nbytes(self) -> int:
         rows = self.num_blocks
-        per_voxel = (1 + 1 + 3 + 1) * 4
+        per_voxel = (1 + 1 + 4) * 4  # tsdf_sum, weight, colour (R, G, B, count)
         return rows * (self.block_voxels**3 * per_voxel + 4 * 8)
 
     # -------------------------------------------------------- integration
@@ -277,20 +281,21 @@ class SparseTsdfVolume:
         H, W = view.depth.shape
         signed, colours = view.padded_signed_depth(surface, self.max_depth_m), view.padded_colour()
         K = torch.as_tensor(view.intrinsics.K, dtype=torch.float32, device=self.device)
-        K[0, 2] += 1.0  # the padding's offset, folded into the projection
-        K[1, 2] += 1.0
+        K[0, 2] += 1.5  # the padding's offset and the rounding's half pixel, folded into the projection: a
+        K[1, 2] += 1.5  # voxel's pixel (in the padded image) is then its projection truncated
         KR = K @ view.R_cw
         offsets = (self._offsets @ KR.T).T.contiguous()  # (3, voxels): offsets in (u z, v z, z)
         Kt = K @ view.t_cw
         inv_trunc = 1.0 / self.trunc
+        last_pixel = torch.tensor([W + 1.5, H + 1.5], device=self.device).view(1, 2, 1)  # truncates to W + 1, H + 1
         carve = self.free_space_weight > 0 and not bool(surface.all())  # a view that is all surface carves nothing
         for chunk in rows.split(self.rows_per_chunk):
             origin = (self.coords.index_select(0, chunk).to(torch.float32) * self.block_size) @ KR.T + Kt
             z = origin[:, 2:3] + offsets[2]
-            inv_z = torch.reciprocal(z.clamp(min=MIN_DEPTH_M))
-            u = (origin[:, 0:1] + offsets[0]).mul_(inv_z).round_().clamp_(0, W + 1)
-            v = (origin[:, 1:2] + offsets[1]).mul_(inv_z).round_().clamp_(0, H + 1)
-            pix = v.mul_(W + 2).add_(u).masked_fill_(z <= MIN_DEPTH_M, 0).to(torch.int32).view(-1)
+            # behind the camera 1/z is taken as 0: the voxel projects to pixel (0, 0) of the border (no reading)
+            inv_z = torch.reciprocal(z).clamp_(0.0, 1.0 / MIN_DEPTH_M)
+            uv = (origin[:, :2, None] + offsets[None, :2]).mul_(inv_z[:, None]).clamp_(min=0).clamp_(max=last_pixel).to(torch.int32)
+            pix = (uv[:, 1] * (W + 2)).add_(uv[:, 0]).view(-1)
             reading = signed.index_select(0, pix).view(z.shape)
             sdf = reading.abs().sub_(z)
             on_surface = (reading > 0) & (sdf >= -self.trunc)
@@ -302,12 +307,10 @@ class SparseTsdfVolume:
             self.tsdf_sum.index_add_(0, chunk, sdf.mul(inv_trunc).clamp_(-1.0, 1.0).mul_(w))
             self.weight.index_add_(0, chunk, w)
             self.block_revision.index_fill_(0, chunk, self.revision)
-            near = (on_surface & (sdf < self.trunc)).to(torch.float32)  # within the band on either side
-            if sign < 0:
-                near.neg_()
-            observed = colours.index_select(0, pix).view(*z.shape, 3).mul_(near[..., None])
-            self.colour_sum.index_add_(0, chunk, observed)
-            self.colour_count.index_add_(0, chunk, near)
+            near = on_surface & (sdf < self.trunc)  # within the band on either side
+            # (R, G, B, 1) per voxel in the band; one outside it reads the border pixel, whose bytes are all 0
+            rgbn = colours.index_select(0, pix.masked_fill_(~near.view(-1), 0)).view(torch.uint8).view(*z.shape, 4)
+            self.colour.index_add_(0, chunk, rgbn.to(torch.float32), alpha=sign)
 
     # ---------------------------------------------------------- read-outs
     def copy(self) -> SparseTsdfVolume:
@@ -327,11 +330,11 @@ class SparseTsdfVolume:
         observed = w > EMPTY_WEIGHT
         return torch.where(observed, self.tsdf_sum.index_select(0, rows) / w.clamp(min=EMPTY_WEIGHT), torch.ones_like(w))
 
-    def colour(self, rows: torch.Tensor) -> torch.Tensor:
+    def mean_colour(self, rows: torch.Tensor) -> torch.Tensor:
         """Mean colour (0-255) of the voxels of `rows` (rows, voxels, 3); 0 where no reading fell in the band."""
-        count = self.colour_count.index_select(0, rows)
-        mean = self.colour_sum.index_select(0, rows) / count.clamp(min=EMPTY_WEIGHT)[..., None]
-        return torch.where((count > EMPTY_WEIGHT)[..., None], mean, torch.zeros_like(mean))
+        sums = self.colour.index_select(0, rows)
+        count = sums[..., COUNT:]
+        return torch.where(count > EMPTY_WEIGHT, sums[..., :COUNT] / count.clamp(min=EMPTY_WEIGHT), torch.zeros_like(sums[..., :COUNT]))
 
     def to_dense(self, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> TsdfVolume | None:
         """The allocated blocks laid into one dense box (unallocated voxels unobserved), cropped to `bounds`
@@ -357,5 +360,5 @@ class SparseTsdfVolume:
         flat = ((voxel[:, 0] * extent[1] + voxel[:, 1]) * extent[2] + voxel[:, 2])[inside]
         dense.tsdf[flat] = self.tsdf(rows).reshape(-1)[inside]
         dense.weight[flat] = self.weight[:n].reshape(-1)[inside]
-        dense.color[flat] = self.colour(rows).reshape(-1, 3)[inside]
+        dense.color[flat] = self.mean_colour(rows).reshape(-1, 3)[inside]
         return dense

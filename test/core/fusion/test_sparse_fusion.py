@@ -52,7 +52,7 @@ def assert_same_blocks(volume: SparseTsdfVolume, reference: SparseTsdfVolume, at
     assert bool((found >= 0).all())
     np.testing.assert_allclose(volume.weight[found].numpy(), reference.weight[rows].numpy(), atol=atol)
     np.testing.assert_allclose(volume.tsdf(found).numpy(), reference.tsdf(rows).numpy(), atol=atol)
-    np.testing.assert_allclose(volume.colour(found).numpy(), reference.colour(rows).numpy(), atol=100 * atol)
+    np.testing.assert_allclose(volume.mean_colour(found).numpy(), reference.mean_colour(rows).numpy(), atol=100 * atol)
 
 
 @pytest.fixture(scope="module")
