@@ -12,6 +12,7 @@ marched at different times therefore join into one indexed mesh through a table 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from dprecon_ros.core.fusion import cube_table
 from dprecon_ros.core.fusion.blocks import pack
-from dprecon_ros.core.fusion.sparse_tsdf import COUNT, EMPTY_WEIGHT, SparseTsdfVolume
+from dprecon_ros.core.fusion.sparse_tsdf import COUNT, EMPTY_WEIGHT, GROWTH, SparseTsdfVolume
 
 BLOCKS_PER_BATCH = 512  # blocks marched together: bounds the (blocks x 8 x voxels) gathers
 MAX_CHANNEL = 255.0
@@ -33,7 +34,7 @@ class MeshPieces:
     vertex_block: torch.Tensor  # (V,) int64
     vertex_edge: torch.Tensor  # (V,) int64: storage index of the edge's lower voxel * 3 + axis
     positions: torch.Tensor  # (V, 3) float32, map frame (m)
-    colours: torch.Tensor  # (V, 3) float32, 0-255
+    colours: torch.Tensor  # (V, 3) uint8
     face_block: torch.Tensor  # (F,) int64
     face_edges: torch.Tensor  # (F, 3) int64, as vertex_edge
 
@@ -46,7 +47,7 @@ class MeshPieces:
             torch.zeros(0, dtype=i64, device=device),
             torch.zeros(0, dtype=i64, device=device),
             torch.zeros((0, 3), dtype=f32, device=device),
-            torch.zeros((0, 3), dtype=f32, device=device),
+            torch.zeros((0, 3), dtype=torch.uint8, device=device),
             torch.zeros(0, dtype=i64, device=device),
             torch.zeros((0, 3), dtype=i64, device=device),
         )
@@ -59,8 +60,17 @@ class MeshPieces:
         return int(self.face_block.numel())
 
     def without(self, rows: torch.Tensor) -> MeshPieces:
-        keep_v = ~torch.isin(self.vertex_block, rows)
-        keep_f = ~torch.isin(self.face_block, rows)
+        """The pieces of every block but `rows` (a mask over the rows: a sort of all pieces costs more than
+        re-marching the blocks)."""
+        if rows.numel() == 0 or self.vertex_block.numel() + self.face_block.numel() == 0:
+            return self
+        size = int(
+            max(rows.max(), self.vertex_block.max() if self.vertex_block.numel() else 0, self.face_block.max() if self.num_faces else 0)
+        )
+        dropped = torch.zeros(size + 1, dtype=torch.bool, device=rows.device)
+        dropped[rows] = True
+        keep_v = ~dropped.index_select(0, self.vertex_block)
+        keep_f = ~dropped.index_select(0, self.face_block)
         return MeshPieces(
             self.vertex_block[keep_v],
             self.vertex_edge[keep_v],
@@ -95,6 +105,11 @@ class _Tables:
         self.triangle_count = torch.as_tensor(cube_table.TRIANGLE_COUNT, device=device)
         start = self.corners[self.edge_origin]  # (12, 3) the lower corner of each edge
         self.edge_pad_start = (start[:, 0] * p + start[:, 1]) * p + start[:, 2]
+        # a cube is named by the padded index of its lower corner; its corners lie at fixed steps from it, so
+        # the eight corner values of every cube are eight contiguous slices of the flat padded arrays
+        self.corner_steps = ((self.corners[:, 0] * p + self.corners[:, 1]) * p + self.corners[:, 2]).tolist()
+        self.cube_span = p**3 - max(self.corner_steps)  # lower corners that have all eight corners in the padding
+        self.cube_own = self.pad_own[: self.cube_span]  # of these, the cubes of the block itself
 
 
 _TABLES: dict[tuple[int, str], _Tables] = {}
@@ -175,30 +190,27 @@ def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box:
         voxel = volume.coords.index_select(0, rows)[:, None, :] * b + t.pad_xyz[None]
         observed &= ((voxel >= box[0]) & (voxel <= box[1])).all(dim=-1)
     values = volume.tsdf_sum.view(-1).index_select(0, flat).div_(weight.clamp(min=EMPTY_WEIGHT).view(-1))
-    grid_neg = (values < 0).view(k, p, p, p).to(torch.uint8)
-    grid_obs = observed.view(k, p, p, p)
-    config = torch.zeros((k, b, b, b), dtype=torch.uint8, device=volume.device)
-    complete = torch.ones((k, b, b, b), dtype=torch.bool, device=volume.device)
-    for c, (cx, cy, cz) in enumerate(cube_table.CORNERS.tolist()):
-        config |= grid_neg[:, cx : cx + b, cy : cy + b, cz : cz + b] << c
-        complete &= grid_obs[:, cx : cx + b, cy : cy + b, cz : cz + b]
-    config = config.view(-1)
-    active = torch.nonzero(complete.view(-1) & (config != 0) & (config != cube_table.N_CONFIGS - 1)).squeeze(1)
+    negative, span = (values < 0).view(k, p**3).to(torch.uint8), t.cube_span
+    observed = observed.view(k, p**3)
+    config = torch.zeros((k, span), dtype=torch.uint8, device=volume.device)
+    complete = t.cube_own.expand(k, span).clone()
+    for c, step in enumerate(t.corner_steps):
+        config |= negative[:, step : step + span] << c
+        complete &= observed[:, step : step + span]
+    hit = torch.nonzero((complete & (config != 0) & (config != cube_table.N_CONFIGS - 1)).view(-1)).squeeze(1)
     vertices = _edge_vertices(volume, rows, flat, values, observed)
-    if active.numel() == 0:
+    if hit.numel() == 0:
         return MeshPieces(*vertices, *MeshPieces.empty(volume.device).faces())
-    cfg = config.index_select(0, active).to(torch.int64)
+    kk = hit // span
+    cfg = config.view(-1).index_select(0, hit).to(torch.int64)
     count = t.triangle_count.index_select(0, cfg)
     cube = torch.repeat_interleave(torch.arange(cfg.numel(), device=volume.device), count)
     first = torch.cumsum(count, 0) - count
     which = torch.arange(cube.numel(), device=volume.device) - first.index_select(0, cube)
     row = cfg.index_select(0, cube) * cube_table.MAX_TRIANGLES + which
     edges = t.triangles.view(-1, 3).index_select(0, row)  # (T, 3) the cube edge of each triangle corner
-    # the cube's padded index from its index in the (k, b, b, b) grid (b is a power of two)
-    bits = b.bit_length() - 1
-    kk, x, y, z = active >> (3 * bits), (active >> (2 * bits)) & (b - 1), (active >> bits) & (b - 1), active & (b - 1)
     start = t.edge_pad_start.index_select(0, edges.view(-1)).view(edges.shape)
-    corner = (((kk * p + x) * p + y) * p + z).index_select(0, cube)[:, None] + start  # padded index of its lower end
+    corner = (hit + kk * (p**3 - span)).index_select(0, cube)[:, None] + start  # padded index of its lower end
     axis = t.edge_axis.index_select(0, edges.view(-1)).view(edges.shape)
     face_edges = flat.index_select(0, corner.view(-1)).view(corner.shape) * cube_table.N_AXES + axis
     return MeshPieces(*vertices, rows.index_select(0, kk.index_select(0, cube)), face_edges)
@@ -232,7 +244,8 @@ def _edge_vertices(
         c1, has1 = _colour_at(volume, f1)
         # an end without a colour reading (seen only from beyond the band) takes the other end's colour
         c0, c1 = torch.where(has0[:, None], c0, c1), torch.where(has1[:, None], c1, c0)
-        out.append((block_rows, f0 * cube_table.N_AXES + axis, position.mul_(volume.voxel_size), c0 + frac[:, None] * (c1 - c0)))
+        colour = (c1 - c0).mul_(frac[:, None]).add_(c0).add_(0.5).clamp_(0.0, MAX_CHANNEL).to(torch.uint8)  # rounded
+        out.append((block_rows, f0 * cube_table.N_AXES + axis, position.mul_(volume.voxel_size), colour))
     return tuple(torch.cat(parts) for parts in zip(*out, strict=True))
 
 
@@ -244,29 +257,55 @@ def _colour_at(volume: SparseTsdfVolume, flat: torch.Tensor) -> tuple[torch.Tens
     return torch.where(has[:, None], sums[:, :COUNT] / count.clamp(min=EMPTY_WEIGHT)[:, None], torch.zeros_like(sums[:, :COUNT])), has
 
 
-def weld(pieces: MeshPieces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+_EDGE_TABLES: weakref.WeakKeyDictionary[SparseTsdfVolume, torch.Tensor] = weakref.WeakKeyDictionary()
+
+
+def edge_table(volume: SparseTsdfVolume, size: int) -> torch.Tensor:
+    """A scratch int32 table of at least `size` entries, kept per volume: a table over every edge of a large
+    map is hundreds of MB, and filling fresh memory costs its page faults at every mesh."""
+    table = _EDGE_TABLES.get(volume)
+    if table is None or table.numel() < size or table.device != volume.device:
+        table = torch.empty(int(size * GROWTH), dtype=torch.int32, device=volume.device)
+        _EDGE_TABLES[volume] = table
+    return table[:size]
+
+
+def weld(pieces: MeshPieces, table: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices (V, 3) float32, faces (F, 3) int64, RGBA (V, 4) uint8): each triangle corner looked up by its
     edge in a table over the edges, then the vertices no triangle uses dropped (linear time, no sort). A corner
     whose edge has no vertex drops its face, a guard that never fires when the pieces are consistent. Vertices
-    stay float32, the precision they were computed in (as open3d's meshes)."""
+    stay float32, the precision they were computed in (as open3d's meshes). `table`: scratch int32 memory of at
+    least `edge_count(pieces)` entries (see `edge_table`); allocated here if not given."""
     if pieces.num_faces == 0:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), dtype=np.int64), np.zeros((0, 4), dtype=np.uint8)
     device, count = pieces.positions.device, pieces.vertex_edge.numel()
-    size = int(max(pieces.vertex_edge.max() if count else 0, pieces.face_edges.max())) + 1
-    table = torch.full((size,), -1, dtype=torch.int32, device=device)
+    size = edge_count(pieces)
+    table = torch.empty(size, dtype=torch.int32, device=device) if table is None else table[:size]
+    table.fill_(-1)
     table[pieces.vertex_edge] = torch.arange(count, dtype=torch.int32, device=device)
     faces = table.index_select(0, pieces.face_edges.view(-1)).view(-1, 3)
-    del table
     complete = (faces >= 0).all(dim=1)
     if not bool(complete.all()):
         faces = faces[complete]
+    faces = faces.to(torch.int64)  # the output's type, converted once
     used = torch.zeros(count, dtype=torch.bool, device=device)
     used[faces.view(-1)] = True
-    renumber = torch.cumsum(used, 0) - 1
-    faces = renumber.index_select(0, faces.view(-1)).view(-1, 3)
-    rgba = torch.full((int(renumber[-1]) + 1, 4), int(MAX_CHANNEL), dtype=torch.uint8, device=device)
-    rgba[:, :3] = pieces.colours[used].add_(0.5).clamp_(0.0, MAX_CHANNEL)  # rounded: +0.5, then truncated
-    return pieces.positions[used].cpu().numpy(), faces.cpu().numpy(), rgba.cpu().numpy()
+    kept = torch.nonzero(used).squeeze(1)
+    positions, colours = pieces.positions, pieces.colours
+    if kept.numel() < count:  # vertices on edges of no complete cube: dropped, the rest renumbered
+        renumber = torch.cumsum(used, 0) - 1
+        faces = renumber.index_select(0, faces.view(-1)).view(-1, 3)
+        positions, colours = positions.index_select(0, kept), colours.index_select(0, kept)
+    rgba = torch.full((kept.numel(), 4), int(MAX_CHANNEL), dtype=torch.uint8, device=device)
+    rgba[:, :3] = colours
+    return positions.cpu().numpy(), faces.cpu().numpy(), rgba.cpu().numpy()
+
+
+def edge_count(pieces: MeshPieces) -> int:
+    """Entries of the table `weld` looks edges up in: one past the largest edge named."""
+    if pieces.num_faces == 0:
+        return 0
+    return int(max(pieces.vertex_edge.max() if pieces.vertex_edge.numel() else 0, pieces.face_edges.max())) + 1
 
 
 def extract_block_mesh(
@@ -274,7 +313,8 @@ def extract_block_mesh(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The volume's surface (inside `bounds` if given), marched in one go."""
     rows = torch.arange(volume.num_blocks, device=volume.device)
-    return weld(march_blocks(volume, rows, min_weight, bounds))
+    pieces = march_blocks(volume, rows, min_weight, bounds)
+    return weld(pieces, edge_table(volume, edge_count(pieces)))
 
 
 class BlockMesher:
@@ -311,5 +351,5 @@ class BlockMesher:
         self.marched_blocks = int(stale.numel())
         self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight)])
         self.meshed_revision = self.volume.revision
-        self._mesh = weld(self.pieces)
+        self._mesh = weld(self.pieces, edge_table(self.volume, edge_count(self.pieces)))
         return self._mesh
