@@ -53,6 +53,7 @@ class DepthView:
     t_wc: torch.Tensor
     index: int = -1  # the keyframe's index, for bookkeeping
     _padded_colour: torch.Tensor | None = None
+    _max_depth: float | None = None
 
     def sampling_grid(self, stride: int) -> torch.Tensor:
         """(H, W) bool: the pixels whose row and column are multiples of `stride`."""
@@ -63,6 +64,12 @@ class DepthView:
             grid[::stride, ::stride] = True
             _GRIDS[key] = grid
         return _GRIDS[key]
+
+    def max_depth(self) -> float:
+        """The farthest reading (0 without any)."""
+        if self._max_depth is None:
+            self._max_depth = float(self.depth.max()) if self.depth.numel() else 0.0
+        return self._max_depth
 
     def world_rays(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3): the rays of flat pixel indices in the map frame, scaled to unit z-depth."""
@@ -218,8 +225,8 @@ class SparseTsdfVolume:
         # at stride s where its depth is beyond the depth at which a block spans 2 s samples
         span_depth = self.block_size * min(K.fx, K.fy) / self.allocation_samples_per_block  # span = 1 sample here
         on_grid = view.sampling_grid(MAX_ALLOCATION_STRIDE)
-        stride = MAX_ALLOCATION_STRIDE
-        while stride > 1:
+        stride, deepest = MAX_ALLOCATION_STRIDE, view.max_depth()
+        while stride > 1 and span_depth / stride < deepest:  # finer grids only while some depth needs them
             stride //= 2
             on_grid = on_grid | (view.sampling_grid(stride) & (view.depth > span_depth / (2 * stride)))
         sampled = torch.nonzero((surface & on_grid & (view.depth <= self.max_depth_m)).view(-1)).squeeze(1)
@@ -228,14 +235,12 @@ class SparseTsdfVolume:
         d = view.depth.view(-1).index_select(0, sampled)[:, None]
         rays = view.world_rays(sampled)  # world direction per metre of depth
         steps = max(2, math.ceil(2 * self.trunc / (0.5 * self.block_size)))
-        inv_block = 1.0 / self.block_size
-        keys = []
-        for offset in torch.linspace(-self.trunc, self.trunc, steps + 1).tolist():
-            z = (d + offset).clamp_(min=MIN_DEPTH_M)
-            blocks = torch.floor((rays * z).add_(view.t_wc).mul_(inv_block)).clamp_(-KEY_BIAS, KEY_BIAS - 1).to(torch.int64)
-            # neighbouring pixels mostly share blocks: dropping repeats in image order first shrinks the sort
-            keys.append(torch.unique_consecutive(pack(blocks)))
-        return torch.unique(torch.cat(keys))
+        offsets = torch.linspace(-self.trunc, self.trunc, steps + 1, device=self.device)
+        z = (d.view(1, -1, 1) + offsets.view(-1, 1, 1)).clamp_(min=MIN_DEPTH_M)  # (offsets, samples, 1)
+        points = (rays * z).add_(view.t_wc).mul_(1.0 / self.block_size)
+        blocks = torch.floor_(points).clamp_(-KEY_BIAS, KEY_BIAS - 1).to(torch.int64)
+        # neighbouring pixels mostly share blocks: dropping repeats in image order (per offset) first shrinks the sort
+        return torch.unique(torch.unique_consecutive(pack(blocks).view(-1)))
 
     def _allocate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._grow(len(self.index) + keys.numel())
