@@ -31,25 +31,25 @@ class MeshPieces:
     """Vertices (one per crossing grid edge a block owns) and triangles (corners named by edge), each with the
     block row it came from, so a block's share can be replaced when it is marched again."""
 
-    vertex_block: torch.Tensor  # (V,) int64
-    vertex_edge: torch.Tensor  # (V,) int64: storage index of the edge's lower voxel * 3 + axis
+    vertex_block: torch.Tensor  # (V,) int32 (int64 for a volume too large for it: `index_dtype`)
+    vertex_edge: torch.Tensor  # (V,) as vertex_block: storage index of the edge's lower voxel * 3 + axis
     positions: torch.Tensor  # (V, 3) float32, map frame (m)
     colours: torch.Tensor  # (V, 3) uint8
-    face_block: torch.Tensor  # (F,) int64
-    face_edges: torch.Tensor  # (F, 3) int64, as vertex_edge
+    face_block: torch.Tensor  # (F,) as vertex_block
+    face_edges: torch.Tensor  # (F, 3) as vertex_block, named as vertex_edge
 
     FIELDS = ("vertex_block", "vertex_edge", "positions", "colours", "face_block", "face_edges")
 
     @classmethod
     def empty(cls, device: torch.device) -> MeshPieces:
-        i64, f32 = torch.int64, torch.float32
+        i32, f32 = torch.int32, torch.float32  # torch.cat widens these where a volume's pieces are int64
         return cls(
-            torch.zeros(0, dtype=i64, device=device),
-            torch.zeros(0, dtype=i64, device=device),
+            torch.zeros(0, dtype=i32, device=device),
+            torch.zeros(0, dtype=i32, device=device),
             torch.zeros((0, 3), dtype=f32, device=device),
             torch.zeros((0, 3), dtype=torch.uint8, device=device),
-            torch.zeros(0, dtype=i64, device=device),
-            torch.zeros((0, 3), dtype=i64, device=device),
+            torch.zeros(0, dtype=i32, device=device),
+            torch.zeros((0, 3), dtype=i32, device=device),
         )
 
     def faces(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,12 +177,19 @@ def march_blocks(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float
     return MeshPieces.cat(parts) if parts else MeshPieces.empty(volume.device)
 
 
+def index_dtype(volume: SparseTsdfVolume) -> torch.dtype:
+    """int32 for the pieces' block rows and edge names where every edge of the storage fits it (a map of up to
+    1.4 million blocks of 8^3): half the memory of int64 in meshes of millions of faces."""
+    edges = volume.coords.shape[0] * volume.block_voxels**3 * cube_table.N_AXES
+    return torch.int32 if edges < torch.iinfo(torch.int32).max else torch.int64
+
+
 def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box: torch.Tensor | None) -> MeshPieces:
     t = _tables(volume.block_voxels, volume.device)
     b, p, n = volume.block_voxels, volume.block_voxels + 1, volume.block_voxels**3
-    k = rows.numel()
+    k, index = rows.numel(), index_dtype(volume)
     slot = neighbour_rows(volume, rows)[:, t.pad_neighbour]  # (k, p^3) row holding each padded position
-    flat = (slot.clamp(min=0) * n + t.pad_local).view(-1)  # into the flattened storage, (k * p^3,)
+    flat = (slot.clamp(min=0) * n + t.pad_local).view(-1).to(index)  # into the flattened storage, (k * p^3,)
     weight = volume.weight.view(-1).index_select(0, flat).view(k, p**3)
     weight.masked_fill_(slot < 0, 0.0)
     observed = weight >= max(min_weight, EMPTY_WEIGHT)
@@ -198,7 +205,7 @@ def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box:
         config |= negative[:, step : step + span] << c
         complete &= observed[:, step : step + span]
     hit = torch.nonzero((complete & (config != 0) & (config != cube_table.N_CONFIGS - 1)).view(-1)).squeeze(1)
-    vertices = _edge_vertices(volume, rows, flat, values, observed)
+    vertices = _edge_vertices(volume, rows, flat, values, observed, index)
     if hit.numel() == 0:
         return MeshPieces(*vertices, *MeshPieces.empty(volume.device).faces())
     kk = hit // span
@@ -211,13 +218,13 @@ def _march(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float, box:
     edges = t.triangles.view(-1, 3).index_select(0, row)  # (T, 3) the cube edge of each triangle corner
     start = t.edge_pad_start.index_select(0, edges.view(-1)).view(edges.shape)
     corner = (hit + kk * (p**3 - span)).index_select(0, cube)[:, None] + start  # padded index of its lower end
-    axis = t.edge_axis.index_select(0, edges.view(-1)).view(edges.shape)
-    face_edges = flat.index_select(0, corner.view(-1)).view(corner.shape) * cube_table.N_AXES + axis
-    return MeshPieces(*vertices, rows.index_select(0, kk.index_select(0, cube)), face_edges)
+    axis = t.edge_axis.index_select(0, edges.view(-1)).view(edges.shape).to(index)
+    face_edges = flat.index_select(0, corner.view(-1)).view(corner.shape).mul_(cube_table.N_AXES).add_(axis)
+    return MeshPieces(*vertices, rows.to(index).index_select(0, kk.index_select(0, cube)), face_edges)
 
 
 def _edge_vertices(
-    volume: SparseTsdfVolume, rows: torch.Tensor, flat: torch.Tensor, values: torch.Tensor, observed: torch.Tensor
+    volume: SparseTsdfVolume, rows: torch.Tensor, flat: torch.Tensor, values: torch.Tensor, observed: torch.Tensor, index: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(block, edge, position, colour) of every crossing edge the blocks own: from one of their voxels to its
     +x, +y or +z neighbour, both observed, the TSDF changing sign along it. Works on the flat padded arrays
@@ -245,7 +252,7 @@ def _edge_vertices(
         # an end without a colour reading (seen only from beyond the band) takes the other end's colour
         c0, c1 = torch.where(has0[:, None], c0, c1), torch.where(has1[:, None], c1, c0)
         colour = (c1 - c0).mul_(frac[:, None]).add_(c0).add_(0.5).clamp_(0.0, MAX_CHANNEL).to(torch.uint8)  # rounded
-        out.append((block_rows, f0 * cube_table.N_AXES + axis, position.mul_(volume.voxel_size), colour))
+        out.append((block_rows.to(index), f0 * cube_table.N_AXES + axis, position.mul_(volume.voxel_size), colour))
     return tuple(torch.cat(parts) for parts in zip(*out, strict=True))
 
 

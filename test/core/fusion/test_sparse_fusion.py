@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_tsdf_meshing import RADIUS, K, sphere_depth, views
 
+from dprecon_ros.core.fusion import block_mesh
 from dprecon_ros.core.fusion.block_mesh import BlockMesher, extract_block_mesh
 from dprecon_ros.core.fusion.config import TsdfConfig
 from dprecon_ros.core.fusion.fuse import fuse_volume
@@ -206,6 +207,19 @@ def test_incremental_meshing_remarches_changed_blocks_only(frames):
     as_sets = {tuple(sorted(map(tuple, np.round(vertices[f], 6)))) for f in faces}
     full_sets = {tuple(sorted(map(tuple, np.round(full_vertices[f], 6)))) for f in full_faces}
     assert as_sets == full_sets
+
+
+def test_a_volume_too_large_for_int32_edge_names_meshes_the_same_with_int64(frames, monkeypatch):
+    volume = integrate_all(sphere_volume(), frames)
+    narrow = extract_block_mesh(volume, 0.5)
+    pieces = block_mesh.march_blocks(volume, torch.arange(volume.num_blocks), 0.5)
+    assert pieces.face_edges.dtype == torch.int32 and pieces.vertex_block.dtype == torch.int32
+    monkeypatch.setattr(block_mesh, "index_dtype", lambda volume: torch.int64)
+    pieces = block_mesh.march_blocks(volume, torch.arange(volume.num_blocks), 0.5)
+    assert pieces.face_edges.dtype == torch.int64 and pieces.vertex_edge.dtype == torch.int64
+    wide = extract_block_mesh(volume, 0.5)
+    for a, b in zip(narrow, wide, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_meshes_crop_to_an_objects_box(frames):

@@ -69,7 +69,9 @@ def test_a_large_mesh_reaches_a_worker_that_starts_slowly(monkeypatch):
     vertices = sphere.vertices + np.random.default_rng(0).normal(0, 0.01, sphere.vertices.shape)
     faces = np.asarray(sphere.faces)
     assert len(uv_module.pack_arrays(vertices=vertices.astype(np.float32), faces=faces.astype(np.uint32))) > 2**16
-    slow_start = f"import time, runpy; time.sleep({5 * uv_module.POLL_S}); runpy.run_module('{uv_module.WORKER_MODULE}', run_name='__main__')"
+    slow_start = (
+        f"import time, runpy; time.sleep({5 * uv_module.POLL_S}); runpy.run_module('{uv_module.WORKER_MODULE}', run_name='__main__')"
+    )
     monkeypatch.setattr(uv_module, "worker_command", lambda: [sys.executable, "-c", slow_start])
     atlas = unwrap(vertices, faces, 256, 2, timeout_s=30.0)
     assert len(atlas.faces) == len(faces)
