@@ -157,9 +157,14 @@ def may_cross(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float) -
         return torch.zeros(0, dtype=torch.bool, device=volume.device)
     nb = neighbour_rows(volume, rows)
     present = nb >= 0
-    read, slot = torch.unique(nb.clamp(min=0), return_inverse=True)
-    observed = volume.weight.index_select(0, read) >= max(min_weight, EMPTY_WEIGHT)
-    negative = volume.tsdf_sum.index_select(0, read) < 0
+    if nb.numel() >= volume.num_blocks:  # most of the map: every block's flags, read in place
+        n, slot = volume.num_blocks, nb.clamp(min=0)
+        weight, tsdf = volume.weight[:n], volume.tsdf_sum[:n]
+    else:
+        read, slot = torch.unique(nb.clamp(min=0), return_inverse=True)
+        weight, tsdf = volume.weight.index_select(0, read), volume.tsdf_sum.index_select(0, read)
+    observed = weight >= max(min_weight, EMPTY_WEIGHT)
+    negative = tsdf < 0
     has_neg = (observed & negative).any(dim=1)[slot] & present
     has_pos = (observed & ~negative).any(dim=1)[slot] & present
     return has_neg.any(dim=1) & has_pos.any(dim=1)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dprecon_ros.core.fusion.blocks import KEY_BIAS, BlockIndex, pack, unpack
+from dprecon_ros.core.fusion.blocks import KEY_BIAS, BlockIndex, pack, unique_keys, unpack
 from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
 from dprecon_ros.core.types import CameraIntrinsics, Frame
 
@@ -240,7 +240,7 @@ class SparseTsdfVolume:
         points = (rays * z).add_(view.t_wc).mul_(1.0 / self.block_size)
         blocks = torch.floor_(points).clamp_(-KEY_BIAS, KEY_BIAS - 1).to(torch.int64)
         # neighbouring pixels mostly share blocks: dropping repeats in image order (per offset) first shrinks the sort
-        return torch.unique(torch.unique_consecutive(pack(blocks).view(-1)))
+        return unique_keys(torch.unique_consecutive(pack(blocks).view(-1)))
 
     def _allocate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._grow(len(self.index) + keys.numel())

@@ -222,6 +222,17 @@ def test_a_volume_too_large_for_int32_edge_names_meshes_the_same_with_int64(fram
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_sign_change_prefilter_agrees_for_a_few_blocks_and_for_the_whole_map(frames):
+    """may_cross reads every block's flags in place for most of the map, and only the blocks it needs for a few."""
+    volume = integrate_all(sphere_volume(), frames)
+    rows = torch.arange(volume.num_blocks)
+    whole = block_mesh.may_cross(volume, rows, 0.5)
+    assert 0 < int(whole.sum()) < volume.num_blocks
+    few = rows[:: max(1, volume.num_blocks // 5)][:5]
+    assert 8 * few.numel() < volume.num_blocks  # the other path
+    assert torch.equal(block_mesh.may_cross(volume, few, 0.5), whole[few])
+
+
 def test_meshes_crop_to_an_objects_box(frames):
     volume = integrate_all(sphere_volume(), frames)
     lo, hi = np.array([-0.3, -0.3, 0.0]), np.array([0.3, 0.3, 0.3])
