@@ -82,9 +82,13 @@ class DepthView:
     def padded_signed_depth(self, surface: torch.Tensor, max_depth_m: float) -> torch.Tensor:
         """Depth with a one-pixel border of 0 (no reading), flattened: + on `surface` pixels, - elsewhere; 0
         beyond `max_depth_m`."""
-        depth = self.depth.masked_fill(self.depth > max_depth_m, 0.0)
-        signed = torch.where(surface, depth, -depth)
-        return torch.nn.functional.pad(signed, (1, 1, 1, 1)).reshape(-1)
+        H, W = self.depth.shape
+        padded = torch.zeros((H + 2, W + 2), dtype=self.depth.dtype, device=self.depth.device)
+        inner = padded[1:-1, 1:-1]
+        torch.where(surface, self.depth, -self.depth, out=inner)
+        if max_depth_m < self.max_depth():
+            inner.masked_fill_(self.depth > max_depth_m, 0.0)
+        return padded.view(-1)
 
     def padded_colour(self) -> torch.Tensor:
         """The colour image with the same border as `padded_signed_depth`, one int32 per pixel holding the bytes

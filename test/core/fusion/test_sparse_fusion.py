@@ -286,6 +286,11 @@ def test_readings_beyond_the_maximum_depth_are_not_fused(frames):
     full = integrate_all(sphere_volume(), frames)
     assert near.num_blocks < full.num_blocks
     assert far_only.to_dense((np.full(3, -0.1), np.full(3, 0.1))).weight.sum() == 0  # an empty box, not None
+    # the cut is the same as having no reading there: voxels of near blocks that see far pixels are not updated
+    cut = [replace(f, depth_m=np.where(f.depth_m > 0.9, 0.0, f.depth_m).astype(np.float32)) for f in frames]
+    without_far = integrate_all(SparseTsdfVolume(VOXEL, 4.0, 8, CPU), cut)
+    assert without_far.num_blocks == near.num_blocks
+    assert_same_blocks(near, without_far, atol=0.0)
 
 
 def test_skipping_blocks_without_a_sign_change_loses_no_face(frames, monkeypatch):
