@@ -306,19 +306,20 @@ class SparseTsdfVolume:
             uv = (origin[:, :2, None] + offsets[None, :2]).mul_(inv_z[:, None]).clamp_(min=0).clamp_(max=last_pixel).to(torch.int32)
             pix = (uv[:, 1] * (W + 2)).add_(uv[:, 0]).view(-1)
             reading = signed.index_select(0, pix).view(z.shape)
-            sdf = reading.abs().sub_(z)
-            on_surface = (reading > 0) & (sdf >= -self.trunc)
+            tsdf = reading.abs().sub_(z).mul_(inv_trunc)  # signed distance in truncations
+            on_surface = (reading > 0) & (tsdf >= -1.0)
+            near = on_surface & (tsdf < 1.0)  # within the band on either side
             w = on_surface.to(torch.float32)
             if carve:
-                w.add_(((reading < 0) & (sdf > self.trunc)).to(torch.float32), alpha=self.free_space_weight)
+                w.add_(((reading < 0) & (tsdf > 1.0)).to(torch.float32), alpha=self.free_space_weight)
             if sign < 0:
                 w.neg_()
-            self.tsdf_sum.index_add_(0, chunk, sdf.mul(inv_trunc).clamp_(-1.0, 1.0).mul_(w))
+            # where w is not 0 the distance is at least -1 (surface) or above 1 (carving): clamped above only
+            self.tsdf_sum.index_add_(0, chunk, tsdf.clamp_(max=1.0).mul_(w))
             self.weight.index_add_(0, chunk, w)
             self.block_revision.index_fill_(0, chunk, self.revision)
-            near = on_surface & (sdf < self.trunc)  # within the band on either side
             # (R, G, B, 1) per voxel in the band; one outside it reads the border pixel, whose bytes are all 0
-            rgbn = colours.index_select(0, pix.masked_fill_(~near.view(-1), 0)).view(torch.uint8).view(*z.shape, 4)
+            rgbn = colours.index_select(0, pix.mul_(near.view(-1))).view(torch.uint8).view(*z.shape, 4)
             self.colour.index_add_(0, chunk, rgbn.to(torch.float32), alpha=sign)
 
     # ---------------------------------------------------------- read-outs
