@@ -4,7 +4,9 @@
 # the prior bench (bench/bench_prior_gpu.py) need for its Python (3.12) into .whl/, and render the bench's
 # hard scene (bench_backends.py --scene hard) into bags with ground truth under bench/scenes/gpu/ (both
 # git-ignored; name them in the device call's `carry`, which holds 64 MiB in all with the working tree).
-# Then, on the device, one call: BENCH_COMMIT=<sha> bash bench/run_gpu.sh
+# Then, on the device, one call: BENCH_COMMIT=<sha> bash bench/run_gpu.sh (the geometry stage); or, carrying
+# [".whl", "bench/scenes/gpu/views20_kept", "bench/scenes/tsdf_hard_640x480_10_<hash>.npz"], the texture stage
+# and the instant map: bash bench/run_gpu_tsdf.sh; AGREE=0 BAKE=0 bash bench/run_gpu_texture.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -48,6 +50,8 @@ done
 out=bench/scenes/gpu/views20_kept
 # shellcheck disable=SC2086
 [ -d "$out/bag" ] || .venv/bin/dprecon-sim-bag --out "$out" --views 20 ${SCENE:---arc-deg 120 --depth-noise 0.005 --seed 0}
-du -sh .whl bench/scenes/gpu
-carried_mib=$(du -scm .whl bench/scenes/gpu | tail -1 | cut -f1)
-[ "$carried_mib" -lt 60 ] || echo "prepare_device: .whl + bench/scenes/gpu is ${carried_mib} MiB; a device call carries 64 MiB with the tree" >&2
+# the instant map's CUDA bench (bench/run_gpu_tsdf.sh): the 10 views at 640x480 bench_tsdf.py caches (10 MB)
+.venv/bin/python -c "import sys; sys.path.insert(0, 'bench'); import bench_tsdf; bench_tsdf.load_views('hard', 10, 640, 480)"
+du -sh .whl bench/scenes/gpu bench/scenes/tsdf_hard_640x480_10_*.npz
+carried_mib=$(du -scm .whl bench/scenes/gpu/views20_kept bench/scenes/tsdf_hard_640x480_10_*.npz | tail -1 | cut -f1)
+[ "$carried_mib" -lt 60 ] || echo "prepare_device: the wheels and the texture and instant-map scenes are ${carried_mib} MiB; a device call carries 64 MiB with the tree" >&2
