@@ -13,6 +13,9 @@ if [ -d .whl ] && [ -z "${PYTHONPATH:-}" ]; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONUNBUFFERED=1
+# the CPU/CUDA agreement of fusion and meshing first (skipped where no GPU), then the bench
+timeout "${T_AGREE:-120}" python3 -m pytest -q -p no:cacheprovider test/core/fusion/test_sparse_fusion.py -k cuda -rs 2>&1 | tail -5
+echo "[run_gpu_tsdf] exit ${PIPESTATUS[0]} after: CPU/CUDA agreement of fusion and meshing"
 # shellcheck disable=SC2086  # VIEWS and THREADS are lists of words
 timeout "${T_TSDF:-240}" python3 bench/bench_tsdf.py --device cuda --no-latency --no-open3d --views ${VIEWS:-10} \
     --threads "${THREADS:-2}" --mesh-repeats "${MESH_REPEATS:-5}" --out "$out"

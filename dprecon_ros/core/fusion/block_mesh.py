@@ -20,7 +20,7 @@ import torch
 
 from dprecon_ros.core.fusion import cube_table
 from dprecon_ros.core.fusion.blocks import pack
-from dprecon_ros.core.fusion.sparse_tsdf import COUNT, EMPTY_WEIGHT, GROWTH, SparseTsdfVolume
+from dprecon_ros.core.fusion.sparse_tsdf import COUNT, EMPTY_WEIGHT, SparseTsdfVolume
 
 BLOCKS_PER_BATCH = 512  # blocks marched together: bounds the (blocks x 8 x voxels) gathers
 MAX_CHANNEL = 255.0
@@ -274,10 +274,12 @@ _EDGE_TABLES: weakref.WeakKeyDictionary[SparseTsdfVolume, torch.Tensor] = weakre
 
 def edge_table(volume: SparseTsdfVolume, size: int) -> torch.Tensor:
     """A scratch int32 table of at least `size` entries, kept per volume: a table over every edge of a large
-    map is hundreds of MB, and filling fresh memory costs its page faults at every mesh."""
+    map is hundreds of MB, and filling fresh memory costs its page faults at every mesh. It holds one entry per
+    edge of the volume's storage (6 KB per block of 8^3, half the voxels' 12 KB) and grows with the storage."""
     table = _EDGE_TABLES.get(volume)
-    if table is None or table.numel() < size or table.device != volume.device:
-        table = torch.empty(int(size * GROWTH), dtype=torch.int32, device=volume.device)
+    storage = volume.weight  # its device is the full one ("cuda:0", where volume.device may say "cuda")
+    if table is None or table.numel() < size or table.device != storage.device:
+        table = torch.empty(max(size, storage.numel() * cube_table.N_AXES), dtype=torch.int32, device=storage.device)
         _EDGE_TABLES[volume] = table
     return table[:size]
 
@@ -363,5 +365,8 @@ class BlockMesher:
         self.marched_blocks = int(stale.numel())
         self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight)])
         self.meshed_revision = self.volume.revision
-        self._mesh = weld(self.pieces, edge_table(self.volume, edge_count(self.pieces)))
+        mesh = weld(self.pieces, edge_table(self.volume, edge_count(self.pieces)))
+        for array in mesh:  # may share memory with the kept pieces, and is handed out again while nothing changes
+            array.flags.writeable = False
+        self._mesh = mesh
         return self._mesh

@@ -25,7 +25,7 @@ from dprecon_ros.core.fusion.blocks import KEY_BIAS, BlockIndex, pack, unique_ke
 from dprecon_ros.core.fusion.tsdf import TsdfVolume, VolumeSpec
 from dprecon_ros.core.types import CameraIntrinsics, Frame
 
-MIN_DEPTH_M = 1e-6  # a point must lie this far in front of the camera to project
+MIN_DEPTH_M = 1e-6  # depths are clamped to this when dividing by them (1/z at most 1e6)
 EMPTY_WEIGHT = 1e-4  # a voxel whose weight falls below this after taking keyframes out is unobserved again (float32
 # sums of weights like 0.3 leave residues near 1e-5)
 INITIAL_BLOCKS = 1024
@@ -301,7 +301,10 @@ class SparseTsdfVolume:
         for chunk in rows.split(self.rows_per_chunk):
             origin = (self.coords.index_select(0, chunk).to(torch.float32) * self.block_size) @ KR.T + Kt
             z = origin[:, 2:3] + offsets[2]
-            # behind the camera 1/z is taken as 0: the voxel projects to pixel (0, 0) of the border (no reading)
+            # at or behind the camera plane 1/z is taken as 0: the voxel projects to pixel (0, 0) of the border
+            # (no reading). 1/z is capped at 1/MIN_DEPTH_M: a voxel less than that in front of the camera lands
+            # outside the image too unless its centre is within about a micrometre of the camera's, and there it
+            # reads as free space, which it is (a mask for the case cost 5-8% of integration)
             inv_z = torch.reciprocal(z).clamp_(0.0, 1.0 / MIN_DEPTH_M)
             uv = (origin[:, :2, None] + offsets[None, :2]).mul_(inv_z[:, None]).clamp_(min=0).clamp_(max=last_pixel).to(torch.int32)
             pix = (uv[:, 1] * (W + 2)).add_(uv[:, 0]).view(-1)

@@ -11,9 +11,10 @@ from dprecon_ros.core.fusion.blocks import BlockIndex, pack, unique_keys, unpack
 def test_inserted_blocks_keep_their_rows_and_the_keys_stay_sorted():
     rng = np.random.default_rng(0)
     index, rows_of = BlockIndex(torch.device("cpu")), {}
-    for _ in range(20):  # batches overlapping earlier ones, in random order, with repeats inside a batch
+    for _ in range(20):  # batches of distinct keys overlapping earlier ones, in random order
         coords = torch.as_tensor(rng.integers(-40, 40, size=(200, 3)))
         keys = unique_keys(pack(coords))
+        keys = keys[torch.as_tensor(rng.permutation(len(keys)))]
         rows, new = index.insert(keys)
         for key, row, fresh in zip(keys.tolist(), rows.tolist(), new.tolist(), strict=True):
             assert fresh == (key not in rows_of)

@@ -233,6 +233,74 @@ def test_the_sign_change_prefilter_agrees_for_a_few_blocks_and_for_the_whole_map
     assert torch.equal(block_mesh.may_cross(volume, few, 0.5), whole[few])
 
 
+def test_the_int32_limit_of_edge_names_is_where_int64_takes_over():
+    from types import SimpleNamespace
+
+    limit = torch.iinfo(torch.int32).max // (8**3 * 3)  # blocks of 8^3 whose edges int32 can still name
+    for blocks, dtype in ((limit, torch.int32), (limit + 1, torch.int64)):
+        volume = SimpleNamespace(coords=torch.empty((blocks, 3), dtype=torch.int8), block_voxels=8)
+        assert block_mesh.index_dtype(volume) == dtype
+
+
+def test_the_kept_edge_table_grows_with_the_map_and_leaves_no_stale_entries(frames):
+    volume = SparseTsdfVolume(VOXEL, 4.0, 8, CPU, initial_blocks=16)  # storage that has to grow
+    integrate_all(volume, frames[:1])
+    first = extract_block_mesh(volume, 0.5)
+    small = block_mesh._EDGE_TABLES[volume].numel()
+    assert small >= volume.weight.numel() * 3
+    integrate_all(volume, frames[1:])
+    grown_storage = volume.weight.numel() * 3 > small
+    full = extract_block_mesh(volume, 0.5)  # a larger map: the table grows (or still covers the storage)
+    assert block_mesh._EDGE_TABLES[volume].numel() >= volume.weight.numel() * 3
+    assert grown_storage  # the sphere's frames outgrow the first frame's storage
+    fresh = block_mesh.weld(block_mesh.march_blocks(volume, torch.arange(volume.num_blocks), 0.5))  # its own table
+    for a, b in zip(full, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(first[1]) < len(full[1])
+    # pieces missing a vertex (inconsistent): the faces that name its edge go, whatever the kept table held
+    pieces = block_mesh.march_blocks(volume, torch.arange(volume.num_blocks), 0.5)
+    gone = pieces.vertex_edge[0]
+    named = (pieces.face_edges == gone).any(dim=1)
+    assert named.any()
+    keep = torch.arange(1, pieces.vertex_edge.numel())
+    broken = block_mesh.MeshPieces(
+        pieces.vertex_block[keep],
+        pieces.vertex_edge[keep],
+        pieces.positions[keep],
+        pieces.colours[keep],
+        pieces.face_block,
+        pieces.face_edges,
+    )
+    _, faces, _ = block_mesh.weld(broken, block_mesh.edge_table(volume, block_mesh.edge_count(broken)))
+    assert len(faces) == len(full[1]) - int(named.sum())
+
+
+def test_the_live_mesh_is_read_only(frames):
+    mesher = BlockMesher(integrate_all(sphere_volume(), frames[:3]), min_weight=0.5)
+    vertices, faces, colours = mesher.mesh()
+    with pytest.raises(ValueError):
+        vertices[0, 0] = 1.0  # it may share memory with the pieces the mesher keeps
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_fuses_and_meshes_as_the_cpu_does(frames):
+    cuda = torch.device("cuda")
+    on_cpu = integrate_all(SparseTsdfVolume(VOXEL, 4.0, 8, CPU), frames[:3])
+    on_gpu = SparseTsdfVolume(VOXEL, 4.0, 8, cuda)
+    for i, frame in enumerate(frames[:3]):
+        view = DepthView.of(frame, cuda, i)
+        on_gpu.integrate(view, view.depth > 0)
+    rows = torch.arange(on_cpu.num_blocks)
+    found = on_gpu.index.lookup(on_cpu.index.keys_by_row()[rows].to(cuda)).cpu()
+    assert on_gpu.num_blocks == on_cpu.num_blocks and bool((found >= 0).all())
+    np.testing.assert_allclose(on_gpu.weight[found.to(cuda)].cpu().numpy(), on_cpu.weight[rows].numpy(), atol=1e-5)
+    np.testing.assert_allclose(on_gpu.colour[found.to(cuda)].cpu().numpy(), on_cpu.colour[rows].numpy(), atol=1e-3)
+    cpu_mesh, gpu_mesh = extract_block_mesh(on_cpu, 0.5), extract_block_mesh(on_gpu, 0.5)
+    assert abs(len(cpu_mesh[1]) - len(gpu_mesh[1])) <= 0.001 * len(cpu_mesh[1])
+    mesher = BlockMesher(on_gpu, 0.5)
+    assert len(mesher.mesh()[1]) == len(gpu_mesh[1])
+
+
 def test_meshes_crop_to_an_objects_box(frames):
     volume = integrate_all(sphere_volume(), frames)
     lo, hi = np.array([-0.3, -0.3, 0.0]), np.array([0.3, 0.3, 0.3])
