@@ -178,8 +178,7 @@ def march_blocks(volume: SparseTsdfVolume, rows: torch.Tensor, min_weight: float
     if rows.numel() == 0:
         return MeshPieces.empty(volume.device)
     box = voxel_box(volume, bounds) if bounds is not None else None
-    parts = [_march(volume, batch, min_weight, box) for batch in rows.split(BLOCKS_PER_BATCH)]
-    return MeshPieces.cat(parts) if parts else MeshPieces.empty(volume.device)
+    return MeshPieces.cat([_march(volume, batch, min_weight, box) for batch in rows.split(BLOCKS_PER_BATCH)])
 
 
 def index_dtype(volume: SparseTsdfVolume) -> torch.dtype:
@@ -284,17 +283,17 @@ def edge_table(volume: SparseTsdfVolume, size: int) -> torch.Tensor:
     return table[:size]
 
 
-def weld(pieces: MeshPieces, table: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weld(pieces: MeshPieces, volume: SparseTsdfVolume | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices (V, 3) float32, faces (F, 3) int64, RGBA (V, 4) uint8): each triangle corner looked up by its
     edge in a table over the edges, then the vertices no triangle uses dropped (linear time, no sort). A corner
     whose edge has no vertex drops its face, a guard that never fires when the pieces are consistent. Vertices
-    stay float32, the precision they were computed in (as open3d's meshes). `table`: scratch int32 memory of at
-    least `edge_count(pieces)` entries (see `edge_table`); allocated here if not given."""
+    stay float32, the precision they were computed in (as open3d's meshes). `volume`: the pieces' volume, whose
+    kept table (`edge_table`) is used; without it a table is allocated here."""
     if pieces.num_faces == 0:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), dtype=np.int64), np.zeros((0, 4), dtype=np.uint8)
     device, count = pieces.positions.device, pieces.vertex_edge.numel()
     size = edge_count(pieces)
-    table = torch.empty(size, dtype=torch.int32, device=device) if table is None else table[:size]
+    table = torch.empty(size, dtype=torch.int32, device=device) if volume is None else edge_table(volume, size)
     table.fill_(-1)
     table[pieces.vertex_edge] = torch.arange(count, dtype=torch.int32, device=device)
     faces = table.index_select(0, pieces.face_edges.view(-1)).view(-1, 3)
@@ -328,7 +327,7 @@ def extract_block_mesh(
     """The volume's surface (inside `bounds` if given), marched in one go."""
     rows = torch.arange(volume.num_blocks, device=volume.device)
     pieces = march_blocks(volume, rows, min_weight, bounds)
-    return weld(pieces, edge_table(volume, edge_count(pieces)))
+    return weld(pieces, volume)
 
 
 class BlockMesher:
@@ -365,7 +364,7 @@ class BlockMesher:
         self.marched_blocks = int(stale.numel())
         self.pieces = MeshPieces.cat([self.pieces.without(stale), march_blocks(self.volume, stale, self.min_weight)])
         self.meshed_revision = self.volume.revision
-        mesh = weld(self.pieces, edge_table(self.volume, edge_count(self.pieces)))
+        mesh = weld(self.pieces, self.volume)
         for array in mesh:  # may share memory with the kept pieces, and is handed out again while nothing changes
             array.flags.writeable = False
         self._mesh = mesh
