@@ -128,20 +128,15 @@ class LiveFusion:
                 self.run_pass()
             except SyncCancelled:
                 self.counters.count("live_fusion_cancelled", "", logging.DEBUG)
-            except RuntimeError as exc:
-                if not is_out_of_memory(exc):
+            except Exception as exc:  # a bug must not end the thread: the node keeps ingesting
+                if isinstance(exc, RuntimeError) and is_out_of_memory(exc):
+                    self.counters.count("gpu_out_of_memory", "the live map ran out of device memory; cleared, runs fuse their own volumes")
+                else:
                     self.counters.count("live_fusion_failed", f"live map fusion failed: {exc}; cleared, runs fuse their own volumes")
                     log.exception("live fusion failed")
-                else:
-                    self.counters.count("gpu_out_of_memory", "the live map ran out of device memory; cleared, runs fuse their own volumes")
                 self.live.clear()
                 self.synced_keyframes = ()
                 release_device_memory()
-            except Exception:  # a bug must not end the thread: the node keeps ingesting
-                self.counters.count("live_fusion_failed", "live map fusion failed; cleared")
-                log.exception("live fusion failed")
-                self.live.clear()
-                self.synced_keyframes = ()
             finally:
                 with self._wake:
                     self._busy = False
