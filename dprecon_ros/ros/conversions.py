@@ -191,17 +191,20 @@ def triangle_list_marker(
 LIVE_NAMESPACE = "live"
 
 
-def live_map_markers(meshes: dict[int, TriangleMesh], shown_before: set[int], header: Header, arrays: Arrays) -> list[Marker]:
+def live_map_markers(
+    meshes: dict[int, TriangleMesh], shown_before: set[int], header: Header, arrays: Arrays
+) -> tuple[list[Marker], set[int]]:
     """The live map: one TRIANGLE_LIST per volume (id 0 = background), and DELETE for volumes shown before that
-    are gone (merged or forgotten objects) or have no surface any more."""
-    markers = [
-        triangle_list_marker(LIVE_NAMESPACE, volume_id, m.vertices, m.faces, m.vertex_colors, header, arrays)
-        for volume_id, m in sorted(meshes.items())
-        if not m.is_empty
-    ]
+    are gone (merged or forgotten objects) or have no surface any more; also the volumes now shown."""
     shown = {volume_id for volume_id, m in meshes.items() if not m.is_empty}
+    markers = [
+        triangle_list_marker(
+            LIVE_NAMESPACE, volume_id, meshes[volume_id].vertices, meshes[volume_id].faces, meshes[volume_id].vertex_colors, header, arrays
+        )
+        for volume_id in sorted(shown)
+    ]
     markers += [Marker(header=header, ns=LIVE_NAMESPACE, id=int(i), action=Marker.DELETE) for i in sorted(shown_before - shown)]
-    return markers
+    return markers, shown
 
 
 def relation_markers(recon: Reconstruction, header: Header) -> list[Marker]:

@@ -277,9 +277,8 @@ class DpreconNode(Node):
             return
         arrays = ArraySlots()
         header = Header(frame_id=self.config.topics.map_frame, stamp=conversions.to_time(latest.stamp))
-        markers = conversions.live_map_markers(latest.meshes, self._live_shown, header, arrays)
+        markers, self._live_shown = conversions.live_map_markers(latest.meshes, self._live_shown, header, arrays)
         self.pub_live_map.publish(arrays.serialize(MarkerArray(markers=markers)))
-        self._live_shown = {volume_id for volume_id, m in latest.meshes.items() if not m.is_empty}
         self._live_published_at = latest.made_at
         self.counters.count("live_map_published", "", logging.DEBUG)
 

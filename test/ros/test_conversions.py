@@ -196,7 +196,8 @@ def test_live_map_markers_delete_what_is_gone():
     from dprecon_ros.ros.conversions import PLAIN, live_map_markers
 
     tri = TriangleMesh(np.eye(3), np.array([[0, 1, 2]]), np.full((3, 4), 200, np.uint8))
-    shown = live_map_markers({0: tri, 5: tri, 7: TriangleMesh.empty()}, {0, 5, 7, 9}, Header(frame_id="map"), PLAIN)
+    shown, now_shown = live_map_markers({0: tri, 5: tri, 7: TriangleMesh.empty()}, {0, 5, 7, 9}, Header(frame_id="map"), PLAIN)
+    assert now_shown == {0, 5}
     adds = {m.id for m in shown if m.action == Marker.ADD}
     deletes = {m.id for m in shown if m.action == Marker.DELETE}
     assert adds == {0, 5} and deletes == {7, 9}  # 9 was merged away, 7 has no surface any more
