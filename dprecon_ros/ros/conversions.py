@@ -198,10 +198,9 @@ def live_map_markers(
     are gone (merged or forgotten objects) or have no surface any more; also the volumes now shown."""
     shown = {volume_id for volume_id, m in meshes.items() if not m.is_empty}
     markers = [
-        triangle_list_marker(
-            LIVE_NAMESPACE, volume_id, meshes[volume_id].vertices, meshes[volume_id].faces, meshes[volume_id].vertex_colors, header, arrays
-        )
-        for volume_id in sorted(shown)
+        triangle_list_marker(LIVE_NAMESPACE, volume_id, m.vertices, m.faces, m.vertex_colors, header, arrays)
+        for volume_id, m in sorted(meshes.items())
+        if volume_id in shown
     ]
     markers += [Marker(header=header, ns=LIVE_NAMESPACE, id=int(i), action=Marker.DELETE) for i in sorted(shown_before - shown)]
     return markers, shown
