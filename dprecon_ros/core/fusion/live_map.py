@@ -27,18 +27,22 @@ log = logging.getLogger("dprecon_ros")
 Contribution = tuple[int, frozenset[int]]  # (keyframe index, the instance ids whose pixels are this volume's surface)
 
 
+def voxel_size(config: TsdfConfig, volume_id: int) -> float:
+    """The background's voxels are coarse, an object's fine."""
+    return config.background_voxel_m if volume_id == BACKGROUND_ID else config.object_voxel_m
+
+
 def make_volume(config: TsdfConfig, volume_id: int, device: torch.device) -> SparseTsdfVolume:
     """An empty volume for an object or the background (id 0). An object's has fine voxels and is carved by
     every other reading the views saw through; the background's has coarse voxels and is updated only in the
     blocks around each view's surface."""
-    is_background = volume_id == BACKGROUND_ID
     return SparseTsdfVolume(
-        config.background_voxel_m if is_background else config.object_voxel_m,
+        voxel_size(config, volume_id),
         config.truncation_voxels,
         config.block_voxels,
         device,
         config.free_space_weight,
-        carve_in_frustum=not is_background,
+        carve_in_frustum=volume_id != BACKGROUND_ID,
         max_depth_m=config.max_depth_m,
         allocation_samples_per_block=config.allocation_samples_per_block,
     )
@@ -91,9 +95,8 @@ class FusedVolume:
 
 def volume_settings(config: TsdfConfig, volume_id: int) -> tuple:
     """The configuration a volume's contents depend on: another value means fusing it again."""
-    voxel = config.background_voxel_m if volume_id == BACKGROUND_ID else config.object_voxel_m
     return (
-        voxel,
+        voxel_size(config, volume_id),
         config.truncation_voxels,
         config.block_voxels,
         config.free_space_weight,

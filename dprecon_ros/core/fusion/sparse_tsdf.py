@@ -191,7 +191,7 @@ class SparseTsdfVolume:
         `free_space_weight`. `history`: the (view, surface) pairs integrated before, for blocks allocated now
         in a carving volume (called only then). Returns the number of blocks updated."""
         self.revision += 1
-        surface = surface.to(self.device) & (view.depth > 0)
+        surface = self._with_reading(view, surface)
         if sign > 0:
             rows, new = self._allocate(self._band_keys(view, surface))
             if new.any() and self.carve_in_frustum and history is None and self._integrated:
@@ -203,7 +203,7 @@ class SparseTsdfVolume:
             if new.any() and history is not None:
                 fresh = rows[new]
                 for old_view, old_surface in history():
-                    self._update(fresh, old_view, old_surface.to(self.device) & (old_view.depth > 0), 1)
+                    self._update(fresh, old_view, self._with_reading(old_view, old_surface), 1)
             rows = torch.unique(torch.cat([rows, self._rows_in_frustum(view)]))
         self._update(rows, view, surface, sign)
         self._integrated = True
@@ -214,8 +214,12 @@ class SparseTsdfVolume:
         allocates every view's blocks first); returns how many were new."""
         if self._integrated and self.carve_in_frustum:
             raise ValueError("blocks of a carving volume must be allocated before its first integration, or by integrate()")
-        _, new = self._allocate(self._band_keys(view, surface.to(self.device) & (view.depth > 0)))
+        _, new = self._allocate(self._band_keys(view, self._with_reading(view, surface)))
         return int(new.sum())
+
+    def _with_reading(self, view: DepthView, surface: torch.Tensor) -> torch.Tensor:
+        """The surface pixels that have a depth reading, on this volume's device."""
+        return surface.to(self.device) & (view.depth > 0)
 
     def _band_keys(self, view: DepthView, surface: torch.Tensor) -> torch.Tensor:
         """Keys of the blocks the truncation band around the surface pixels passes through (sampled at the
