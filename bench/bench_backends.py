@@ -160,6 +160,16 @@ def write_record(out: Path, prefix: str, args, **payload) -> Path:
     return path
 
 
+def package_version(name: str, missing: str | None = None) -> str | None:
+    """The installed version of a distribution, or `missing` where it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return missing
+
+
 def source_revision() -> dict:
     """The commit the bench ran on and whether the tree had uncommitted changes (results name their code)."""
     if "BENCH_COMMIT" in os.environ:  # a copy of the tree on another machine (the GPU's): the caller names it

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the checkpoint is local; nothing may be fetched
 
-from bench_backends import parse_set, source_revision  # noqa: E402
+from bench_backends import package_version, parse_set, source_revision  # noqa: E402
 from build_random_checkpoint import CONFIGS, build_random_checkpoint, directory_mb  # noqa: E402
 
 from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
@@ -452,15 +452,6 @@ class PriorBench:
             projected = p.get("projected_prior_s")
             rows.append(["prior stage", f"interrupted after {p['prior_steps_done']} steps; projected {projected or 0:.0f} s"])
         return format_table(["measure", "value"], rows)
-
-
-def package_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def choose_device(args: argparse.Namespace, parser: argparse.ArgumentParser) -> torch.device:

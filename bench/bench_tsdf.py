@@ -42,7 +42,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,6 +87,7 @@ PROC_STATUS, HIGH_WATER_FIELD = "/proc/self/status", "VmHWM:"
 BYTES_PER_MIB = float(2**20)
 MAX_CHANNEL = 255.0
 FRAMES_FILE, SETTINGS_FILE = "frames.npz", "settings.json"
+NOT_INSTALLED = "not installed"
 
 
 # --------------------------------------------------------------------------------------------------- frames
@@ -698,21 +698,14 @@ def print_latency(r: dict, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- main
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def header(args: argparse.Namespace, settings: dict) -> str:
-    from bench_backends import SCENES
+    from bench_backends import SCENES, package_version
 
     scene = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in SCENES[args.scene].items())
     return (
         f"TSDF fusion, project vs open3d VoxelBlockGrid: {args.scene} scene ({scene}), {args.width}x{args.height} px; "
-        f"threads {args.threads}; device {args.device} (open3d on cpu); torch {package_version('torch')}, "
-        f"open3d {package_version('open3d')}\nblock {settings['block_voxels']} voxels, truncation {settings['truncation_voxels']:g} "
+        f"threads {args.threads}; device {args.device} (open3d on cpu); torch {package_version('torch', NOT_INSTALLED)}, "
+        f"open3d {package_version('open3d', NOT_INSTALLED)}\nblock {settings['block_voxels']} voxels, truncation {settings['truncation_voxels']:g} "
         f"voxels, depth_max {settings['max_depth_m']:g} m, mesh weight threshold {settings['min_weight']:g}, every pixel with depth "
         f"as surface\nload average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores before the run (other work on the cores "
         f"distorts the timings, torch's most)"
@@ -747,7 +740,7 @@ def main() -> int:
     if args.one:
         return run_one(args)
     import torch
-    from bench_backends import SCENES, write_record
+    from bench_backends import SCENES, package_version, write_record
 
     from dprecon_ros.config import load_config
 
@@ -771,7 +764,7 @@ def main() -> int:
         size=[args.width, args.height],
         threads=args.threads,
         device=args.device,
-        versions={"torch": package_version("torch"), "open3d": package_version("open3d")},
+        versions={"torch": package_version("torch", NOT_INSTALLED), "open3d": package_version("open3d", NOT_INSTALLED)},
         load_average=os.getloadavg(),
         cpu_count=os.cpu_count(),
         settings=settings,
