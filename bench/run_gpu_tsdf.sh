@@ -8,10 +8,7 @@
 set -uo pipefail
 out=${OUT:-bench/results}
 mkdir -p "$out"
-if [ -d .whl ] && [ -z "${PYTHONPATH:-}" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
+. "$(dirname "$0")/device_wheels.sh"
 export PYTHONUNBUFFERED=1
 # the CPU/CUDA agreement of fusion and meshing first (skipped where no GPU), then the bench
 timeout "${T_AGREE:-120}" python3 -m pytest -q -p no:cacheprovider test/core/fusion/test_sparse_fusion.py -k cuda -rs 2>&1 | tail -5
