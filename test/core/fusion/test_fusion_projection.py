@@ -39,9 +39,14 @@ def scene() -> tuple[Frame, np.ndarray]:
     return Frame(0.0, rgb, depth, np.zeros((H, W), np.int32), {}, K, T_wc), surface
 
 
+def voxel_centres(volume: SparseTsdfVolume, rows: torch.Tensor) -> np.ndarray:
+    """(rows, voxels, 3) map-frame centres, in float64."""
+    return (volume.coords[rows].numpy()[:, None, :] * BLOCK + volume.local_ijk.numpy()[None] + 0.5) * VOXEL
+
+
 def reference(volume: SparseTsdfVolume, rows: torch.Tensor, frame: Frame, surface: np.ndarray):
     """(tsdf_sum, weight, colour (R, G, B, count), u, v) per voxel of `rows`, in float64."""
-    centres = (volume.coords[rows].numpy()[:, None, :] * BLOCK + volume.local_ijk.numpy()[None] + 0.5) * VOXEL
+    centres = voxel_centres(volume, rows)
     T_cw = np.linalg.inv(frame.T_world_camera)
     p = centres @ T_cw[:3, :3].T + T_cw[:3, 3]
     z = p[..., 2]
@@ -80,8 +85,7 @@ def test_every_voxel_around_the_camera_is_updated_as_the_plain_projection_says(f
     tsdf, weight, colour, u, v = reference(volume, rows, frame, surface)
     assert weight.shape == tuple(volume.weight[rows].shape)
     # the box holds every case the projection folds together
-    centres = (volume.coords[rows].numpy()[:, None, :] * BLOCK + volume.local_ijk.numpy()[None] + 0.5) * VOXEL
-    z = (centres - camera) @ frame.T_world_camera[:3, 2]
+    z = (voxel_centres(volume, rows) - camera) @ frame.T_world_camera[:3, 2]
     assert (z < 0).sum() > 1000  # behind the camera
     assert ((z > 0) & (u >= W - 0.5)).sum() > 100 and ((z > 0) & (v >= H - 0.5)).sum() > 100  # past right, bottom
     assert ((z > 0) & (u < -0.5)).sum() > 100 and ((z > 0) & (v < -0.5)).sum() > 100  # past left, top
