@@ -63,8 +63,8 @@ class MeshStage(Stage):
     def mesh_state(self, model: SceneModel, state: ObjectState, ctx: RunContext) -> TriangleMesh:
         cfg = ctx.config.mesh
         faces_budget = cfg.background_target_faces if state.is_background else cfg.target_faces
+        component = 0.0 if state.is_background else cfg.min_component_fraction
         if state.field is not None and model.normalisation is not None:
-            component = 0.0 if state.is_background else cfg.min_component_fraction
             return mesh_field(model, state, faces_budget, component)
         # after an out-of-memory retry the volume is fused again
         volume = (
@@ -72,7 +72,6 @@ class MeshStage(Stage):
         )
         if volume is None:
             return TriangleMesh.empty()
-        component = 0.0 if state.is_background else cfg.min_component_fraction
         bounds = None if state.is_background else object_box(state.seed, ctx.config.tsdf)
         return TriangleMesh(*clean_mesh(*extract_block_mesh(volume, cfg.min_weight, bounds), faces_budget, component))
 
