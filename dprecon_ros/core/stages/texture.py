@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from dprecon_ros.core.texture.bake import KeyframeView, bake_keyframes, texel_su
 from dprecon_ros.core.texture.config import TextureConfig, TextureSizes
 from dprecon_ros.core.texture.fill import push_pull, surface_fill
 from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels
-from dprecon_ros.core.texture.uv import UnwrapFailed, unwrap
+from dprecon_ros.core.texture.uv import UnwrapFailed, UnwrapJob, UnwrapQueue
 from dprecon_ros.core.types import TEXEL_FILLED, TEXEL_GENERATED, TEXEL_GUTTER, TEXEL_OBSERVED, Keyframe, TriangleMesh, texel_at
 from dprecon_ros.core.visibility import read_grid
 
@@ -61,14 +62,31 @@ class TextureStage(Stage):
         rasteriser = make_rasteriser(device)
         guidance = texture_guidance(model, ctx)
         states = [s for s in model.states() if s.object_id in ctx.dirty and s.mesh is not None and not s.mesh.is_empty]
-        for i, state in enumerate(states):
-            ctx.check_cancelled()
-            ctx.progress(i / max(1, len(states)))
-            try:
-                state.mesh = texture_mesh(model, state, ctx, rasteriser, guidance)
-            except UnwrapFailed as exc:  # the object keeps its vertex-coloured mesh
-                ctx.counters.count("texture_unwrap_failed", f"object {state.object_id} ({state.label}) keeps vertex colours: {exc}")
+        unwraps = UnwrapQueue([partial(start_unwrap, state, ctx) for state in states], ctx.config.texture.unwrap_ahead)
+        try:
+            for i, state in enumerate(states):
+                ctx.check_cancelled()
+                ctx.progress(i / max(1, len(states)))
+                try:
+                    state.mesh = texture_mesh(model, state, ctx, rasteriser, guidance, unwraps.job(i))
+                except UnwrapFailed as exc:  # the object keeps its vertex-coloured mesh
+                    ctx.counters.count("texture_unwrap_failed", f"object {state.object_id} ({state.label}) keeps vertex colours: {exc}")
+        finally:
+            unwraps.close()
         return model
+
+
+def atlas_size(state: ObjectState, ctx: RunContext) -> int:
+    sizes = texture_sizes(ctx.config.texture, ctx.compute.device)
+    return ctx.scaled(sizes.background_size if state.is_background else sizes.object_size, MIN_TEXTURE_SIZE)
+
+
+def start_unwrap(state: ObjectState, ctx: RunContext) -> UnwrapJob:
+    """The object's UV unwrap, started in its own process (see `UnwrapJob`)."""
+    cfg = ctx.config.texture
+    return UnwrapJob(
+        state.mesh.vertices, state.mesh.faces, atlas_size(state, ctx), cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s
+    )
 
 
 @contextmanager
@@ -107,15 +125,22 @@ def texture_guidance(model: SceneModel, ctx: RunContext) -> Guidance | None:
 
 
 def texture_mesh(
-    model: SceneModel, state: ObjectState, ctx: RunContext, rasteriser: Rasteriser, guidance: Guidance | None = None
+    model: SceneModel,
+    state: ObjectState,
+    ctx: RunContext,
+    rasteriser: Rasteriser,
+    guidance: Guidance | None = None,
+    unwrapping: UnwrapJob | None = None,
 ) -> TriangleMesh:
+    """The object's textured mesh; `unwrapping` is its UV unwrap if already started (else it starts here).
+    Raises UnwrapFailed when the unwrap does."""
     cfg = ctx.config.texture
     device = ctx.compute.device
     sizes = texture_sizes(cfg, device)
-    size = ctx.scaled(sizes.background_size if state.is_background else sizes.object_size, MIN_TEXTURE_SIZE)
+    size = atlas_size(state, ctx)
     mesh = state.mesh
-    with phase(ctx, "unwrap"):
-        atlas = unwrap(mesh.vertices, mesh.faces, size, cfg.padding_texels, cfg.chart_iterations, cfg.unwrap_timeout_s, ctx.check_cancelled)
+    with phase(ctx, "unwrap"):  # only the wait: an unwrap started ahead ran while earlier objects were textured
+        atlas = (unwrapping or start_unwrap(state, ctx)).result(ctx.check_cancelled)
     with phase(ctx, "bake"):
         surface = texel_surface(rasteriser, atlas, size, device)
         views = keyframe_views(ctx.keyframes, state)

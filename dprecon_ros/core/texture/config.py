@@ -46,6 +46,12 @@ class TextureConfig(TextureSizes):
         " on a 60k-face background mesh of the sim scene (2 cores)",
         (0, 16),
     )
+    unwrap_ahead: int = config_field(
+        2,
+        "meshes unwrapped ahead of the one being textured, each in its own xatlas process on a spare core, while the"
+        " device textures (0: one after the other)",
+        (0, 64),
+    )
     unwrap_timeout_s: float = config_field(600.0, "an object whose UV unwrap takes longer keeps its vertex colours", (1.0, 86400.0))
     depth_tolerance_m: float = config_field(
         0.03,

@@ -52,31 +52,71 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
         return {k: loaded[k] for k in loaded.files}
 
 
-def _run_worker(request: bytes, timeout_s: float, check_cancelled: Callable[[], None] | None) -> tuple[bytes, bytes, int]:
-    """The worker's output, polling `check_cancelled` every POLL_S; the child is killed on a timeout or a cancel.
+class UnwrapJob:
+    """One mesh's unwrap, running in its own xatlas process from construction on, so that the stage can unwrap
+    the next meshes on idle cores while the GPU textures this one; `result` waits for it.
 
-    The request goes in through a temporary file, not a pipe: `communicate` retried after a timeout no longer
-    writes to the child's stdin, so a request larger than a pipe's buffer, sent to a child that had not yet
-    started reading when the first poll ended, never arrived and the unwrap hung until its timeout."""
-    with tempfile.TemporaryFile() as stdin:
-        stdin.write(request)
-        stdin.seek(0)
-        proc = subprocess.Popen(worker_command(), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
+    Request, answer and errors go through temporary files, not pipes: `communicate` retried after a timeout no
+    longer writes to the child's stdin (a request larger than a pipe's buffer, sent to a child that had not yet
+    started reading, never arrived: an unwrap hung on a GPU machine that way), and a finished child waiting
+    to be read must not block on a full stdout pipe while its deadline runs."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, size: int, padding: int, chart_iterations: int, timeout_s: float) -> None:
+        self.vertices = np.asarray(vertices, dtype=np.float64)
+        self.timeout_s = timeout_s
+        request = pack_arrays(
+            vertices=np.asarray(vertices, dtype=np.float32),
+            faces=np.asarray(faces, dtype=np.uint32),
+            options=np.array([size, padding, chart_iterations], dtype=np.int64),
+        )
+        self._stdout, self._stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(request)
+            stdin.seek(0)
             try:
-                stdout, stderr = proc.communicate(timeout=min(POLL_S, max(0.01, deadline - time.monotonic())))
-                return stdout, stderr, proc.returncode
-            except subprocess.TimeoutExpired:
-                if time.monotonic() >= deadline:
-                    raise UnwrapFailed(f"xatlas took longer than {timeout_s:g} s") from None
+                self._proc = subprocess.Popen(worker_command(), stdin=stdin, stdout=self._stdout, stderr=self._stderr)
+            except OSError as exc:  # e.g. no memory left to fork
+                self._stdout.close()
+                self._stderr.close()
+                raise UnwrapFailed(f"cannot start the xatlas process: {exc}") from exc
+        self._deadline = time.monotonic() + timeout_s
+
+    def result(self, check_cancelled: Callable[[], None] | None = None) -> UvMesh:
+        """The atlas, polling `check_cancelled` every POLL_S (what it raises ends the child and propagates);
+        raises UnwrapFailed when the child crashed, raised, or ran past its timeout (then it is killed)."""
+        try:
+            while self._proc.poll() is None:
+                if time.monotonic() >= self._deadline:
+                    raise UnwrapFailed(f"xatlas took longer than {self.timeout_s:g} s")
                 if check_cancelled is not None:
                     check_cancelled()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+                try:
+                    self._proc.wait(timeout=min(POLL_S, max(0.01, self._deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    pass
+            returncode = self._proc.returncode
+            if returncode != 0:
+                why = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+                detail = _read(self._stderr).decode(errors="replace").strip().splitlines()[-1:] or [""]
+                raise UnwrapFailed(f"the xatlas process ended with {why} {detail[0]}".strip())
+            out = unpack_arrays(_read(self._stdout))
+        finally:
+            self.cancel()
+        source = out["source"].astype(np.int64)
+        return UvMesh(self.vertices[source], out["faces"].astype(np.int64), out["uv"].astype(np.float32), source)
+
+    def cancel(self) -> None:
+        """Ends the child if it still runs and frees its files; idempotent."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._stdout.close()
+        self._stderr.close()
+
+
+def _read(file) -> bytes:
+    file.seek(0)
+    return file.read()
 
 
 def unwrap(
@@ -92,16 +132,35 @@ def unwrap(
     `chart_iterations` of xatlas' chart refinement (see `texture.chart_iterations`). Raises UnwrapFailed when
     xatlas cannot do it within `timeout_s`; `check_cancelled` is polled while it works (what it raises ends the
     child process and propagates)."""
-    request = pack_arrays(
-        vertices=np.asarray(vertices, dtype=np.float32),
-        faces=np.asarray(faces, dtype=np.uint32),
-        options=np.array([size, padding, chart_iterations], dtype=np.int64),
-    )
-    stdout, stderr, returncode = _run_worker(request, timeout_s, check_cancelled)
-    if returncode != 0:
-        why = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
-        detail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise UnwrapFailed(f"the xatlas process ended with {why} {detail[0]}".strip())
-    out = unpack_arrays(stdout)
-    source = out["source"].astype(np.int64)
-    return UvMesh(np.asarray(vertices, dtype=np.float64)[source], out["faces"].astype(np.int64), out["uv"].astype(np.float32), source)
+    return UnwrapJob(vertices, faces, size, padding, chart_iterations, timeout_s).result(check_cancelled)
+
+
+class UnwrapQueue:
+    """Meshes unwrapped in order, up to `ahead` of them beyond the one asked for running at once: while the
+    caller textures one mesh (GPU work), xatlas packs the next ones on other cores."""
+
+    def __init__(self, start: list[Callable[[], UnwrapJob]], ahead: int) -> None:
+        self._start = start
+        self._ahead = ahead
+        self._jobs: dict[int, UnwrapJob | UnwrapFailed] = {}
+
+    def job(self, index: int) -> UnwrapJob:
+        """Mesh `index`'s job (started now if it was not yet), after starting the next `ahead` ones; raises
+        UnwrapFailed when its process could not start."""
+        for i in range(index, min(index + self._ahead + 1, len(self._start))):
+            if i not in self._jobs:
+                try:
+                    self._jobs[i] = self._start[i]()
+                except UnwrapFailed as exc:  # raised when mesh i is asked for, not while an earlier one is
+                    self._jobs[i] = exc
+        job = self._jobs.pop(index)
+        if isinstance(job, UnwrapFailed):
+            raise job
+        return job
+
+    def close(self) -> None:
+        """Ends the jobs started ahead that nobody asked for (a cancelled or failed run)."""
+        for job in self._jobs.values():
+            if not isinstance(job, UnwrapFailed):
+                job.cancel()
+        self._jobs.clear()

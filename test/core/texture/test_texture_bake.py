@@ -191,7 +191,7 @@ def test_a_failed_unwrap_leaves_the_vertex_coloured_mesh_and_counts(cube_mesh, c
     def fail(*_args):
         raise UnwrapFailed("the unwrap worker crashed")
 
-    monkeypatch.setattr(texture_stage, "unwrap", fail)
+    monkeypatch.setattr(texture_stage, "start_unwrap", fail)
     vertices, faces = cube_mesh
     mesh, ctx = run_texture_stage(vertices, faces, cube_keyframes)
     assert not mesh.is_textured and len(mesh.vertices) == len(vertices)
