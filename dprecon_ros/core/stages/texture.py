@@ -62,7 +62,9 @@ class TextureStage(Stage):
         rasteriser = make_rasteriser(device)
         guidance = texture_guidance(model, ctx)
         states = [s for s in model.states() if s.object_id in ctx.dirty and s.mesh is not None and not s.mesh.is_empty]
-        unwraps = UnwrapQueue([partial(start_unwrap, state, ctx) for state in states], ctx.config.texture.unwrap_ahead)
+        unwraps = UnwrapQueue(
+            [partial(start_unwrap, state, ctx) for state in states], ctx.config.texture.unwrap_ahead, [len(s.mesh.faces) for s in states]
+        )
         try:
             for i, state in enumerate(states):
                 ctx.check_cancelled()

@@ -136,27 +136,37 @@ def unwrap(
 
 
 class UnwrapQueue:
-    """Meshes unwrapped in order, up to `ahead` of them beyond the one asked for running at once: while the
-    caller textures one mesh (GPU work), xatlas packs the next ones on other cores."""
+    """Meshes unwrapped for a caller that takes them in list order, with up to `ahead` of them started and not
+    yet taken besides the one asked for: while the caller textures one mesh (GPU work), xatlas packs the next
+    ones on other cores. Those started ahead go by `cost`, largest first (the background's large mesh then
+    unwraps while the objects before it are textured, instead of when its turn comes); list order without it."""
 
-    def __init__(self, start: list[Callable[[], UnwrapJob]], ahead: int) -> None:
+    def __init__(self, start: list[Callable[[], UnwrapJob]], ahead: int, cost: list[float] | None = None) -> None:
         self._start = start
         self._ahead = ahead
+        order = list(range(len(start)))
+        self._waiting = order if cost is None else sorted(order, key=lambda i: -cost[i])  # not started, by priority
         self._jobs: dict[int, UnwrapJob | UnwrapFailed] = {}
 
     def job(self, index: int) -> UnwrapJob:
-        """Mesh `index`'s job (started now if it was not yet), after starting the next `ahead` ones; raises
-        UnwrapFailed when its process could not start."""
-        for i in range(index, min(index + self._ahead + 1, len(self._start))):
-            if i not in self._jobs:
-                try:
-                    self._jobs[i] = self._start[i]()
-                except UnwrapFailed as exc:  # raised when mesh i is asked for, not while an earlier one is
-                    self._jobs[i] = exc
+        """Mesh `index`'s job (started now if it was not yet), after starting others ahead; raises UnwrapFailed
+        when its process could not start."""
+        self._launch(index)
+        while self._waiting and len(self._jobs) - 1 < self._ahead:
+            self._launch(self._waiting[0])
         job = self._jobs.pop(index)
         if isinstance(job, UnwrapFailed):
             raise job
         return job
+
+    def _launch(self, index: int) -> None:
+        if index not in self._waiting:
+            return
+        self._waiting.remove(index)
+        try:
+            self._jobs[index] = self._start[index]()
+        except UnwrapFailed as exc:  # raised when mesh `index` is asked for, not while an earlier one is
+            self._jobs[index] = exc
 
     def close(self) -> None:
         """Ends the jobs started ahead that nobody asked for (a cancelled or failed run)."""

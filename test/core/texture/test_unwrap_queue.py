@@ -29,7 +29,7 @@ class FakeJob:
         self.cancelled = True
 
 
-def fake_queue(count: int, ahead: int, fail_at: int | None = None) -> tuple[UnwrapQueue, list[int]]:
+def fake_queue(count: int, ahead: int, fail_at: int | None = None, cost=None) -> tuple[UnwrapQueue, list[int]]:
     started: list[int] = []
 
     def start(i: int):
@@ -37,7 +37,7 @@ def fake_queue(count: int, ahead: int, fail_at: int | None = None) -> tuple[Unwr
             raise UnwrapFailed(f"mesh {i} cannot start")
         return FakeJob(i, started)
 
-    return UnwrapQueue([lambda i=i: start(i) for i in range(count)], ahead), started
+    return UnwrapQueue([lambda i=i: start(i) for i in range(count)], ahead, cost), started
 
 
 def test_the_queue_starts_the_next_meshes_ahead_and_hands_each_its_own_job():
@@ -47,6 +47,15 @@ def test_the_queue_starts_the_next_meshes_ahead_and_hands_each_its_own_job():
     assert queue.job(1).index == 1 and started == [0, 1, 2, 3]
     assert queue.job(2).index == 2 and queue.job(3).index == 3 and queue.job(4).index == 4
     assert started == [0, 1, 2, 3, 4]  # each started once, never past the end
+
+
+def test_meshes_started_ahead_go_largest_first_and_are_taken_in_list_order():
+    queue, started = fake_queue(4, ahead=1, cost=[5, 1, 2, 50])  # the background, largest, comes last
+    assert queue.job(0).index == 0
+    assert started == [0, 3]  # the background's unwrap runs from the start
+    assert queue.job(1).index == 1 and started == [0, 3, 1]  # the one asked for starts at once
+    assert queue.job(2).index == 2 and queue.job(3).index == 3
+    assert started == [0, 3, 1, 2]
 
 
 def test_without_lookahead_one_mesh_is_unwrapped_at_a_time():
