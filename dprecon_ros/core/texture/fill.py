@@ -15,6 +15,12 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
+# The observed texels lie on surfaces, and most unseen ones are far from them (a median 17 cm on the sim scene's
+# background, with texels 7 mm apart). A k-d tree split at midpoints, with leaves of 64, answers such queries
+# 4x faster than scipy's default (median splits, leaves of 16: 2.8 s against 11.5 s for 1.5 M texels), with the
+# same neighbours; median splits cut the surfaces into slivers that a far query's ball crosses many of.
+KD_LEAF_SIZE = 64
+
 
 def surface_fill(colour: torch.Tensor, points: torch.Tensor, observed: torch.Tensor, neighbours: int) -> torch.Tensor:
     """(T, 3) per-texel colours with the unobserved rows replaced by the inverse-distance mean of the
@@ -24,7 +30,8 @@ def surface_fill(colour: torch.Tensor, points: torch.Tensor, observed: torch.Ten
     seen = observed.cpu().numpy()
     known_points = points[observed].cpu().numpy().astype(np.float64)
     k = min(neighbours, len(known_points))
-    distance, index = cKDTree(known_points).query(points[~observed].cpu().numpy().astype(np.float64), k=k, workers=-1)
+    tree = cKDTree(known_points, leafsize=KD_LEAF_SIZE, balanced_tree=False, compact_nodes=False)
+    distance, index = tree.query(points[~observed].cpu().numpy().astype(np.float64), k=k, workers=-1)
     distance, index = distance.reshape(len(distance), k), index.reshape(len(index), k)
     weight = 1.0 / np.maximum(distance, 1e-6)
     weight /= weight.sum(axis=1, keepdims=True)
