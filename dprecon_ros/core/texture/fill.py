@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 # 4x faster than scipy's default (median splits, leaves of 16: 2.8 s against 11.5 s for 1.5 M texels), with the
 # same neighbours; median splits cut the surfaces into slivers that a far query's ball crosses many of.
 KD_LEAF_SIZE = 64
+MIN_DISTANCE_M = 1e-6  # an unseen texel on top of an observed one takes its colour, without dividing by 0
 
 
 def surface_fill(colour: torch.Tensor, points: torch.Tensor, observed: torch.Tensor, neighbours: int) -> torch.Tensor:
@@ -33,12 +34,12 @@ def surface_fill(colour: torch.Tensor, points: torch.Tensor, observed: torch.Ten
     tree = cKDTree(known_points, leafsize=KD_LEAF_SIZE, balanced_tree=False, compact_nodes=False)
     distance, index = tree.query(points[~observed].cpu().numpy().astype(np.float64), k=k, workers=-1)
     distance, index = distance.reshape(len(distance), k), index.reshape(len(index), k)
-    weight = 1.0 / np.maximum(distance, 1e-6)
+    weight = (1.0 / np.maximum(distance, MIN_DISTANCE_M)).astype(np.float32)
     weight /= weight.sum(axis=1, keepdims=True)
-    known_colour = colour[observed].cpu().numpy()
+    known_colour = colour[observed].cpu().numpy().astype(np.float32)
     filled = colour.clone()
     filled[torch.as_tensor(~seen, device=colour.device)] = torch.as_tensor(
-        (known_colour[index] * weight[..., None]).sum(axis=1), dtype=colour.dtype, device=colour.device
+        np.einsum("qk,qkc->qc", weight, known_colour[index]), dtype=colour.dtype, device=colour.device
     )
     return filled
 
