@@ -28,13 +28,16 @@ def config_field(
     choices: tuple[str | int, ...] = (),
     live: bool = True,
     schedule: bool = False,
+    fingerprint: bool = True,
 ):
     """A dataclass field that carries its own documentation, validity range, and whether a running node may
     change it (`live=False`: read once at start-up, a read-only ROS parameter).
 
     `schedule=True` marks a list `[start_step, start_value, end_value, end_step]` (see core/schedules.py).
+    `fingerprint=False` marks a field that changes how a stage runs, not what it makes (how many processes, a
+    time limit): changing it refits nothing (core/pipeline.py's fingerprints leave it out).
     """
-    meta = {"help": help, "range": range, "choices": choices, "live": live, "schedule": schedule}
+    meta = {"help": help, "range": range, "choices": choices, "live": live, "schedule": schedule, "fingerprint": fingerprint}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -152,3 +155,14 @@ def with_sizes(section: Any, sizes: Any) -> Any:
     """`section` with every field of the `sizes` dataclass (a base class of it) taken from `sizes`: the stages'
     CPU presets (`geometry.cpu`, `prior.cpu`) replace their GPU sizes this way."""
     return dataclasses.replace(section, **{f.name: getattr(sizes, f.name) for f in dataclasses.fields(sizes)})
+
+
+def fingerprinted(section: Any) -> dict[str, Any]:
+    """A config section as a dict, like `dataclasses.asdict`, without its `fingerprint=False` fields."""
+    out = {}
+    for f in dataclasses.fields(section):
+        if not f.metadata.get("fingerprint", True):
+            continue
+        value = getattr(section, f.name)
+        out[f.name] = fingerprinted(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dprecon_ros.config_fields import fingerprinted
 from dprecon_ros.core.compute import Compute, is_out_of_memory, release_device_memory
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.guidance.base import guidance_available
@@ -65,7 +66,7 @@ def fingerprints(
     """What each object's fit depends on: the stage list and its configuration, the object's box, label and
     observations, and the keyframes that saw it (all keyframes for the background)."""
     sections = sorted({s for stage in stages for s in stage.config_sections})
-    values = {s: dataclasses.asdict(getattr(config, s)) for s in sections}
+    values = {s: fingerprinted(getattr(config, s)) for s in sections}
     # a per-object prompt belongs to that object's fingerprint alone: overriding one prompt refits one object
     prompts = prompt_overrides(values["prior"].pop("prompts")) if "prior" in values else {}
     if "prior" in values:  # weights that appear later must refit what was fitted without them

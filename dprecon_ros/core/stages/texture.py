@@ -70,7 +70,11 @@ class TextureStage(Stage):
                 ctx.check_cancelled()
                 ctx.progress(i / max(1, len(states)))
                 try:
-                    state.mesh = texture_mesh(model, state, ctx, rasteriser, guidance, unwraps.job(i))
+                    unwrapping = unwraps.job(i)
+                    try:
+                        state.mesh = texture_mesh(model, state, ctx, rasteriser, guidance, unwrapping)
+                    finally:
+                        unwrapping.cancel()  # a no-op once its result was read; ends it if texturing failed before
                 except UnwrapFailed as exc:  # the object keeps its vertex-coloured mesh
                     ctx.counters.count("texture_unwrap_failed", f"object {state.object_id} ({state.label}) keeps vertex colours: {exc}")
         finally:

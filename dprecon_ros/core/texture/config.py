@@ -48,11 +48,14 @@ class TextureConfig(TextureSizes):
     )
     unwrap_ahead: int = config_field(
         2,
-        "meshes unwrapped ahead of the one being textured, each in its own xatlas process on a spare core, while the"
-        " device textures (0: one after the other)",
+        "meshes unwrapped ahead of the one being textured, each in its own xatlas process, while the device textures:"
+        " the next one, then the largest (0: one after the other)",
         (0, 64),
+        fingerprint=False,
     )
-    unwrap_timeout_s: float = config_field(600.0, "an object whose UV unwrap takes longer keeps its vertex colours", (1.0, 86400.0))
+    unwrap_timeout_s: float = config_field(
+        600.0, "an object whose UV unwrap takes longer keeps its vertex colours", (1.0, 86400.0), fingerprint=False
+    )
     depth_tolerance_m: float = config_field(
         0.03,
         "a keyframe pixel colours a texel when its measured depth is within this (plus depth_tolerance_per_m times the depth)"

@@ -18,7 +18,8 @@ from scipy.spatial import cKDTree
 # The observed texels lie on surfaces, and most unseen ones are far from them (a median 17 cm on the sim scene's
 # background, with texels 7 mm apart). A k-d tree split at midpoints, with leaves of 64, answers such queries
 # 4x faster than scipy's default (median splits, leaves of 16: 2.8 s against 11.5 s for 1.5 M texels), with the
-# same neighbours; median splits cut the surfaces into slivers that a far query's ball crosses many of.
+# same neighbours up to ties at equal distances; median splits cut the surfaces into slivers that a far
+# query's ball crosses many of.
 KD_LEAF_SIZE = 64
 MIN_DISTANCE_M = 1e-6  # an unseen texel on top of an observed one takes its colour, without dividing by 0
 

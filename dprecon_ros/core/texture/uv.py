@@ -54,7 +54,7 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 class UnwrapJob:
     """One mesh's unwrap, running in its own xatlas process from construction on, so that the stage can unwrap
-    the next meshes on idle cores while the GPU textures this one; `result` waits for it.
+    the next meshes while the GPU textures this one; `result` waits for it.
 
     Request, answer and errors go through temporary files, not pipes: `communicate` retried after a timeout no
     longer writes to the child's stdin (a request larger than a pipe's buffer, sent to a child that had not yet
@@ -64,29 +64,33 @@ class UnwrapJob:
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, size: int, padding: int, chart_iterations: int, timeout_s: float) -> None:
         self.vertices = np.asarray(vertices, dtype=np.float64)
         self.timeout_s = timeout_s
+        self._timed_out = False
         request = pack_arrays(
             vertices=np.asarray(vertices, dtype=np.float32),
             faces=np.asarray(faces, dtype=np.uint32),
             options=np.array([size, padding, chart_iterations], dtype=np.int64),
         )
-        self._stdout, self._stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        with tempfile.TemporaryFile() as stdin:
-            stdin.write(request)
-            stdin.seek(0)
-            try:
+        files: list = []
+        try:
+            for _ in range(2):
+                files.append(tempfile.TemporaryFile())
+            self._stdout, self._stderr = files
+            with tempfile.TemporaryFile() as stdin:
+                stdin.write(request)
+                stdin.seek(0)
                 self._proc = subprocess.Popen(worker_command(), stdin=stdin, stdout=self._stdout, stderr=self._stderr)
-            except OSError as exc:  # e.g. no memory left to fork
-                self._stdout.close()
-                self._stderr.close()
-                raise UnwrapFailed(f"cannot start the xatlas process: {exc}") from exc
-        self._deadline = time.monotonic() + timeout_s
+        except (OSError, MemoryError) as exc:  # no memory left to fork, no room for the request in the temp dir
+            for file in files:
+                file.close()
+            raise UnwrapFailed(f"cannot start the xatlas process: {type(exc).__name__}: {exc}") from exc
+        self._deadline = time.monotonic() + timeout_s  # the child's own running time: it counts from its start
 
     def result(self, check_cancelled: Callable[[], None] | None = None) -> UvMesh:
         """The atlas, polling `check_cancelled` every POLL_S (what it raises ends the child and propagates);
         raises UnwrapFailed when the child crashed, raised, or ran past its timeout (then it is killed)."""
         try:
-            while self._proc.poll() is None:
-                if time.monotonic() >= self._deadline:
+            while self._timed_out or self._proc.poll() is None:
+                if self._timed_out or time.monotonic() >= self._deadline:  # ended by end_if_late, or late now
                     raise UnwrapFailed(f"xatlas took longer than {self.timeout_s:g} s")
                 if check_cancelled is not None:
                     check_cancelled()
@@ -104,6 +108,13 @@ class UnwrapJob:
             self.cancel()
         source = out["source"].astype(np.int64)
         return UvMesh(self.vertices[source], out["faces"].astype(np.int64), out["uv"].astype(np.float32), source)
+
+    def end_if_late(self) -> None:
+        """Ends the child once it has run past its deadline, before anyone asks for it: a hung unwrap started
+        ahead must not hold a core until its turn comes. Its `result` then raises UnwrapFailed."""
+        if self._proc.poll() is None and time.monotonic() >= self._deadline:
+            self._timed_out = True
+            self.cancel()
 
     def cancel(self) -> None:
         """Ends the child if it still runs and frees its files; idempotent."""
@@ -137,9 +148,10 @@ def unwrap(
 
 class UnwrapQueue:
     """Meshes unwrapped for a caller that takes them in list order, with up to `ahead` of them started and not
-    yet taken besides the one asked for: while the caller textures one mesh (GPU work), xatlas packs the next
-    ones on other cores. Those started ahead go by `cost`, largest first (the background's large mesh then
-    unwraps while the objects before it are textured, instead of when its turn comes); list order without it."""
+    yet taken besides the one asked for: while the caller textures one mesh (GPU work), xatlas packs others in
+    their own processes. The next mesh in the list always goes first, so it is ready when its turn comes; the
+    other slots go by `cost`, largest first (the background's large mesh, textured last, then unwraps while
+    the objects are textured instead of when its turn comes); list order without `cost`."""
 
     def __init__(self, start: list[Callable[[], UnwrapJob]], ahead: int, cost: list[float] | None = None) -> None:
         self._start = start
@@ -150,8 +162,13 @@ class UnwrapQueue:
 
     def job(self, index: int) -> UnwrapJob:
         """Mesh `index`'s job (started now if it was not yet), after starting others ahead; raises UnwrapFailed
-        when its process could not start."""
+        when its process could not start. The caller owns the job it gets (and cancels it if it gives up)."""
+        for job in self._jobs.values():
+            if isinstance(job, UnwrapJob):
+                job.end_if_late()
         self._launch(index)
+        if self._ahead > 0:
+            self._launch(index + 1)
         while self._waiting and len(self._jobs) - 1 < self._ahead:
             self._launch(self._waiting[0])
         job = self._jobs.pop(index)

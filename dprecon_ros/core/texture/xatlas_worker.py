@@ -1,4 +1,4 @@
-"""The xatlas child process of `uv.unwrap`: a mesh (npz on stdin) in, its atlas (npz on stdout) out.
+"""The xatlas child process of `uv.UnwrapJob`: a mesh (npz on stdin) in, its atlas (npz on stdout) out.
 
 It imports only numpy and xatlas, so it starts in a fraction of a second.
 """

@@ -55,3 +55,15 @@ def test_weights_that_appear_later_refit_what_ran_without_them(tmp_path):
     for part in ("unet", "text_encoder", "tokenizer", "scheduler"):
         (tmp_path / "checkpoint" / part).mkdir(parents=True)
     assert fingerprints(config, stages, [], seeds, {1: (0,)})[1] != without[1]
+
+
+def test_settings_of_how_a_stage_runs_refit_nothing():
+    config = DpreconConfig()
+    config.reconstruction.backend = "full"
+    stages = make_stages([*config.reconstruction.stage_names(), "texture"])
+    seeds = [ObjectSeed(1, "mug", np.zeros(3), np.ones(3), 3)]
+    before = fingerprints(config, stages, [], seeds, {1: (0,)})
+    config.texture.unwrap_ahead, config.texture.unwrap_timeout_s = 7, 60.0  # processes and time limits
+    assert fingerprints(config, stages, [], seeds, {1: (0,)}) == before
+    config.texture.object_size = 512  # what the stage makes
+    assert fingerprints(config, stages, [], seeds, {1: (0,)})[1] != before[1]

@@ -33,6 +33,16 @@ def test_the_fill_is_the_inverse_distance_mean_of_the_nearest_observed_texels():
     assert torch.equal(filled[observed], colour[observed])  # what was seen stays
     assert torch.allclose(filled, brute_force_fill(colour, points, observed, 8), atol=1e-5)
     assert not torch.allclose(filled, brute_force_fill(colour, points, observed, 4), atol=1e-3)  # the count matters
+    assert torch.allclose(surface_fill(colour, points, observed, neighbours=3), brute_force_fill(colour, points, observed, 3), atol=1e-5)
+
+
+def test_an_unseen_texel_on_top_of_an_observed_one_takes_its_colour():
+    points = torch.tensor([[0.0, 0, 0], [0.0, 0, 0], [1.0, 0, 0]])
+    colour = torch.tensor([[1.0, 0, 0], [0.0, 0, 0], [0.0, 0, 1.0]])
+    observed = torch.tensor([True, False, True])
+    filled = surface_fill(colour, points, observed, neighbours=2)
+    assert bool(torch.isfinite(filled).all())
+    assert float(filled[1, 0]) > 0.999 and float(filled[1, 2]) < 1e-3
 
 
 def test_a_hole_takes_the_colour_of_the_surface_around_it_not_of_one_across_the_room():
