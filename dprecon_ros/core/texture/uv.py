@@ -65,13 +65,13 @@ class UnwrapJob:
         self.vertices = np.asarray(vertices, dtype=np.float64)
         self.timeout_s = timeout_s
         self._timed_out = False
-        request = pack_arrays(
-            vertices=np.asarray(vertices, dtype=np.float32),
-            faces=np.asarray(faces, dtype=np.uint32),
-            options=np.array([size, padding, chart_iterations], dtype=np.int64),
-        )
         files: list = []
         try:
+            request = pack_arrays(
+                vertices=np.asarray(vertices, dtype=np.float32),
+                faces=np.asarray(faces, dtype=np.uint32),
+                options=np.array([size, padding, chart_iterations], dtype=np.int64),
+            )
             for _ in range(2):
                 files.append(tempfile.TemporaryFile())
             self._stdout, self._stderr = files
@@ -79,7 +79,7 @@ class UnwrapJob:
                 stdin.write(request)
                 stdin.seek(0)
                 self._proc = subprocess.Popen(worker_command(), stdin=stdin, stdout=self._stdout, stderr=self._stderr)
-        except (OSError, MemoryError) as exc:  # no memory left to fork, no room for the request in the temp dir
+        except (OSError, MemoryError) as exc:  # no memory for the request or to fork, no room for it in the temp dir
             for file in files:
                 file.close()
             raise UnwrapFailed(f"cannot start the xatlas process: {type(exc).__name__}: {exc}") from exc

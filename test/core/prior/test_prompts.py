@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from dprecon_ros.config import DpreconConfig
+from dprecon_ros.config_fields import fingerprinted
 from dprecon_ros.core.pipeline import fingerprints
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages.catalog import make_stages
@@ -67,3 +70,24 @@ def test_settings_of_how_a_stage_runs_refit_nothing():
     assert fingerprints(config, stages, [], seeds, {1: (0,)}) == before
     config.texture.object_size = 512  # what the stage makes
     assert fingerprints(config, stages, [], seeds, {1: (0,)})[1] != before[1]
+
+
+def test_fingerprints_hash_every_setting_but_those_marked_as_how_a_stage_runs():
+    """Saved maps keep their fingerprints: each section hashes as `dataclasses.asdict` did, less the fields
+    marked fingerprint=False (a change here would refit every saved map)."""
+    config = DpreconConfig()
+
+    def without_unmarked(section) -> dict:
+        out = dataclasses.asdict(section)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if not f.metadata.get("fingerprint", True):
+                del out[f.name]
+            elif dataclasses.is_dataclass(value):
+                out[f.name] = without_unmarked(value)
+        return out
+
+    for f in dataclasses.fields(config):
+        section = getattr(config, f.name)
+        assert fingerprinted(section) == without_unmarked(section), f.name
+    assert "unwrap_ahead" not in fingerprinted(config.texture) and "cpu" in fingerprinted(config.texture)

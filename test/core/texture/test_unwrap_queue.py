@@ -90,6 +90,30 @@ def test_closing_the_queue_cancels_the_jobs_started_ahead():
     assert all(job.cancelled for job in pending)
 
 
+@pytest.mark.parametrize("where", ["request", "fork"])
+def test_a_job_that_cannot_start_fails_its_mesh_alone_and_frees_its_files(monkeypatch, where):
+    vertices, faces = raster_scene.cube_mesh()
+    opened = []
+    real_file = uv_module.tempfile.TemporaryFile
+
+    def tracked_file():
+        opened.append(real_file())
+        return opened[-1]
+
+    def fail(*_args, **_kwargs):
+        raise MemoryError() if where == "request" else OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(uv_module.tempfile, "TemporaryFile", tracked_file)
+    monkeypatch.setattr(uv_module, "pack_arrays" if where == "request" else "worker_command", fail)
+    with pytest.raises(UnwrapFailed, match="cannot start"):
+        UnwrapJob(vertices, faces, 64, 2, 0, 60.0)
+    assert all(file.closed for file in opened)
+    failing = UnwrapQueue([lambda: FakeJob(0, []), lambda: UnwrapJob(vertices, faces, 64, 2, 0, 60.0)], ahead=1)
+    assert failing.job(0).index == 0  # mesh 1's failed start, ahead, does not fail mesh 0
+    with pytest.raises(UnwrapFailed, match="cannot start"):
+        failing.job(1)
+
+
 def test_closing_the_queue_ends_running_xatlas_processes(monkeypatch):
     monkeypatch.setattr(uv_module, "worker_command", lambda: [sys.executable, "-c", "import time; time.sleep(30)"])
     vertices, faces = raster_scene.cube_mesh()
