@@ -78,13 +78,13 @@ class ObjectTimer:
         self.faces: dict[int, int] = {}
         self._inner = texture_stage.texture_mesh
 
-    def __call__(self, model, state, ctx, rasteriser, guidance=None, unwrapping=None):
+    def __call__(self, model, state, ctx, rasteriser, unwrapping, guidance=None):
         if ctx.compute.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         before = dict(ctx.timings)
         self.faces[state.object_id] = len(state.mesh.faces)
-        mesh = self._inner(model, state, ctx, rasteriser, guidance, unwrapping)
+        mesh = self._inner(model, state, ctx, rasteriser, unwrapping, guidance)
         if ctx.compute.device.type == "cuda":
             torch.cuda.synchronize()
         self.seconds[state.object_id] = time.perf_counter() - t0

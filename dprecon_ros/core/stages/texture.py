@@ -72,7 +72,7 @@ class TextureStage(Stage):
                 try:
                     unwrapping = unwraps.job(i)
                     try:
-                        state.mesh = texture_mesh(model, state, ctx, rasteriser, guidance, unwrapping)
+                        state.mesh = texture_mesh(model, state, ctx, rasteriser, unwrapping, guidance)
                     finally:
                         unwrapping.cancel()  # a no-op once its result was read; ends it if texturing failed before
                 except UnwrapFailed as exc:  # the object keeps its vertex-coloured mesh
@@ -135,18 +135,18 @@ def texture_mesh(
     state: ObjectState,
     ctx: RunContext,
     rasteriser: Rasteriser,
+    unwrapping: UnwrapJob,
     guidance: Guidance | None = None,
-    unwrapping: UnwrapJob | None = None,
 ) -> TriangleMesh:
-    """The object's textured mesh; `unwrapping` is its UV unwrap if already started (else it starts here).
-    Raises UnwrapFailed when the unwrap does."""
+    """The object's textured mesh from its UV unwrap, started beforehand (`start_unwrap`). Raises
+    UnwrapFailed when the unwrap does."""
     cfg = ctx.config.texture
     device = ctx.compute.device
     sizes = texture_sizes(cfg, device)
     size = atlas_size(state, ctx)
     mesh = state.mesh
     with phase(ctx, "unwrap"):  # only the wait: an unwrap started ahead ran while earlier objects were textured
-        atlas = (unwrapping or start_unwrap(state, ctx)).result(ctx.check_cancelled)
+        atlas = unwrapping.result(ctx.check_cancelled)
     with phase(ctx, "bake"):
         surface = texel_surface(rasteriser, atlas, size, device)
         views = keyframe_views(ctx.keyframes, state)

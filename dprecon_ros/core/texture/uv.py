@@ -163,9 +163,8 @@ class UnwrapQueue:
     def job(self, index: int) -> UnwrapJob:
         """Mesh `index`'s job (started now if it was not yet), after starting others ahead; raises UnwrapFailed
         when its process could not start. The caller owns the job it gets (and cancels it if it gives up)."""
-        for job in self._jobs.values():
-            if isinstance(job, UnwrapJob):
-                job.end_if_late()
+        for job in self._started():
+            job.end_if_late()
         self._launch(index)
         if self._ahead > 0:
             self._launch(index + 1)
@@ -187,7 +186,10 @@ class UnwrapQueue:
 
     def close(self) -> None:
         """Ends the jobs started ahead that nobody asked for (a cancelled or failed run)."""
-        for job in self._jobs.values():
-            if not isinstance(job, UnwrapFailed):
-                job.cancel()
+        for job in self._started():
+            job.cancel()
         self._jobs.clear()
+
+    def _started(self) -> list[UnwrapJob]:
+        """The jobs held (started, not yet asked for) whose process did start."""
+        return [job for job in self._jobs.values() if not isinstance(job, UnwrapFailed)]

@@ -28,6 +28,9 @@ class FakeJob:
     def cancel(self) -> None:
         self.cancelled = True
 
+    def end_if_late(self) -> None:
+        pass
+
 
 def fake_queue(count: int, ahead: int, fail_at: int | None = None, cost=None) -> tuple[UnwrapQueue, list[int]]:
     started: list[int] = []
@@ -261,9 +264,9 @@ def test_the_stage_unwraps_each_mesh_once_ahead_of_its_turn(cube_stage_model, mo
     started_when_textured = {}
     inner = texture_stage.texture_mesh
 
-    def texturing(model, state, ctx, rasteriser, guidance=None, unwrapping=None):
+    def texturing(model, state, ctx, rasteriser, unwrapping, guidance=None):
         started_when_textured[state.object_id] = [job.object_id for job in jobs]
-        return inner(model, state, ctx, rasteriser, guidance, unwrapping)
+        return inner(model, state, ctx, rasteriser, unwrapping, guidance)
 
     monkeypatch.setattr(texture_stage, "texture_mesh", texturing)
     texture_stage.TextureStage().run(model, ctx)
