@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One device call for the texture stage (issue: textured meshes): the torch rasteriser against nvdiffrast (the
-# agreement test; it compiles nvdiffrast's plugin on first use), then bench/bench_texture.py on CUDA on the
-# 20-view hard scene: bake + fill (tsdf meshes), and with a random-weight SD 2.1-base checkpoint the full
-# preset with RGB SDS on the unseen texels (the prior stage cut to a few steps: only the texture stage's time
+# agreement test; it compiles nvdiffrast's plugin on first use) and the RGB SDS loop without a host sync, then
+# bench/bench_texture.py on CUDA on the 20-view hard scene: bake + fill (tsdf meshes), and with a random-weight
+# SD 2.1-base checkpoint the full preset with RGB SDS on the unseen texels (the prior stage cut to a few steps: only the texture stage's time
 # counts here). Prepare with scripts/prepare_device.sh, then run with carry [".whl", "bench/scenes/gpu/views20_kept"]:
 #   BENCH_COMMIT=$(git rev-parse HEAD) bash bench/run_gpu_texture.sh
-# AGREE=0 skips the agreement test, BAKE=0 the bake + fill run, BAKE_ONLY=1 the run with the prior.
+# AGREE=0 skips those two tests, BAKE=0 the bake + fill run, BAKE_ONLY=1 the run with the prior.
 set -uo pipefail
 out=${OUT:-bench/results}
 frames=${FRAMES:-bench/scenes/gpu/views20_kept}
@@ -14,8 +14,9 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 t0=$(date +%s)
-[ "${AGREE:-1}" = 1 ] && timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py -k nvdiffrast -rs 2>&1 | tail -15
-echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement ($(( $(date +%s) - t0 )) s, plugin build included)"
+[ "${AGREE:-1}" = 1 ] && timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py \
+    test/core/texture/test_texture_prior.py -k "nvdiffrast or host_wait" -rs 2>&1 | tail -15
+echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement, SDS loop without host syncs ($(( $(date +%s) - t0 )) s, plugin build included)"
 [ "${BAKE:-1}" = 1 ] && timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
 echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
 [ "${BAKE_ONLY:-0}" = 1 ] && exit 0

@@ -8,6 +8,6 @@ u·a0 + v·a1 + (1 − u − v)·a2; textures are sampled bilinearly with uv in 
 """
 
 from dprecon_ros.core.raster.base import Rasteriser, make_rasteriser
-from dprecon_ros.core.raster.projection import clip_from_opencv, project_to_clip, uv_to_clip
+from dprecon_ros.core.raster.projection import clip_from_opencv, project_to_clip, project_to_square_views, uv_to_clip
 
-__all__ = ["Rasteriser", "clip_from_opencv", "make_rasteriser", "project_to_clip", "uv_to_clip"]
+__all__ = ["Rasteriser", "clip_from_opencv", "make_rasteriser", "project_to_clip", "project_to_square_views", "uv_to_clip"]

@@ -222,7 +222,7 @@ def generate_unseen(
     if state.is_background and len(centres) == 0:
         return None
     try:
-        texture, log_rows = fit_unseen_texels(
+        texture, losses = fit_unseen_texels(
             atlas,
             target,
             guidance,
@@ -238,13 +238,13 @@ def generate_unseen(
     except GuidanceUnavailable as exc:  # the object keeps its filled texels
         ctx.counters.count("texture_prior_off", f"object {state.object_id} ({state.label}): unseen texels filled, not generated: {exc}")
         return None
-    if log_rows:
+    if rows := losses.rows():
         log.info(
             "object %d (%s): %d RGB SDS steps, observed-colour loss %.2e at the end",
             state.object_id,
             state.label,
-            len(log_rows),
-            log_rows[-1]["observed"],
+            len(rows),
+            rows[-1]["observed"],
         )
     return texture
 

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 
 from dprecon_ros.core.guidance.base import Guidance, Prompt
-from dprecon_ros.core.raster import Rasteriser, project_to_clip
+from dprecon_ros.core.raster import Rasteriser, project_to_square_views
 from dprecon_ros.core.stages.prior.cameras import orbit_cameras, room_cameras
 from dprecon_ros.core.stages.prior.config import PriorConfig
 from dprecon_ros.core.texture.config import TextureConfig
 from dprecon_ros.core.texture.uv import UvMesh
-from dprecon_ros.core.types import CameraIntrinsics
 
 UP_AXIS = 2  # map frame z (REP-103)
 NEAR_M, FAR_M = 0.01, 100.0
@@ -38,10 +37,15 @@ class TextureTarget:
     chart: torch.Tensor  # (S, S) bool: texels on the surface (the rest are gutters between charts)
 
 
-def square_intrinsics(fov_y: float, size: int) -> CameraIntrinsics:
-    f = (size / 2) / float(np.tan(fov_y / 2))
-    c = (size - 1) / 2
-    return CameraIntrinsics(f, f, c, c, size, size)
+@dataclass
+class FitLosses:
+    """The fit's losses per step, left on the device until read: a read inside the loop would make the host
+    wait for the GPU every step, so the next step's kernels could not queue behind the current one's."""
+
+    values: torch.Tensor  # (steps, 2): the SDS loss and the observed-colour loss
+
+    def rows(self) -> list[dict[str, float]]:
+        return [{"sds": sds, "observed": kept} for sds, kept in self.values.tolist()]
 
 
 def fit_unseen_texels(
@@ -56,8 +60,8 @@ def fit_unseen_texels(
     render_size: int,
     camera_centres: np.ndarray | None,
     check_cancelled: Callable[[], None],
-) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """The optimised (S, S, 3) texture and a log of its losses. `camera_centres` (I, 3): where the keyframes
+) -> tuple[torch.Tensor, FitLosses]:
+    """The optimised (S, S, 3) texture and its losses. `camera_centres` (I, 3): where the keyframes
     were taken, for the background's views; None for an object (orbit views)."""
     device = target.initial.device
     generator = torch.Generator(device=device).manual_seed(prior.seed)
@@ -70,21 +74,17 @@ def fit_unseen_texels(
     radius = float(np.linalg.norm(hi - lo) / 2)
     texture = target.initial.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([texture], lr=cfg.lr)
-    log = []
+    # the mean squared error over the observed texels as a weighted sum: a boolean index reads its size back
+    observed_share = target.observed.float()[..., None] / (3 * target.observed.sum()).clamp(min=1)
+    eyes = None if camera_centres is None else torch.as_tensor(camera_centres, dtype=torch.float32, device=device)
+    losses = []
     for step in range(iterations):
         check_cancelled()
-        if camera_centres is None:
+        if eyes is None:
             poses, fovs = orbit_cameras(centre, radius, prior.views_per_step, prior, UP_AXIS, generator)
         else:
-            poses, fovs = room_cameras(
-                torch.as_tensor(camera_centres, dtype=torch.float32, device=device), prior.views_per_step, prior, UP_AXIS, generator
-            )
-        clip = torch.stack(
-            [
-                project_to_clip(vertices, pose.detach().cpu().numpy(), square_intrinsics(float(fov), render_size), NEAR_M, FAR_M)
-                for pose, fov in zip(poses, fovs, strict=True)
-            ]
-        )
+            poses, fovs = room_cameras(eyes, prior.views_per_step, prior, UP_AXIS, generator)
+        clip = project_to_square_views(vertices, poses, fovs, render_size, NEAR_M, FAR_M)
         rast = rasteriser.rasterize(clip, faces, (render_size, render_size))
         covered = (rast[..., 3:4] > 0).float()
         uv = rasteriser.interpolate(uv_attr, rast, faces)
@@ -92,12 +92,12 @@ def fit_unseen_texels(
         images = colour * covered + BACKDROP * (1 - covered)
         weight = rasteriser.texture(unobserved, uv) * covered
         sds = guidance.rgb_loss(images.permute(0, 3, 1, 2), weight.permute(0, 3, 1, 2), prompt, step / max(1, iterations))
-        kept = ((texture - target.observed_colour) ** 2)[target.observed].mean() if bool(target.observed.any()) else texture.sum() * 0
+        kept = (((texture - target.observed_colour) ** 2) * observed_share).sum()
         loss = sds + cfg.observation_weight * kept
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         with torch.no_grad():
             texture.clamp_(0.0, 1.0)
-        log.append({"sds": float(sds.detach()), "observed": float(kept.detach())})
-    return texture.detach(), log
+        losses.append(torch.stack([sds.detach(), kept.detach()]).float())
+    return texture.detach(), FitLosses(torch.stack(losses) if losses else torch.zeros(0, 2, device=device))

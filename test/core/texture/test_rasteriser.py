@@ -6,8 +6,10 @@ import pytest
 import torch
 import trimesh
 
-from dprecon_ros.core.raster import make_rasteriser, project_to_clip
+from dprecon_ros.config import DpreconConfig
+from dprecon_ros.core.raster import make_rasteriser, project_to_clip, project_to_square_views
 from dprecon_ros.core.raster.torch_raster import TorchRasteriser
+from dprecon_ros.core.stages.prior.cameras import orbit_cameras
 from dprecon_ros.core.types import CameraIntrinsics
 from dprecon_ros.testing.raster_scene import look_at
 
@@ -128,3 +130,14 @@ def test_torch_and_nvdiffrast_agree():
     tex = torch.rand(1, 16, 16, 3)
     uv = torch.rand(4, K.height, K.width, 2)
     assert torch.allclose(TorchRasteriser().texture(tex, uv), r_gpu.texture(tex.cuda(), uv.cuda()).cpu(), atol=1e-4)
+
+
+def test_cameras_drawn_on_the_device_project_as_one_camera_at_a_time_does():
+    vertices = torch.as_tensor(trimesh.creation.icosphere(2, radius=0.3).vertices, dtype=torch.float32) + torch.tensor([0.5, -0.2, 0.4])
+    size = 64
+    poses, fovs = orbit_cameras(torch.tensor([0.5, -0.2, 0.4]), 0.3, 6, DpreconConfig().prior, 2, torch.Generator().manual_seed(3))
+    together = project_to_square_views(vertices, poses, fovs, size, NEAR, FAR)
+    for view, (pose, fov) in enumerate(zip(poses, fovs, strict=True)):
+        f = (size / 2) / float(np.tan(float(fov) / 2))
+        alone = project_to_clip(vertices, pose.numpy(), CameraIntrinsics(f, f, (size - 1) / 2, (size - 1) / 2, size, size), NEAR, FAR)
+        assert torch.allclose(together[view], alone, atol=1e-5, rtol=1e-5), view

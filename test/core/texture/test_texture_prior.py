@@ -39,7 +39,8 @@ class ColourGuidance(Guidance):
         return True
 
     def rgb_loss(self, images, weight, prompt, progress):
-        return (weight * (images - TARGET_RGB.view(1, 3, 1, 1)) ** 2).sum() / weight.sum().clamp(min=1.0)
+        target = torch.cat([torch.full_like(images[:, :1], value) for value in TARGET_RGB.tolist()], dim=1)  # no host copy
+        return (weight * (images - target) ** 2).sum() / weight.sum().clamp(min=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -101,30 +102,26 @@ def test_a_vae_that_does_not_load_leaves_the_texels_filled_and_counts(red_ball, 
     forget_loaded()
 
 
-def test_the_sds_gradient_reaches_unobserved_texels_only(red_ball):
+def fit_half_observed(red_ball, rasteriser, device, observation_weight=0.0, iterations=1, check_cancelled=lambda: None):
+    """The ball's texture fitted with `ColourGuidance`, its +x half observed in a colour away from the start."""
     vertices, faces, _ = red_ball
     atlas = unwrap(vertices, faces, 64, 2)
-    surface = texel_surface(TorchRasteriser(), atlas, 64, torch.device("cpu"))
-    observed = torch.zeros(64 * 64, dtype=torch.bool)
-    observed[surface.texel[surface.points[:, 0] > 0]] = True  # the +x half observed
+    surface = texel_surface(rasteriser, atlas, 64, torch.device(device))
+    observed = torch.zeros(64 * 64, dtype=torch.bool, device=device)
+    observed[surface.texel[surface.points[:, 0] > 0]] = True
     observed = observed.view(64, 64)
-    start = torch.full((64, 64, 3), 0.5)
+    start = torch.full((64, 64, 3), 0.5, device=device)
+    target = TextureTarget(start, torch.full_like(start, 0.8), observed, surface.chart_mask())
     config = DpreconConfig()
-    config.texture.observation_weight, config.texture.lr = 0.0, 0.05
+    config.texture.observation_weight, config.texture.lr = observation_weight, 0.05
     config.prior.views_per_step = 4
-    texture, _ = fit_unseen_texels(
-        atlas,
-        TextureTarget(start, start, observed, surface.chart_mask()),
-        ColourGuidance(None, None),
-        Prompt("x"),
-        config.texture,
-        config.prior,
-        TorchRasteriser(),
-        1,
-        48,
-        None,
-        lambda: None,
-    )
+    args = (ColourGuidance(None, None), Prompt("x"), config.texture, config.prior, rasteriser, iterations, 48, None, check_cancelled)
+    return fit_unseen_texels(atlas, target, *args), target
+
+
+def test_the_sds_gradient_reaches_unobserved_texels_only(red_ball):
+    (texture, _), target = fit_half_observed(red_ball, TorchRasteriser(), "cpu")  # no observation loss
+    start, observed = target.initial, target.observed
     moved = (texture - start).abs().sum(dim=-1) > 1e-6
     interior = observed.clone()  # observed texels away from any unobserved one (bilinear taps reach one texel)
     for dy in (-1, 0, 1):
@@ -132,6 +129,33 @@ def test_the_sds_gradient_reaches_unobserved_texels_only(red_ball):
             interior &= torch.roll(observed, (dy, dx), dims=(0, 1))
     assert not bool(moved[interior].any())
     assert int(moved[~observed].sum()) > 100
+
+
+def test_the_observation_loss_is_the_mean_squared_error_over_observed_texels(red_ball):
+    (_, losses), target = fit_half_observed(red_ball, TorchRasteriser(), "cpu", observation_weight=10.0)
+    expected = ((target.initial - target.observed_colour) ** 2)[target.observed].mean()
+    assert losses.rows()[0]["observed"] == pytest.approx(float(expected), rel=1e-5)
+    assert 0 < int(target.observed.sum()) < target.observed.numel()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_fit_loop_never_makes_the_host_wait_for_the_gpu(red_ball):
+    """Torch's sync debug mode is switched on at the loop's first cancellation check (the set-up before it copies
+    the atlas to the device) and stays on until the fit returns: any read-back in the loop raises."""
+    from dprecon_ros.core.raster import make_rasteriser
+
+    rasteriser = make_rasteriser("cuda")
+    fit_half_observed(red_ball, rasteriser, "cuda", observation_weight=10.0)  # warm-up: plugin, kernels
+    torch.cuda.synchronize()
+    try:
+        (_, losses), _ = fit_half_observed(
+            red_ball, rasteriser, "cuda", 10.0, 3, check_cancelled=lambda: torch.cuda.set_sync_debug_mode("error")
+        )
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            torch.zeros(1, device="cuda").item()  # the mode was on to the end
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(losses.rows()) == 3
 
 
 def test_with_a_guidance_that_knows_the_colour_unseen_texels_converge_to_it(red_ball):
