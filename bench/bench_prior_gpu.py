@@ -14,6 +14,11 @@ Parts, each guarded (one failing still reports the others; the JSON is rewritten
                configured sizes (the paper's: 4 views of 128x128 -> 64x64 latents, classifier-free guidance so
                batch 8 through the UNet, fp16): median over --steps after --warmup, timed with CUDA events; the
                share of the step in the UNet forward (forward hooks); peak CUDA memory above the weights;
+  texture_sds  the texture stage's RGB SDS loop (`fit_unseen_texels`: rasterise, VAE-encode, UNet, backward
+               through both into the texture, Adam) on a sphere at the texture's object sizes (atlas, renders of
+               --set prior.views_per_step views): wall time per step over --steps after --warmup, the UNet's
+               and the VAE encoder's forward times; then the same steps with the host waiting for the device
+               at each step (`synchronize` as the cancellation check), as a read-back in the loop would make it;
   prior_stage  the whole `prior` stage (Reconstruction.timings_s["prior"]) of a Mapper with the `full` backend
                on the frames of --frames (a dprecon-sim-bag output: bag/ + ground_truth/), with the guidance
                already loaded as in a running node; within it the visibility fit, the renders (forward only) and
@@ -39,6 +44,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +57,16 @@ from bench_backends import package_version, parse_set, source_revision  # noqa: 
 from build_random_checkpoint import CONFIGS, build_random_checkpoint, directory_mb  # noqa: E402
 
 from dprecon_ros.config import DpreconConfig, load_config  # noqa: E402
+from dprecon_ros.config_fields import with_sizes  # noqa: E402
 from dprecon_ros.core.guidance import stable_diffusion  # noqa: E402, F401  (registers the stable-diffusion guidance)
 from dprecon_ros.core.guidance.base import Guidance, GuidanceViews, Prompt, forget_loaded, make_guidance  # noqa: E402
 from dprecon_ros.core.guidance.sds import visibility_weight  # noqa: E402
 from dprecon_ros.core.pipeline_config import PRESETS  # noqa: E402
+from dprecon_ros.core.raster import make_rasteriser  # noqa: E402
 from dprecon_ros.core.stages.prior.config import PriorConfig, PriorSizes  # noqa: E402
+from dprecon_ros.core.texture.bake import texel_surface  # noqa: E402
+from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels  # noqa: E402
+from dprecon_ros.core.texture.uv import unwrap  # noqa: E402
 from dprecon_ros.eval.evaluation import format_table  # noqa: E402
 
 MB = 2**20
@@ -63,6 +74,8 @@ WARMUP_STEPS = 3
 TIMED_STEPS = 20
 STAGE_GEOMETRY_ITERATIONS = 50  # geometry only has to leave fields for the prior; ~8 s at full size on an H200
 TARGET_PRIOR_S = 180.0  # the issue's target for the whole prior stage of a 10-object scene on one H100
+SPHERE_SUBDIVISIONS = 5  # 20,480 faces, as the sim scene's larger objects
+SPHERE_RADIUS_M = 0.3
 PROMPT = Prompt("a 3D model of a chair")  # negative "" = the unconditional prompt, as the stage's default
 DEFAULT_FRAMES = ROOT / "bench" / "scenes" / "gpu" / "views10_kept"
 ERROR_CHARS = 200  # of an error in the table (the JSON keeps the traceback)
@@ -189,6 +202,8 @@ class PriorBench:
         self.cuda = device.type == "cuda"
         cfg = load_config(args.config, args.set).prior
         self.cfg = cpu_sized(cfg) if args.tiny else cfg
+        texture = load_config(args.config, args.set).texture
+        self.texture_cfg = with_sizes(texture, texture.cpu) if args.tiny else texture
         self.checkpoint: Path | None = None
         self.guidance: Guidance | None = None
         self.path = args.out / f"prior_gpu_{time.strftime('%Y%m%dT%H%M%S')}.json"
@@ -231,8 +246,12 @@ class PriorBench:
     # --- part 1: the checkpoint -------------------------------------------------------------------------------
 
     def build_and_load(self, directory: Path) -> dict:
+        """Build a random checkpoint into `directory` and load it, or only load the one --checkpoint names."""
         t0 = time.perf_counter()
-        build_random_checkpoint(directory, self.device, configs=self.args.configs, seed=self.args.seed, tiny=self.args.tiny)
+        if self.args.checkpoint is None:
+            build_random_checkpoint(directory, self.device, configs=self.args.configs, seed=self.args.seed, tiny=self.args.tiny)
+        else:
+            directory = self.args.checkpoint
         synchronize(self.device)
         build_s = time.perf_counter() - t0
         self.checkpoint = directory
@@ -323,7 +342,84 @@ class PriorBench:
             "gradient_reaches_maps": reached,
         }
 
-    # --- part 3: the whole prior stage of a scene --------------------------------------------------------------
+    # --- part 3: the texture stage's RGB SDS loop ---------------------------------------------------------------
+
+    def texture_sds(self) -> dict:
+        if self.guidance is None:
+            return {"skipped": "no guidance loaded (see checkpoint)"}
+        import trimesh
+
+        guidance, device, args, cfg = self.guidance, self.device, self.args, self.texture_cfg
+        size = cfg.object_size
+        sphere = trimesh.creation.icosphere(args.sphere_subdivisions, radius=SPHERE_RADIUS_M)
+        t0 = time.perf_counter()
+        atlas = unwrap(np.asarray(sphere.vertices), np.asarray(sphere.faces), size, cfg.padding_texels, cfg.chart_iterations)
+        unwrap_s = time.perf_counter() - t0
+        rasteriser = make_rasteriser(device)
+        surface = texel_surface(rasteriser, atlas, size, device)
+        observed = torch.zeros(size * size, dtype=torch.bool, device=device)
+        observed[surface.texel[surface.points[:, 0] > 0]] = True  # one half seen, as an object from one side
+        observed = observed.view(size, size)
+        start = torch.full((size, size, 3), 0.5, device=device)
+        target = TextureTarget(
+            start,
+            torch.rand(start.shape, generator=torch.Generator(device=device).manual_seed(args.seed), device=device),
+            observed,
+            surface.chart_mask(),
+        )
+        guidance.prepare_rgb()
+        vae_encoder = guidance.vae().encoder
+        fit_args = (guidance, PROMPT, cfg, guidance.cfg, rasteriser)
+
+        def run(steps: int, check_cancelled: Callable[[], None]) -> float:
+            """Wall ms per step of `steps` steps, the device drained before and after."""
+            synchronize(device)
+            t0 = time.perf_counter()
+            _, losses = fit_unseen_texels(atlas, target, *fit_args, steps, cfg.render_size, None, check_cancelled)
+            synchronize(device)
+            wall = (time.perf_counter() - t0) * 1000.0 / steps
+            if not bool(torch.isfinite(losses.values).all()):
+                raise FloatingPointError("the RGB SDS loss is not finite")
+            return wall
+
+        unet, encoder = ForwardTimer(guidance.unet, device), ForwardTimer(vae_encoder, device)
+        try:
+            if args.warmup:
+                run(args.warmup, lambda: None)
+            unet.clear()
+            encoder.clear()
+            if self.cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            free_ms = run(args.steps, lambda: None)
+            unet_ms, encoder_ms = unet.spans.ms(), encoder.spans.ms()
+            unet_shapes, encoder_shapes = sorted(set(unet.shapes)), sorted(set(encoder.shapes))
+            synced_ms = run(args.steps, lambda: synchronize(device))
+        finally:
+            unet.close()
+            encoder.close()
+        peak = torch.cuda.max_memory_allocated(device) if self.cuda else None
+        return {
+            "faces": len(atlas.faces),
+            "atlas_size": size,
+            "unwrap_s": unwrap_s,
+            "rasteriser": rasteriser.name,
+            "views": guidance.cfg.views_per_step,
+            "render_size": cfg.render_size,
+            "observed_share": float(observed.float().sum() / surface.chart_mask().float().sum()),
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "step_ms": free_ms,
+            "step_ms_host_waits_each_step": synced_ms,
+            "unet_input_shapes": [list(s) for s in unet_shapes],
+            "vae_encoder_input_shapes": [list(s) for s in encoder_shapes],
+            "unet_forward_ms": quantiles(unet_ms),
+            "vae_encoder_forward_ms": quantiles(encoder_ms),
+            "unet_share": sum(unet_ms) / (free_ms * args.steps),
+            "vae_encoder_share": sum(encoder_ms) / (free_ms * args.steps),
+            "peak_mb": peak / MB if peak is not None else None,
+        }
+
+    # --- part 4: the whole prior stage of a scene --------------------------------------------------------------
 
     def stage_overrides(self) -> dict:
         args = self.args
@@ -413,8 +509,8 @@ class PriorBench:
 
     def table(self) -> str:
         r, rows = self.report, []
-        c, s, p = r.get("checkpoint", {}), r.get("sds_step", {}), r.get("prior_stage", {})
-        for name, part in (("checkpoint", c), ("sds_step", s), ("prior_stage", p)):
+        c, s, p, t = r.get("checkpoint", {}), r.get("sds_step", {}), r.get("prior_stage", {}), r.get("texture_sds", {})
+        for name, part in (("checkpoint", c), ("sds_step", s), ("texture_sds", t), ("prior_stage", p)):
             if "error" in part or "skipped" in part:
                 rows.append([name, (part.get("error") or f"skipped: {part['skipped']}")[:ERROR_CHARS]])
         if "build_s" in c:
@@ -435,6 +531,22 @@ class PriorBench:
                 ],
                 ["UNet forward ms", f"median {u['median']:.2f}, share of the step {s['unet_share']:.0%}"],
                 ["peak memory MB (above weights)", "-" if s["peak_mb"] is None else f"{s['peak_mb']:.0f} ({s['step_extra_mb']:.0f})"],
+            ]
+        if "step_ms" in t:
+            rows += [
+                [
+                    "texture SDS sizes",
+                    f"{t['faces']} faces, atlas {t['atlas_size']}^2, {t['views']} views {t['render_size']}^2 ({t['rasteriser']})",
+                ],
+                [
+                    "texture SDS step ms (wall)",
+                    f"{t['step_ms']:.1f}; {t['step_ms_host_waits_each_step']:.1f} with the host waiting at each step",
+                ],
+                [
+                    "VAE encoder / UNet forward ms",
+                    f"{t['vae_encoder_forward_ms']['median']:.1f} / {t['unet_forward_ms']['median']:.1f}"
+                    f" ({t['vae_encoder_share']:.0%} / {t['unet_share']:.0%} of the step)",
+                ],
             ]
         if "prior_s" in p:
             status = "meets" if p["meets_target"] else "misses"
@@ -472,12 +584,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=WARMUP_STEPS, help="SDS steps before timing")
     p.add_argument("--geometry-iterations", type=int, default=STAGE_GEOMETRY_ITERATIONS, help="geometry steps before the prior stage")
     p.add_argument("--prior-iterations", type=int, default=0, help="prior steps of the stage run (0 = as configured)")
+    p.add_argument(
+        "--sphere-subdivisions", type=int, default=SPHERE_SUBDIVISIONS, help="of the texture SDS loop's icosphere (5: 20,480 faces)"
+    )
     p.add_argument("--skip-stage", action="store_true", help="only the checkpoint and the SDS step")
     p.add_argument(
         "--set", dest="set", action="append", type=parse_set, default=[], metavar="KEY=VALUE", help="config override (repeatable)"
     )
     p.add_argument("--config", type=Path, default=ROOT / "config" / "dprecon.yaml")
     p.add_argument("--configs", type=Path, default=CONFIGS, help="the SD 2.1-base configs the checkpoint is built from")
+    p.add_argument(
+        "--checkpoint", type=Path, help="load this checkpoint (bench/build_random_checkpoint.py made it) instead of building one"
+    )
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--allow-cpu", action="store_true", help="with --tiny: run on the CPU when there is no CUDA (smoke run)")
     p.add_argument("--tiny", action="store_true", help="the tests' tiny model and the prior's CPU sizes instead of SD 2.1-base")
@@ -485,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "bench" / "results")
     args = p.parse_args(argv)
     args.set = dict(args.set)
+    if args.checkpoint is not None and not args.checkpoint.is_dir():
+        p.error(f"--checkpoint {args.checkpoint}: no such directory")
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be at least 1 and --warmup at least 0")
     device = choose_device(args, p)
@@ -494,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bench.part("checkpoint", lambda: bench.build_and_load(Path(tmp) / "checkpoint"))
             bench.part("sds_step", bench.sds_step)
+            bench.part("texture_sds", bench.texture_sds)
             bench.part("prior_stage", bench.prior_stage)
         except Interrupted:
             interrupted = True

@@ -64,6 +64,7 @@ def test_a_built_checkpoint_loads_through_prior_model_like_real_weights(tmp_path
 def test_the_cpu_smoke_run_reports_every_part(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_COMMIT", "0123abc")
     args = ["--device", "cpu", "--allow-cpu", "--tiny", "--skip-stage", "--steps", "1", "--warmup", "1", "--out", str(tmp_path)]
+    args += ["--sphere-subdivisions", "2", "--set", "texture.cpu.object_size=64", "--set", "texture.cpu.render_size=32"]
     assert bench_prior_gpu.main(args) == 0
     (path,) = tmp_path.glob("prior_gpu_*.json")
     report = json.loads(path.read_text())
@@ -76,6 +77,12 @@ def test_the_cpu_smoke_run_reports_every_part(tmp_path, monkeypatch):
     assert step["unet_batch"] == 2 * views and step["unet_calls_per_step"] == 1  # classifier-free guidance: one batch of both
     assert step["step_ms"]["median"] > 0 and 0 < step["unet_share"] <= 1 and step["unet_forward_ms"]["median"] > 0
     assert step["loss_finite"] and step["gradient_reaches_maps"] and step["peak_mb"] is None
+    texture = report["texture_sds"]
+    assert texture["faces"] == 320 and texture["atlas_size"] == 64 and texture["render_size"] == 32 and texture["views"] == views
+    assert 0.2 < texture["observed_share"] < 0.8  # one side of the sphere
+    assert texture["step_ms"] > 0 and texture["step_ms_host_waits_each_step"] > 0
+    assert texture["vae_encoder_input_shapes"] == [[views, 3, 32, 32]] and texture["unet_input_shapes"][0][0] == 2 * views
+    assert 0 < texture["vae_encoder_share"] < 1 and 0 < texture["unet_share"] < 1
     assert report["prior_stage"] == {"skipped": "--skip-stage"}
 
 
