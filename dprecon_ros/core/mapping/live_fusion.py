@@ -27,13 +27,24 @@ log = logging.getLogger("dprecon_ros")
 
 EXIT_JOIN_S = 10.0  # at interpreter exit, how long to wait for a pass to notice it must stop
 _RUNNING: weakref.WeakSet[LiveFusion] = weakref.WeakSet()
+# Every started thread until it has ended. Held strongly and apart from `_RUNNING`: when a mapper is collected
+# its LiveFusion goes as soon as the thread leaves its loop, but the thread still winds down for a while.
+_THREADS: set[threading.Thread] = set()
+_THREADS_LOCK = threading.Lock()
 
 
 @atexit.register
 def _stop_all() -> None:
-    """A daemon thread still inside torch when the interpreter finalises aborts the process: stop them first."""
+    """A daemon thread still running when the interpreter finalises aborts the process ("terminate called
+    without an active exception": it is ended where it next takes the GIL, which may be inside torch). So every
+    fusion is told to stop, then every thread is joined, those of already collected mappers included."""
     for fusion in list(_RUNNING):
-        fusion.stop(EXIT_JOIN_S)
+        fusion.request_stop()
+    deadline = time.monotonic() + EXIT_JOIN_S
+    with _THREADS_LOCK:
+        threads = list(_THREADS)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class SyncCancelled(Exception):
@@ -86,6 +97,9 @@ class LiveFusion:
 
     def start(self) -> LiveFusion:
         _RUNNING.add(self)
+        with _THREADS_LOCK:
+            _THREADS.difference_update([t for t in _THREADS if not t.is_alive()])  # tests start hundreds
+            _THREADS.add(self._thread)
         self._thread.start()
         return self
 

@@ -1,12 +1,18 @@
-"""The live fusion thread: a failing pass clears the live map and is counted, and the thread goes on."""
+"""The live fusion thread: a failing pass clears the live map and is counted, and the thread goes on; at
+interpreter exit every fusion thread is joined, also one whose owner and LiveFusion were already collected."""
 
 from __future__ import annotations
+
+import gc
+import threading
+import weakref
 
 import torch
 
 from dprecon_ros.core.counters import EventCounters
 from dprecon_ros.core.fusion.config import TsdfConfig
 from dprecon_ros.core.fusion.live_map import LiveMap
+from dprecon_ros.core.mapping import live_fusion
 from dprecon_ros.core.mapping.live_fusion import LiveFusion
 
 WAIT_S = 10.0
@@ -56,3 +62,53 @@ def test_a_failed_pass_is_counted_the_map_cleared_and_the_next_pass_runs():
         assert fusion._thread.is_alive()
     finally:
         assert fusion.stop(WAIT_S)
+
+
+def pause_threads_at_their_end(paused: threading.Event, release: threading.Event):
+    """A `threading.settrace` hook that holds each thread started under it where `Thread.run` returns: its
+    target (and all the target held) is gone, the thread itself still runs."""
+
+    def on_call(frame, event, arg):
+        if event != "call" or frame.f_code.co_name != "run" or frame.f_globals.get("__name__") != "threading":
+            return None
+
+        def in_run(frame, event, arg):
+            if event == "return":
+                paused.set()
+                release.wait(WAIT_S)
+            return in_run
+
+        return in_run
+
+    return on_call
+
+
+def test_at_exit_the_thread_of_a_collected_owner_is_joined_while_it_winds_down():
+    # A mapper dropped just before the interpreter exits (the offline tool's) stops its fusion thread, which then
+    # winds down with no LiveFusion left to find it by; finalising the interpreter under it aborts the process.
+    paused, release = threading.Event(), threading.Event()
+    threading.settrace(pause_threads_at_their_end(paused, release))
+    try:
+        owner = Owner()
+        fusion = LiveFusion(TsdfConfig(), LiveMap(TsdfConfig(), torch.device("cpu")), owner, EventCounters()).start()
+    finally:
+        threading.settrace(None)
+    thread, gone = fusion._thread, weakref.ref(fusion)
+    original_join = thread.join
+
+    def join(timeout=None):  # the exit hook joining this thread lets it finish
+        release.set()
+        original_join(timeout)
+
+    thread.join = join
+    try:
+        del fusion, owner  # the owner's finaliser stops the thread
+        gc.collect()
+        assert paused.wait(WAIT_S)
+        gc.collect()
+        assert gone() is None and thread.is_alive()
+        live_fusion._stop_all()
+        assert not thread.is_alive()
+    finally:
+        release.set()
+        original_join(WAIT_S)
