@@ -8,6 +8,8 @@ The scene SDF is the minimum over all fields.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -40,14 +42,34 @@ def laplace_cdf_density(sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     return (1.0 / beta) * torch.where(sdf > 0, half_tail, 1.0 - half_tail)
 
 
-class ColorNetwork(BoxedModule):
-    """RGB from a feature grid sample, position, normal and view direction (a small MLP)."""
+FEATURE_INIT_STD = 0.01  # the colour grid's features start as small noise around zero
 
-    def __init__(self, box: GridBox, feature_dim: int, hidden: int) -> None:
+
+def reset_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    """`nn.Linear`'s own initialisation (Kaiming-uniform weights, uniform bias in ±1/sqrt(fan_in)), drawn from
+    `generator` instead of torch's global random state."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.in_features)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+class ColorNetwork(BoxedModule):
+    """RGB from a feature grid sample, position, normal and view direction (a small MLP).
+
+    Its initial weights come from `generator` when one is given: from torch's global random state, a run's
+    result would depend on whatever drew from it before in the process, and two runs of one map would differ.
+    """
+
+    def __init__(self, box: GridBox, feature_dim: int, hidden: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.box = box
-        self.features = nn.Parameter(torch.zeros(feature_dim, *box.shape).normal_(0, 0.01))
+        self.features = nn.Parameter(torch.empty(feature_dim, *box.shape).normal_(0, FEATURE_INIT_STD, generator=generator))
         self.mlp = nn.Sequential(nn.Linear(feature_dim + 9, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+        if generator is not None:
+            for layer in self.mlp:
+                if isinstance(layer, nn.Linear):
+                    reset_linear(layer, generator)
 
     def forward(self, x: torch.Tensor, normal: torch.Tensor, view_dir: torch.Tensor) -> torch.Tensor:
         feat, _ = trilinear(self.features, self.box.to_voxel(x))

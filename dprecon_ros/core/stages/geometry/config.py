@@ -111,4 +111,4 @@ class GeometryConfig(GeometrySizes):
     )
     mixed_precision: bool = config_field(True, "bf16 autocast for the colour network on CUDA (SDF grids stay float32)")
     progress_every: int = config_field(25, "report progress every this many steps", (1, 100000))
-    seed: int = config_field(0, "random seed of ray and point sampling", (0, 2**31 - 1))
+    seed: int = config_field(0, "random seed of ray and point sampling and of the colour network's initial weights", (0, 2**31 - 1))

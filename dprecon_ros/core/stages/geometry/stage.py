@@ -221,7 +221,12 @@ class GeometryStage(Stage):
         color = (
             model.appearance
             if model.appearance is not None
-            else ColorNetwork(grid_box(scene_lo, scene_hi, cfg.feature_resolution, device), cfg.feature_dim, cfg.hidden_dim)
+            else ColorNetwork(
+                grid_box(scene_lo, scene_hi, cfg.feature_resolution, device),
+                cfg.feature_dim,
+                cfg.hidden_dim,
+                torch.Generator().manual_seed(cfg.seed),  # the weights are made on the CPU, then moved
+            )
         )
         mixed = cfg.mixed_precision and device.type == "cuda"
         objects = PackedObjects(fields, [k in trainable for k in range(len(fields))]) if fields else None
