@@ -35,10 +35,12 @@ class InputSubscriptions:
         owner: Node,
         table: dict[str, tuple[type, str, QoSProfile]],
         on_message: Callable[[str, object, tuple[bytes | None, int | None]], None],
-        events: Callable[[str], SubscriptionEventCallbacks],
+        events: Callable[[str, str], SubscriptionEventCallbacks],
+        on_error: Callable[[Exception], None],
     ) -> None:
         """`table`: stream -> (message type, topic as the owner would name it, QoS); `on_message(stream, msg,
-        (publisher, sequence))`."""
+        (publisher, sequence))`; `events(stream, resolved topic)`: the transport's event callbacks, which may
+        fire as soon as a subscription exists; `on_error`: a callback raised (the thread goes on)."""
         self.node = Node(
             f"{owner.get_name()}_inputs",
             namespace=owner.get_namespace(),
@@ -46,16 +48,18 @@ class InputSubscriptions:
             use_global_arguments=False,  # the owner resolved the names with every remapping already
             start_parameter_services=False,
         )
+        topics = {stream: owner.resolve_topic_name(name) for stream, (_, name, _) in table.items()}
         self.subscriptions = {
             stream: self.node.create_subscription(
                 kind,
-                owner.resolve_topic_name(name),
+                topics[stream],
                 lambda m, info, s=stream: on_message(s, m, message_source(info)),
                 profile,
-                event_callbacks=events(stream),
+                event_callbacks=events(stream, topics[stream]),
             )
-            for stream, (kind, name, profile) in table.items()
+            for stream, (kind, _, profile) in table.items()
         }
+        self._on_error = on_error
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
         self._stop = threading.Event()
@@ -64,7 +68,12 @@ class InputSubscriptions:
 
     def _spin(self) -> None:
         while not self._stop.is_set() and self.node.context.ok():
-            self._executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+            try:
+                self._executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - one failing callback must not end every input
+                if not self.node.context.ok():  # shutting down: the executor's errors then are expected
+                    return
+                self._on_error(exc)
 
     def stop(self, timeout_s: float) -> bool:
         """No more input; True if the thread ended in time."""

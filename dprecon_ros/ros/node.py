@@ -128,6 +128,7 @@ class DpreconNode(Node):
             {key: (kind, name, profile) for key, (kind, name, _, profile) in table.items()},
             self._receive,
             self._transport_events,
+            lambda exc: self.counters.count("input_error", f"an input callback failed: {exc!r}"),
         )
         self.inputs = self._inputs.subscriptions
         handlers = {key: add for key, (_, _, add, _) in table.items()}
@@ -198,14 +199,15 @@ class DpreconNode(Node):
                 self._publish(self.mapper.latest)
 
     # --------------------------------------------------------------- ingestion
-    def _transport_events(self, stream: str) -> SubscriptionEventCallbacks:
-        """Losses the transport knows of are counted too: a publisher whose QoS cannot match, messages lost."""
+    def _transport_events(self, stream: str, topic: str) -> SubscriptionEventCallbacks:
+        """Losses the transport knows of are counted too: a publisher whose QoS cannot match, messages lost.
+        They can fire while the subscriptions are still being made, so they use nothing made after them."""
 
         def incompatible(info) -> None:
             advice = " (a best-effort camera driver needs topics.image_qos:=sensor_data)" if stream in IMAGE_STREAMS else ""
             self.counters.count(
                 f"incompatible_qos_{stream}",
-                f"a publisher of {self.inputs[stream].topic_name} offers QoS this subscription cannot match "
+                f"a publisher of {topic} offers QoS this subscription cannot match "
                 f"(policy {info.last_policy_kind}); its messages never arrive{advice}",
             )
 

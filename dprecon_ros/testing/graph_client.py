@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import rclpy
 import rclpy.executors
@@ -15,11 +16,17 @@ from rclpy.action import ActionClient
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
+from unique_identifier_msgs.msg import UUID
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dprecon_ros.ros.qos import LATCHED, MARKER_REPLAY_DEPTH, markers_qos
 from dprecon_ros.ros.service_guard import REQUESTS
 from dprecon_ros.testing.markers import replay_markers
+
+# A goal request sent right after the server was discovered can be lost: the server may not have matched this
+# client's request writer yet (seen after a node restart on a slow machine). Unanswered after this long, it is
+# sent again with the same goal id, which the server accepts at most once.
+GOAL_RESEND_S = 5.0
 
 
 class DpreconClient:
@@ -92,26 +99,34 @@ class DpreconClient:
             raise TimeoutError(f"service {client.srv_name} did not answer in {timeout_s} s")
         return future.result()
 
+    def send_goal(self, action: ActionClient, goal, name: str, timeout_s: float, feedback_callback=None):
+        """Send `goal` to `action` (named `name` in errors); the goal handle once answered, accepted or not."""
+        if not action.wait_for_server(timeout_sec=timeout_s):
+            raise TimeoutError(f"action {name} not available")
+        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+        deadline = time.monotonic() + timeout_s
+        sent = []
+        while time.monotonic() < deadline:
+            sent.append(action.send_goal_async(goal, feedback_callback=feedback_callback, goal_uuid=goal_id))
+            resend_at = min(deadline, time.monotonic() + GOAL_RESEND_S)
+            while time.monotonic() < resend_at:
+                answers = [future.result() for future in sent if future.done()]
+                accepted = [handle for handle in answers if handle.accepted]
+                if accepted:
+                    return accepted[0]
+                if len(answers) == len(sent):  # rejected (a resent copy is rejected as a duplicate, never alone)
+                    return answers[0]
+                self.executor.spin_once(timeout_sec=0.1)
+        raise TimeoutError(f"{name} goal not answered")
+
     def send_reconstruct(self, force: bool = False, stages: list[str] | None = None, timeout_s: float = 30.0):
-        """Send a `~/reconstruct` goal; the accepted goal handle (feedback collects in `self.feedback`)."""
-        if not self.reconstruct_action.wait_for_server(timeout_sec=timeout_s):
-            raise TimeoutError("action ~/reconstruct not available")
+        """Send a `~/reconstruct` goal; the goal handle (feedback collects in `self.feedback`)."""
         goal = Reconstruct.Goal(force=force, stages=stages or [])
-        future = self.reconstruct_action.send_goal_async(goal, feedback_callback=lambda m: self.feedback.append(m.feedback))
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
-        if not future.done():
-            raise TimeoutError("~/reconstruct goal not answered")
-        return future.result()
+        return self.send_goal(self.reconstruct_action, goal, "~/reconstruct", timeout_s, lambda m: self.feedback.append(m.feedback))
 
     def send_edit(self, object_id: int, prompt: str, timeout_s: float = 30.0):
         """Send an `~/edit_object` goal; the goal handle (accepted or rejected)."""
-        if not self.edit_action.wait_for_server(timeout_sec=timeout_s):
-            raise TimeoutError("action ~/edit_object not available")
-        future = self.edit_action.send_goal_async(EditObject.Goal(object_id=object_id, prompt=prompt))
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
-        if not future.done():
-            raise TimeoutError("~/edit_object goal not answered")
-        return future.result()
+        return self.send_goal(self.edit_action, EditObject.Goal(object_id=object_id, prompt=prompt), "~/edit_object", timeout_s)
 
     def wait_result(self, handle, timeout_s: float):
         """(status, result) of a goal; TimeoutError if it does not end in time."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
@@ -138,7 +139,8 @@ def test_inputs_hand_over_each_message_with_its_publisher_and_sequence_number(tm
             client.node,
             {"rgb": (Image, "probe/image", image_qos("reliable"))},
             lambda stream, msg, source: got.append((stream, *source)),
-            lambda stream: SubscriptionEventCallbacks(),
+            lambda stream, topic: SubscriptionEventCallbacks(),
+            lambda exc: pytest.fail(f"an input callback failed: {exc!r}"),
         )
         pub = client.node.create_publisher(Image, "probe/image", image_qos("reliable"))
         try:
@@ -149,6 +151,43 @@ def test_inputs_hand_over_each_message_with_its_publisher_and_sequence_number(tm
             publishers = {publisher for _, publisher, _ in got}
             assert len(publishers) == 1 and isinstance(next(iter(publishers)), bytes), got
             assert [seq for *_, seq in got] == [1, 2, 3, 4, 5]
+        finally:
+            assert inputs.stop(5.0)
+            inputs.destroy()
+    finally:
+        graph.close()
+
+
+def test_a_failing_input_callback_is_reported_and_the_inputs_go_on(tmp_path):
+    """One bad callback must not end the input thread: the node would look alive and take in nothing."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    from dprecon_ros.ros.input_node import InputSubscriptions
+    from dprecon_ros.ros.qos import image_qos
+
+    graph = RosGraph(tmp_path)
+    try:
+        client = graph.client()
+        got, errors, topics = [], [], []
+
+        def receive(stream, msg, source):
+            if source[1] in (1, 3):
+                raise ValueError(f"message {source[1]}")
+            got.append(source[1])
+
+        def events(stream, topic):
+            topics.append((stream, topic))
+            return SubscriptionEventCallbacks()
+
+        inputs = InputSubscriptions(client.node, {"rgb": (Image, "probe/image", image_qos("reliable"))}, receive, events, errors.append)
+        pub = client.node.create_publisher(Image, "probe/image", image_qos("reliable"))
+        try:
+            assert topics == [("rgb", "/probe/image")]  # resolved before any subscription exists
+            assert client.spin_until(lambda: pub.get_subscription_count() == 1, 10)
+            for _ in range(5):
+                pub.publish(Image())
+            assert client.spin_until(lambda: len(got) == 3, 10), (got, errors)
+            assert got == [2, 4, 5] and [str(e) for e in errors] == ["message 1", "message 3"]
         finally:
             assert inputs.stop(5.0)
             inputs.destroy()

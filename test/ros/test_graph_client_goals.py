@@ -1,0 +1,49 @@
+"""The test client's goal sending: a goal request lost before the server matched this client is sent again
+with the same goal id (the server accepts an id once), and a rejection is returned as it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dprecon_msgs.action import Reconstruct
+from rclpy.task import Future
+
+from dprecon_ros.testing import graph_client
+from dprecon_ros.testing.ros_graph import RosGraph
+
+
+@dataclass
+class Answer:
+    accepted: bool
+
+
+class LossyAction:
+    """An action client whose first `lost` goal requests never get an answer."""
+
+    def __init__(self, lost: int, accept: bool) -> None:
+        self.lost, self.accept, self.goal_ids = lost, accept, []
+
+    def wait_for_server(self, timeout_sec: float) -> bool:
+        return True
+
+    def send_goal_async(self, goal, feedback_callback=None, goal_uuid=None) -> Future:
+        self.goal_ids.append(bytes(goal_uuid.uuid))
+        future = Future()
+        if len(self.goal_ids) > self.lost:
+            future.set_result(Answer(self.accept))
+        return future
+
+
+def test_a_lost_goal_request_is_sent_again_with_the_same_id(tmp_path, monkeypatch):
+    monkeypatch.setattr(graph_client, "GOAL_RESEND_S", 0.2)
+    graph = RosGraph(tmp_path)
+    try:
+        client = graph.client()
+        action = LossyAction(lost=2, accept=True)
+        handle = client.send_goal(action, Reconstruct.Goal(), "~/reconstruct", timeout_s=10.0)
+        assert handle.accepted and len(action.goal_ids) == 3 and len(set(action.goal_ids)) == 1
+        rejected = LossyAction(lost=0, accept=False)
+        assert not client.send_goal(rejected, Reconstruct.Goal(), "~/reconstruct", timeout_s=10.0).accepted
+        assert len(rejected.goal_ids) == 1
+    finally:
+        graph.close()
