@@ -57,6 +57,12 @@ class StableDiffusionGuidance(Guidance):
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         log.info("prior: %s loaded from %s (%s on %s)", cfg.model, path, str(self.dtype).removeprefix("torch."), device)
 
+    def configure(self, cfg: PriorConfig) -> None:
+        """Also restarts the noise and timestep draws from `prior.seed`: the model is kept across runs, and a run's
+        draws must not depend on how many came before it in the process (two runs of one map give one result)."""
+        super().configure(cfg)
+        self.generator.manual_seed(cfg.seed)
+
     def describe(self) -> str:
         return f"{self.name} ({self.model})"
 

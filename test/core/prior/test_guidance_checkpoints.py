@@ -46,6 +46,17 @@ def test_tiny_checkpoint_loads_once_and_its_sds_loss_reaches_the_maps(tiny_check
     assert set(guidance._embeddings) == {"a 3D model of a mug", ""}  # the empty negative prompt is the unconditional one
 
 
+def test_each_run_draws_the_same_noise_from_the_kept_model(tiny_checkpoint):
+    forget_loaded()
+    cfg, v = tiny_config(tiny_checkpoint), views()
+    losses = []
+    for _ in range(2):  # two stage runs: each gets the kept guidance, configured anew
+        guidance = make_guidance(cfg, torch.device("cpu"))
+        losses.append([float(guidance.loss(v, Prompt("a mug"), 0.0)) for _ in range(2)])
+    assert losses[0][0] != losses[0][1]  # within a run the draws go on
+    assert losses[0] == losses[1]  # a run starts from the configured seed, not where the last one stopped
+
+
 def test_an_hf_id_resolves_from_the_local_cache_only(tiny_checkpoint, tmp_path):
     """A checkpoint placed in the Hugging Face cache layout is found by its id, offline."""
     cache = tmp_path / "hub"
