@@ -74,6 +74,13 @@ class TextureConfig(TextureSizes):
     facing_power: float = config_field(
         2.0, "keyframe colours are averaged with weight cosine^this: head-on views win over grazing ones", (0.0, 16.0)
     )
+    views_ahead: int = config_field(
+        8,
+        "RGB SDS steps whose views are rasterised together, before they run: nvdiffrast waits for the device to"
+        " drain at each call, so the host waits once per this many steps (each holds ~16 MB of views at 4 × 512²)",
+        (1, 1000),
+        fingerprint=False,
+    )
     observation_weight: float = config_field(
         1e4, "weight of the observed-colour loss next to the SDS loss when the prior is on (the paper: very large)", (0.0, 1e9)
     )

@@ -48,6 +48,15 @@ class FitLosses:
         return [{"sds": sds, "observed": kept} for sds, kept in self.values.tolist()]
 
 
+@dataclass
+class StepViews:
+    """What one step's renders need that does not change with the texture: drawn and rasterised ahead."""
+
+    uv: torch.Tensor  # (B, H, W, 2) texture coordinates per pixel
+    covered: torch.Tensor  # (B, H, W, 1) 1 where the mesh covers the pixel
+    weight: torch.Tensor  # (B, H, W, 1) the SDS weight: the pixel's texel is unobserved (0 off the mesh)
+
+
 def fit_unseen_texels(
     atlas: UvMesh,
     target: TextureTarget,
@@ -62,7 +71,13 @@ def fit_unseen_texels(
     check_cancelled: Callable[[], None],
 ) -> tuple[torch.Tensor, FitLosses]:
     """The optimised (S, S, 3) texture and its losses. `camera_centres` (I, 3): where the keyframes
-    were taken, for the background's views; None for an object (orbit views)."""
+    were taken, for the background's views; None for an object (orbit views).
+
+    The views of `cfg.views_ahead` steps are rasterised together before those steps run. nvdiffrast's CUDA
+    rasteriser waits for the device to finish all queued work before it returns, so rasterising inside each
+    step would make the host wait for the previous step's backward pass every step; ahead, it waits once per
+    batch of steps, and in between the host queues steps while the device runs them. The views and the results
+    are the same as rasterising step by step."""
     device = target.initial.device
     generator = torch.Generator(device=device).manual_seed(prior.seed)
     faces = torch.as_tensor(atlas.faces, dtype=torch.int32, device=device)
@@ -72,26 +87,33 @@ def fit_unseen_texels(
     lo, hi = atlas.vertices.min(axis=0), atlas.vertices.max(axis=0)
     centre = torch.as_tensor((lo + hi) / 2, dtype=torch.float32, device=device)
     radius = float(np.linalg.norm(hi - lo) / 2)
-    texture = target.initial.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([texture], lr=cfg.lr)
-    # the mean squared error over the observed texels as a weighted sum: a boolean index reads its size back
-    observed_share = target.observed.float()[..., None] / (3 * target.observed.sum()).clamp(min=1)
     eyes = None if camera_centres is None else torch.as_tensor(camera_centres, dtype=torch.float32, device=device)
-    losses = []
-    for step in range(iterations):
-        check_cancelled()
+
+    def step_views() -> StepViews:
         if eyes is None:
             poses, fovs = orbit_cameras(centre, radius, prior.views_per_step, prior, UP_AXIS, generator)
         else:
             poses, fovs = room_cameras(eyes, prior.views_per_step, prior, UP_AXIS, generator)
-        clip = project_to_square_views(vertices, poses, fovs, render_size, NEAR_M, FAR_M)
-        rast = rasteriser.rasterize(clip, faces, (render_size, render_size))
+        rast = rasteriser.rasterize(
+            project_to_square_views(vertices, poses, fovs, render_size, NEAR_M, FAR_M), faces, (render_size, render_size)
+        )
         covered = (rast[..., 3:4] > 0).float()
         uv = rasteriser.interpolate(uv_attr, rast, faces)
-        colour = rasteriser.texture(texture[None], uv)
-        images = colour * covered + BACKDROP * (1 - covered)
-        weight = rasteriser.texture(unobserved, uv) * covered
-        sds = guidance.rgb_loss(images.permute(0, 3, 1, 2), weight.permute(0, 3, 1, 2), prompt, step / max(1, iterations))
+        return StepViews(uv, covered, rasteriser.texture(unobserved, uv) * covered)
+
+    texture = target.initial.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([texture], lr=cfg.lr)
+    # the mean squared error over the observed texels as a weighted sum: a boolean index reads its size back
+    observed_share = target.observed.float()[..., None] / (3 * target.observed.sum()).clamp(min=1)
+    losses, ahead = [], []
+    for step in range(iterations):
+        check_cancelled()
+        if not ahead:
+            ahead = [step_views() for _ in range(min(cfg.views_ahead, iterations - step))]
+        views = ahead.pop(0)
+        colour = rasteriser.texture(texture[None], views.uv)
+        images = colour * views.covered + BACKDROP * (1 - views.covered)
+        sds = guidance.rgb_loss(images.permute(0, 3, 1, 2), views.weight.permute(0, 3, 1, 2), prompt, step / max(1, iterations))
         kept = (((texture - target.observed_colour) ** 2) * observed_share).sum()
         loss = sds + cfg.observation_weight * kept
         optimiser.zero_grad(set_to_none=True)

@@ -67,6 +67,7 @@ def test_settings_of_how_a_stage_runs_refit_nothing():
     seeds = [ObjectSeed(1, "mug", np.zeros(3), np.ones(3), 3)]
     before = fingerprints(config, stages, [], seeds, {1: (0,)})
     config.texture.unwrap_ahead, config.texture.unwrap_timeout_s = 7, 60.0  # processes and time limits
+    config.texture.views_ahead = 3  # when views are rasterised, not which
     assert fingerprints(config, stages, [], seeds, {1: (0,)}) == before
     config.texture.object_size = 512  # what the stage makes
     assert fingerprints(config, stages, [], seeds, {1: (0,)})[1] != before[1]
