@@ -21,6 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 SPIN_TIMEOUT_S = 0.1  # how often the input thread looks at its stop flag
+FAILURE_BURST = 100  # input callbacks failing in a row before the thread pauses SPIN_TIMEOUT_S after each
 
 
 def message_source(info: dict) -> tuple[bytes | None, int | None]:
@@ -67,13 +68,18 @@ class InputSubscriptions:
         self._thread.start()
 
     def _spin(self) -> None:
+        failures = 0  # in a row
         while not self._stop.is_set() and self.node.context.ok():
             try:
                 self._executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+                failures = 0
             except Exception as exc:  # noqa: BLE001 - one failing callback must not end every input
                 if not self.node.context.ok():  # shutting down: the executor's errors then are expected
                     return
                 self._on_error(exc)
+                failures += 1
+                if failures >= FAILURE_BURST:  # failing at every wake: do not take a whole core doing it
+                    self._stop.wait(SPIN_TIMEOUT_S)
 
     def stop(self, timeout_s: float) -> bool:
         """No more input; True if the thread ended in time."""

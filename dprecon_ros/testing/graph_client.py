@@ -25,7 +25,8 @@ from dprecon_ros.testing.markers import replay_markers
 
 # A goal request sent right after the server was discovered can be lost: the server may not have matched this
 # client's request writer yet (seen after a node restart on a slow machine). Unanswered after this long, it is
-# sent again with the same goal id, which the server accepts at most once.
+# sent again with the same goal id, which the server accepts at most once. Not recovered: a lost answer to an
+# accepted request (the copies are then rejected as duplicates, and `send_goal` times out while the goal runs).
 GOAL_RESEND_S = 5.0
 
 
@@ -114,7 +115,7 @@ class DpreconClient:
                 accepted = [handle for handle in answers if handle.accepted]
                 if accepted:
                     return accepted[0]
-                if len(answers) == len(sent):  # rejected (a resent copy is rejected as a duplicate, never alone)
+                if len(answers) == len(sent):  # all rejected: a copy's rejection alone may hide the original's acceptance
                     return answers[0]
                 self.executor.spin_once(timeout_sec=0.1)
         raise TimeoutError(f"{name} goal not answered")

@@ -21,7 +21,7 @@ class LossyAction:
     """An action client whose first `lost` goal requests never get an answer."""
 
     def __init__(self, lost: int, accept: bool) -> None:
-        self.lost, self.accept, self.goal_ids = lost, accept, []
+        self.lost, self.accept, self.goal_ids, self.futures = lost, accept, [], []
 
     def wait_for_server(self, timeout_sec: float) -> bool:
         return True
@@ -29,9 +29,21 @@ class LossyAction:
     def send_goal_async(self, goal, feedback_callback=None, goal_uuid=None) -> Future:
         self.goal_ids.append(bytes(goal_uuid.uuid))
         future = Future()
+        self.futures.append(future)
         if len(self.goal_ids) > self.lost:
             future.set_result(Answer(self.accept))
         return future
+
+
+class LateAction(LossyAction):
+    """The first request is accepted, but its answer comes only after the resent copy's duplicate rejection."""
+
+    def __init__(self) -> None:
+        super().__init__(lost=1, accept=False)
+
+    def answer_the_first(self) -> None:
+        if len(self.futures) > 1 and not self.futures[0].done():
+            self.futures[0].set_result(Answer(True))
 
 
 def test_a_lost_goal_request_is_sent_again_with_the_same_id(tmp_path, monkeypatch):
@@ -45,5 +57,17 @@ def test_a_lost_goal_request_is_sent_again_with_the_same_id(tmp_path, monkeypatc
         rejected = LossyAction(lost=0, accept=False)
         assert not client.send_goal(rejected, Reconstruct.Goal(), "~/reconstruct", timeout_s=10.0).accepted
         assert len(rejected.goal_ids) == 1
+        late = LateAction()
+        spin_once = client.executor.spin_once
+        calls = []
+
+        def spin_then_answer(timeout_sec=None):  # the original's answer arrives a few spins after the copy's
+            calls.append(0)
+            if len(calls) > 3:
+                late.answer_the_first()
+            spin_once(timeout_sec=timeout_sec)
+
+        monkeypatch.setattr(client.executor, "spin_once", spin_then_answer)
+        assert client.send_goal(late, Reconstruct.Goal(), "~/reconstruct", timeout_s=10.0).accepted
     finally:
         graph.close()

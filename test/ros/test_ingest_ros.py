@@ -195,6 +195,44 @@ def test_a_failing_input_callback_is_reported_and_the_inputs_go_on(tmp_path):
         graph.close()
 
 
+def test_an_input_thread_failing_at_every_wake_slows_down_and_still_stops(tmp_path):
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    from dprecon_ros.ros import input_node
+    from dprecon_ros.ros.input_node import InputSubscriptions
+    from dprecon_ros.ros.qos import image_qos
+
+    class BrokenExecutor:
+        def spin_once(self, timeout_sec):
+            raise RuntimeError("broken")
+
+        def wake(self):
+            pass
+
+    graph = RosGraph(tmp_path)
+    try:
+        client = graph.client()
+        errors: list[float] = []
+        table = {"rgb": (Image, "probe/broken", image_qos("reliable"))}
+        inputs = InputSubscriptions(
+            client.node, table, lambda *a: None, lambda s, t: SubscriptionEventCallbacks(), lambda e: errors.append(0)
+        )
+        real = inputs._executor
+        inputs._executor = BrokenExecutor()  # from the thread's next wake on
+        try:
+            burst = input_node.FAILURE_BURST
+            assert client.spin_until(lambda: len(errors) >= burst + 3, 10)
+            t0, before = time.monotonic(), len(errors)
+            assert client.spin_until(lambda: len(errors) >= before + 3, 10)
+            assert time.monotonic() - t0 >= 2 * input_node.SPIN_TIMEOUT_S  # paused after each failure past the burst
+        finally:
+            assert inputs.stop(5.0)
+            inputs._executor = real
+            inputs.destroy()
+    finally:
+        graph.close()
+
+
 def test_a_best_effort_camera_is_reported_not_silently_unmatched(tmp_path):
     graph = RosGraph(tmp_path)
     try:

@@ -97,10 +97,10 @@ class LiveFusion:
 
     def start(self) -> LiveFusion:
         _RUNNING.add(self)
-        with _THREADS_LOCK:
+        self._thread.start()
+        with _THREADS_LOCK:  # once started: a thread that failed to start cannot be joined
             _THREADS.difference_update([t for t in _THREADS if not t.is_alive()])  # tests start hundreds
             _THREADS.add(self._thread)
-        self._thread.start()
         return self
 
     def notify(self) -> None:

@@ -83,9 +83,26 @@ def pause_threads_at_their_end(paused: threading.Event, release: threading.Event
     return on_call
 
 
-def test_at_exit_the_thread_of_a_collected_owner_is_joined_while_it_winds_down():
+def exit_hook_of_this_test_only(monkeypatch) -> None:
+    """`_stop_all` acting on the fusions this test starts, not on those of the rest of the process."""
+    monkeypatch.setattr(live_fusion, "_RUNNING", weakref.WeakSet())
+    monkeypatch.setattr(live_fusion, "_THREADS", set())
+
+
+def test_at_exit_running_fusions_are_stopped_and_joined(monkeypatch):
+    exit_hook_of_this_test_only(monkeypatch)
+    monkeypatch.setattr(live_fusion, "EXIT_JOIN_S", 2.0)
+    owners = [Owner(), Owner()]  # kept alive: the fusions are running, not winding down
+    fusions = [LiveFusion(TsdfConfig(), LiveMap(TsdfConfig(), torch.device("cpu")), o, EventCounters()).start() for o in owners]
+    assert {f._thread for f in fusions} == live_fusion._THREADS
+    live_fusion._stop_all()
+    assert not any(f._thread.is_alive() for f in fusions)
+
+
+def test_at_exit_the_thread_of_a_collected_owner_is_joined_while_it_winds_down(monkeypatch):
     # A mapper dropped just before the interpreter exits (the offline tool's) stops its fusion thread, which then
     # winds down with no LiveFusion left to find it by; finalising the interpreter under it aborts the process.
+    exit_hook_of_this_test_only(monkeypatch)
     paused, release = threading.Event(), threading.Event()
     threading.settrace(pause_threads_at_their_end(paused, release))
     try:

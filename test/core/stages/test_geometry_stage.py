@@ -110,15 +110,29 @@ def test_the_cpu_preset_replaces_the_gpu_sizes_on_a_cpu(small_frames, coarse_con
     assert sized(cfg.geometry, gpu).iterations == 1500  # any other device keeps the paper-like sizes
 
 
-def test_two_runs_of_one_map_give_the_same_meshes_whatever_else_drew_random_numbers(small_frames, coarse_config):
+def test_two_runs_of_one_map_give_the_same_meshes_whatever_else_drew_random_numbers(small_frames, coarse_config, monkeypatch):
+    from dprecon_ros.core.fields.composite import ColorNetwork
+    from dprecon_ros.core.stages.geometry import stage
+
+    weight_seeds = []
+
+    class SeedRecordingColorNetwork(ColorNetwork):
+        def __init__(self, box, feature_dim, hidden, generator=None):
+            weight_seeds.append(None if generator is None else generator.initial_seed())
+            super().__init__(box, feature_dim, hidden, generator)
+
+    monkeypatch.setattr(stage, "ColorNetwork", SeedRecordingColorNetwork)
     runs = []
-    for global_seed in (1, 2):  # torch's global random state differs between the runs; the configured seed does not
+    # torch's global random state differs between the first two runs, the configured seed only in the third
+    for global_seed, seed in ((1, 0), (2, 0), (1, 7)):
         torch.manual_seed(global_seed)
-        _, recon = fitted(small_frames, coarse_config, 2, object_resolution=16, background_resolution=16, rays_per_batch=64)
+        _, recon = fitted(small_frames, coarse_config, 2, object_resolution=16, background_resolution=16, rays_per_batch=64, seed=seed)
         runs.append(recon)
-    first, second = ({o.object_id: o for o in recon.objects} for recon in runs)
+    first, second, other_seed = ({o.object_id: o for o in recon.objects} for recon in runs)
     assert first.keys() == second.keys() and len(first) > 1
     for object_id, mesh in first.items():
         assert np.array_equal(mesh.vertices, second[object_id].vertices), object_id
         assert np.array_equal(mesh.vertex_colors, second[object_id].vertex_colors), object_id
     assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert any(not np.array_equal(mesh.vertex_colors, other_seed[i].vertex_colors) for i, mesh in first.items() if i in other_seed)
+    assert weight_seeds == [0, 0, 7]  # the initial weights follow geometry.seed
