@@ -233,6 +233,20 @@ def test_an_input_thread_failing_at_every_wake_slows_down_and_still_stops(tmp_pa
         graph.close()
 
 
+def test_a_transport_event_during_start_up_is_counted_with_its_topic():
+    """The events can fire while the node is still making its subscriptions, before it holds them."""
+    from types import SimpleNamespace
+
+    from dprecon_ros.core.counters import EventCounters
+    from dprecon_ros.ros.node import DpreconNode
+
+    half_made = SimpleNamespace(counters=EventCounters())  # nothing the node sets after its subscriptions
+    events = DpreconNode._transport_events(half_made, "rgb", "/camera/color/image_raw")
+    events.incompatible_qos(SimpleNamespace(last_policy_kind="RELIABILITY"))
+    events.message_lost(SimpleNamespace(total_count_change=3))
+    assert half_made.counters.get("incompatible_qos_rgb") == 1 and half_made.counters.get("transport_lost_rgb") == 3
+
+
 def test_a_best_effort_camera_is_reported_not_silently_unmatched(tmp_path):
     graph = RosGraph(tmp_path)
     try:
