@@ -97,8 +97,8 @@ class LiveFusion:
 
     def start(self) -> LiveFusion:
         _RUNNING.add(self)
-        self._thread.start()
-        with _THREADS_LOCK:  # once started: a thread that failed to start cannot be joined
+        with _THREADS_LOCK:  # started and tracked at once for the exit hook; one that failed to start is not joined
+            self._thread.start()
             _THREADS.difference_update([t for t in _THREADS if not t.is_alive()])  # tests start hundreds
             _THREADS.add(self._thread)
         return self

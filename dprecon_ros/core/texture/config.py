@@ -78,7 +78,7 @@ class TextureConfig(TextureSizes):
         8,
         "RGB SDS steps whose views are rasterised together, before they run: nvdiffrast waits for the device to"
         " drain at each call, so the host waits once per this many steps (each holds ~16 MB of views at 4 × 512²)",
-        (1, 1000),
+        (1, 64),
         fingerprint=False,
     )
     observation_weight: float = config_field(

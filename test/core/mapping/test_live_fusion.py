@@ -99,6 +99,22 @@ def test_at_exit_running_fusions_are_stopped_and_joined(monkeypatch):
     assert not any(f._thread.is_alive() for f in fusions)
 
 
+def test_a_fusion_whose_thread_failed_to_start_does_not_break_the_exit_hook(monkeypatch):
+    exit_hook_of_this_test_only(monkeypatch)
+    fusion = LiveFusion(TsdfConfig(), LiveMap(TsdfConfig(), torch.device("cpu")), Owner(), EventCounters())
+
+    def no_thread():
+        raise RuntimeError("can't start new thread")
+
+    fusion._thread.start = no_thread
+    try:
+        fusion.start()
+    except RuntimeError:
+        pass
+    assert not live_fusion._THREADS
+    live_fusion._stop_all()  # joining a thread never started would raise here
+
+
 def test_at_exit_the_thread_of_a_collected_owner_is_joined_while_it_winds_down(monkeypatch):
     # A mapper dropped just before the interpreter exits (the offline tool's) stops its fusion thread, which then
     # winds down with no LiveFusion left to find it by; finalising the interpreter under it aborts the process.
