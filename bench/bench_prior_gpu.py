@@ -64,10 +64,10 @@ from dprecon_ros.core.guidance.sds import visibility_weight  # noqa: E402
 from dprecon_ros.core.pipeline_config import PRESETS  # noqa: E402
 from dprecon_ros.core.raster import make_rasteriser  # noqa: E402
 from dprecon_ros.core.stages.prior.config import PriorConfig, PriorSizes  # noqa: E402
-from dprecon_ros.core.texture.bake import texel_surface  # noqa: E402
-from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels  # noqa: E402
+from dprecon_ros.core.texture.sds_fit import fit_unseen_texels  # noqa: E402
 from dprecon_ros.core.texture.uv import unwrap  # noqa: E402
 from dprecon_ros.eval.evaluation import format_table  # noqa: E402
+from dprecon_ros.testing.texture_targets import half_observed_target  # noqa: E402
 
 MB = 2**20
 WARMUP_STEPS = 3
@@ -356,17 +356,9 @@ class PriorBench:
         atlas = unwrap(np.asarray(sphere.vertices), np.asarray(sphere.faces), size, cfg.padding_texels, cfg.chart_iterations)
         unwrap_s = time.perf_counter() - t0
         rasteriser = make_rasteriser(device)
-        surface = texel_surface(rasteriser, atlas, size, device)
-        observed = torch.zeros(size * size, dtype=torch.bool, device=device)
-        observed[surface.texel[surface.points[:, 0] > 0]] = True  # one half seen, as an object from one side
-        observed = observed.view(size, size)
-        start = torch.full((size, size, 3), 0.5, device=device)
-        target = TextureTarget(
-            start,
-            torch.rand(start.shape, generator=torch.Generator(device=device).manual_seed(args.seed), device=device),
-            observed,
-            surface.chart_mask(),
-        )
+        colours = torch.rand((size, size, 3), generator=torch.Generator(device=device).manual_seed(args.seed), device=device)
+        target = half_observed_target(rasteriser, atlas, size, device, colours)  # one half seen, as an object from one side
+        observed = target.observed
         guidance.prepare_rgb()
         vae_encoder = guidance.vae().encoder
         fit_args = (guidance, PROMPT, cfg, guidance.cfg, rasteriser)
@@ -405,7 +397,7 @@ class PriorBench:
             "rasteriser": rasteriser.name,
             "views": guidance.cfg.views_per_step,
             "render_size": cfg.render_size,
-            "observed_share": float(observed.float().sum() / surface.chart_mask().float().sum()),
+            "observed_share": float(observed.float().sum() / target.chart.float().sum()),
             "steps": args.steps,
             "warmup": args.warmup,
             "step_ms": free_ms,

@@ -16,11 +16,11 @@ from dprecon_ros.core.raster.torch_raster import TorchRasteriser
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages import texture as texture_stage
 from dprecon_ros.core.stages.base import RunContext
-from dprecon_ros.core.texture.bake import texel_surface
-from dprecon_ros.core.texture.sds_fit import TextureTarget, fit_unseen_texels
+from dprecon_ros.core.texture.sds_fit import fit_unseen_texels
 from dprecon_ros.core.texture.uv import unwrap
 from dprecon_ros.core.types import TEXEL_GENERATED, TEXEL_OBSERVED, CameraIntrinsics, TriangleMesh
 from dprecon_ros.testing.raster_scene import look_at, render_keyframe
+from dprecon_ros.testing.texture_targets import half_observed_target
 
 K = CameraIntrinsics(90.0, 90.0, 47.5, 35.5, 96, 72)
 RED = (220, 40, 40)
@@ -130,12 +130,7 @@ def fit_half_observed(
     """The ball's texture fitted with `ColourGuidance`, its +x half observed in a colour away from the start."""
     vertices, faces, _ = red_ball
     atlas = unwrap(vertices, faces, 64, 2)
-    surface = texel_surface(rasteriser, atlas, 64, torch.device(device))
-    observed = torch.zeros(64 * 64, dtype=torch.bool, device=device)
-    observed[surface.texel[surface.points[:, 0] > 0]] = True
-    observed = observed.view(64, 64)
-    start = torch.full((64, 64, 3), 0.5, device=device)
-    target = TextureTarget(start, torch.full_like(start, 0.8), observed, surface.chart_mask())
+    target = half_observed_target(rasteriser, atlas, 64, torch.device(device), torch.full((64, 64, 3), 0.8, device=device))
     config = DpreconConfig()
     config.texture.observation_weight, config.texture.lr = observation_weight, 0.05
     config.prior.views_per_step = 4
