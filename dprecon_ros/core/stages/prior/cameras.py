@@ -26,9 +26,9 @@ def uniform(lo_hi: list[float], count: int, generator: torch.Generator, device) 
 
 
 def up_vector(up_axis: int, device) -> torch.Tensor:
-    up = torch.zeros(3, device=device)
-    up[up_axis] = 1.0
-    return up
+    """Built on the device: setting one element from a Python float would copy it from the host, a wait in
+    the SDS loops, which draw cameras every step."""
+    return torch.eye(3, device=device)[up_axis]
 
 
 def orbit_cameras(
