@@ -15,11 +15,19 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 t0=$(date +%s)
-[ "${AGREE:-1}" = 1 ] && timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py \
-    test/core/texture/test_texture_prior.py -k "nvdiffrast or host_wait" -rs 2>&1 | tail -15
-echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement, SDS loop without host syncs ($(( $(date +%s) - t0 )) s, plugin build included)"
-[ "${BAKE:-1}" = 1 ] && timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
-echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
+if [ "${AGREE:-1}" = 1 ]; then
+  timeout "${T_AGREE:-240}" python3 -m pytest -q -s -p no:cacheprovider test/core/texture/test_rasteriser.py \
+      test/core/texture/test_texture_prior.py -k "nvdiffrast or host_wait" -rs 2>&1 | tail -40
+  echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: rasteriser agreement, SDS loop without host syncs ($(( $(date +%s) - t0 )) s, plugin build included)"
+else
+  echo "[run_gpu_texture] skipped (AGREE=0): rasteriser agreement, SDS loop without host syncs"
+fi
+if [ "${BAKE:-1}" = 1 ]; then
+  timeout "${T_BAKE:-120}" python3 bench/bench_texture.py --frames "$frames" --device cuda --out "$out"
+  echo "[run_gpu_texture] exit $? after: bench_texture (tsdf meshes, bake + fill)"
+else
+  echo "[run_gpu_texture] skipped (BAKE=0): bench_texture (tsdf meshes, bake + fill)"
+fi
 [ "${BAKE_ONLY:-0}" = 1 ] && exit 0
 timeout 120 python3 bench/build_random_checkpoint.py /tmp/sd21_random --device cuda | tail -2
 # one RGB SDS step in parts (VAE encoder, UNet; with and without the host waiting each step), before the stage

@@ -12,11 +12,12 @@ import trimesh
 
 from dprecon_ros.config import DpreconConfig
 from dprecon_ros.core.compute import Compute
-from dprecon_ros.core.guidance.base import Guidance, Prompt, forget_loaded, register_guidance
+from dprecon_ros.core.guidance.base import Guidance, Prompt, forget_loaded, make_guidance, register_guidance
 from dprecon_ros.core.raster.torch_raster import TorchRasteriser
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages import texture as texture_stage
 from dprecon_ros.core.stages.base import RunContext
+from dprecon_ros.core.stages.prior.config import PriorConfig
 from dprecon_ros.core.texture.sds_fit import fit_unseen_texels
 from dprecon_ros.core.texture.uv import unwrap
 from dprecon_ros.core.types import TEXEL_GENERATED, TEXEL_OBSERVED, CameraIntrinsics, TriangleMesh
@@ -186,29 +187,46 @@ def test_the_background_is_seen_from_where_the_keyframes_were_taken(red_ball):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("views", ["orbit", "room"])
-def test_the_fit_loop_never_makes_the_host_wait_for_the_gpu(red_ball, views):
+@pytest.mark.parametrize("views, guidance_name", [("orbit", "colour"), ("room", "colour"), ("orbit", "stable-diffusion")])
+def test_the_fit_loop_never_makes_the_host_wait_for_the_gpu(red_ball, views, guidance_name, request):
     """Torch's sync debug mode is switched on at the loop's first cancellation check (the set-up before it copies
     the atlas to the device) and stays on until the fit returns; every synchronising call in the loop is
-    recorded with its source line, so one GPU run names them all. nvdiffrast's own wait inside `rasterize` is
-    invisible to the mode; the views are rasterised a batch of steps ahead for that reason (the test above)."""
+    recorded with its source line, so one GPU run names them all. The objects' orbit views and the background's
+    room views draw cameras differently; the Stable Diffusion guidance (a tiny random checkpoint) adds the VAE
+    encoder, timestep draws and the UNet. The warm-up run embeds the prompts, as an object's first step does.
+    nvdiffrast's own wait inside `rasterize` is invisible to the mode; the views are rasterised a batch of steps
+    ahead for that reason (the test above)."""
     from dprecon_ros.core.raster import make_rasteriser
 
     rasteriser = make_rasteriser("cuda")
     if rasteriser.name != "nvdiffrast":
         pytest.skip("nvdiffrast did not load (the torch rasteriser reads back by design)")
+    guidance = None
+    if guidance_name == "stable-diffusion":
+        cfg = PriorConfig(model=str(request.getfixturevalue("tiny_checkpoint")))
+        cfg.latent_size = 16
+        forget_loaded()
+        guidance = make_guidance(cfg, torch.device("cuda"))
     where = {"camera_centres": np.array([[0.0, 0.0, 1.5], [1.0, 0.0, 1.2]])} if views == "room" else {}
-    fit_half_observed(red_ball, rasteriser, "cuda", 10.0, **where)  # warm-up: plugin, kernels
-    torch.cuda.synchronize()
     try:
+        fit_half_observed(red_ball, rasteriser, "cuda", 10.0, guidance=guidance, **where)  # warm-up: plugin, kernels, prompts
+        torch.cuda.synchronize()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             (_, losses), _ = fit_half_observed(
-                red_ball, rasteriser, "cuda", 10.0, 3, check_cancelled=lambda: torch.cuda.set_sync_debug_mode("warn"), **where
+                red_ball,
+                rasteriser,
+                "cuda",
+                10.0,
+                3,
+                check_cancelled=lambda: torch.cuda.set_sync_debug_mode("warn"),
+                guidance=guidance,
+                **where,
             )
             torch.zeros(1, device="cuda").item()  # the mode was on to the end: this one is recorded
     finally:
         torch.cuda.set_sync_debug_mode("default")
+        forget_loaded()
     syncs = [f"{w.filename}:{w.lineno}" for w in caught if "called a synchronizing" in str(w.message)]
     assert syncs and syncs[-1].startswith(__file__), syncs
     assert syncs[:-1] == [], syncs[:-1]
@@ -226,6 +244,27 @@ def test_with_a_guidance_that_knows_the_colour_unseen_texels_converge_to_it(red_
     error_after = np.abs(generated - TARGET_RGB.numpy()).mean()
     assert error_after < 0.5 * error_before, (error_before, error_after)
     assert np.abs(mesh.texture[prov == TEXEL_OBSERVED].astype(float) - RED).mean() < 10
+
+
+class PromptRecordingGuidance(ColourGuidance):
+    """`ColourGuidance` that keeps every prompt it is asked with."""
+
+    name = "test-prompt-recording"
+    seen: list[Prompt] = []
+
+    def rgb_loss(self, images, weight, prompt, progress):
+        PromptRecordingGuidance.seen.append(prompt)
+        return super().rgb_loss(images, weight, prompt, progress)
+
+
+def test_every_sds_step_asks_with_the_object_prompt_and_the_negative_prompt_against_baked_lighting(red_ball):
+    register_guidance(PromptRecordingGuidance.name, PromptRecordingGuidance)
+    PromptRecordingGuidance.seen.clear()
+    negative = DpreconConfig().texture.negative_prompt
+    run_with_prior(red_ball, "", guidance=PromptRecordingGuidance.name, iterations=2)
+    expected = Prompt(DpreconConfig().prior.prompt_template.format(label="ball"), negative)
+    assert "baked lighting" in negative
+    assert PromptRecordingGuidance.seen == [expected, expected]
 
 
 def test_an_edit_repaints_every_texel_from_the_prompt(red_ball):
