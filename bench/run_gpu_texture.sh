@@ -30,6 +30,7 @@ else
 fi
 [ "${BAKE_ONLY:-0}" = 1 ] && exit 0
 timeout 120 python3 bench/build_random_checkpoint.py /tmp/sd21_random --device cuda | tail -2
+echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: build_random_checkpoint"
 # one RGB SDS step in parts (VAE encoder, UNet; with and without the host waiting each step), before the stage
 timeout -k 20 "${T_STEP:-90}" python3 bench/bench_prior_gpu.py --checkpoint /tmp/sd21_random --skip-stage --out "$out" | tail -16
 echo "[run_gpu_texture] exit ${PIPESTATUS[0]} after: bench_prior_gpu (SDS steps, geometry and texture)"

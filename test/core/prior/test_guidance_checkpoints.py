@@ -108,3 +108,14 @@ def test_guidance_applies_cfg_with_the_negative_prompt_and_noises_at_the_drawn_t
 def test_hub_ids_with_dots_are_looked_up_in_the_cache(tmp_path):
     with pytest.raises(GuidanceUnavailable, match="not in the local Hugging Face cache"):
         locate_checkpoint("someone/FLUX.1-dev", str(tmp_path))
+
+
+def test_the_negative_prompt_is_the_unconditional_branch_of_classifier_free_guidance(tiny_checkpoint):
+    forget_loaded()
+    cfg, v = tiny_config(tiny_checkpoint), views()
+    losses = {}
+    for negative in ("", "blurry, dark"):
+        guidance = make_guidance(cfg, torch.device("cpu"))  # configured anew: the same noise draws for both
+        losses[negative] = float(guidance.loss(v, Prompt("a mug", negative), 0.0))
+    assert set(guidance._embeddings) == {"a mug", "", "blurry, dark"}
+    assert losses[""] != losses["blurry, dark"]  # the same noise, another unconditional estimate
