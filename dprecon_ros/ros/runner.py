@@ -85,6 +85,10 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_
     if print_help_if_asked(argv, make_node.__module__):
         return
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    # SIGINT too: a process started in the background by a shell (`node &`, a boot script) inherits SIGINT
+    # ignored, and Python then leaves it ignored; launch's Ctrl-C would not reach the node, which would be
+    # killed without stopping its work or flushing. rclpy's own handler overrides the inherited setting alike.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         node = make_node()
