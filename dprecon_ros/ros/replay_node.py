@@ -15,6 +15,7 @@ from pathlib import Path
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rosbags.highlevel import AnyReader
 
 from dprecon_ros.config_fields import config_field
@@ -22,7 +23,7 @@ from dprecon_ros.io.frame_messages import CLOCK, TYPESTORE, clock_message, seria
 from dprecon_ros.io.offered_qos import is_latched
 from dprecon_ros.ros.params import StartupParameterError, declare_config
 from dprecon_ros.ros.raw_publishing import RawPublishers
-from dprecon_ros.ros.runner import STARTUP_ERROR_EXIT, print_help_if_asked
+from dprecon_ros.ros.runner import STARTUP_ERROR_EXIT, print_help_if_asked, take_over_stop_signals
 
 
 @dataclass
@@ -102,7 +103,8 @@ def main(args: list[str] | None = None) -> None:
     argv = list(args if args is not None else sys.argv)
     if print_help_if_asked(argv, __name__):
         return
-    rclpy.init(args=argv)
+    take_over_stop_signals()
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = ReplayNode()
         node.run()

@@ -43,6 +43,17 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def take_over_stop_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, whatever the process inherited. A process
+    started in the background by a shell (`node &`, a boot script) inherits SIGINT ignored, and Python then
+    leaves it ignored: launch's Ctrl-C would not reach the node, which would be killed without stopping its
+    work or flushing. rclpy's own handler would override the setting but only shuts the context down, which
+    neither interrupts a sleep nor lets the node answer its clients while it stops. Call before `rclpy.init`
+    with `SignalHandlerOptions.NO`, so that a signal during start-up is not lost either."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def spin_until_interrupted(executor: Executor) -> threading.Thread:
     """Spin in a worker thread while the main thread waits: Ctrl-C (KeyboardInterrupt) and SIGTERM reach the
     main thread at once, with the context still valid (rclpy's own handler would shut it down first, so a
@@ -84,12 +95,8 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, make_
     argv = list(args if args is not None else sys.argv)
     if print_help_if_asked(argv, make_node.__module__):
         return
+    take_over_stop_signals()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    # SIGINT too: a process started in the background by a shell (`node &`, a boot script) inherits SIGINT
-    # ignored, and Python then leaves it ignored; launch's Ctrl-C would not reach the node, which would be
-    # killed without stopping its work or flushing. rclpy's own handler overrides the inherited setting alike.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         node = make_node()
     except StartupParameterError:

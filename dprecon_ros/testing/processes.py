@@ -21,3 +21,10 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def sigint_ignored(command: list[str]) -> list[str]:
+    """`command` started with SIGINT ignored, as a non-interactive shell starts a background job (`cmd &`):
+    an ignored signal stays ignored across exec. (A `preexec_fn` would do the same, but is unsafe in a
+    process with threads, as the test process is.)"""
+    return ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dprecon_ros.testing.processes import start_logged, stop_process
+from dprecon_ros.testing.processes import sigint_ignored, start_logged, stop_process
 
 BIN = Path(sys.executable).parent
 _domains = itertools.count(int(os.environ.get("ROS_DOMAIN_ID", "100")) + 1)
@@ -37,9 +37,12 @@ class RosGraph:
         rclpy.init(context=self.context, domain_id=self.domain)
         self._client = None
 
-    def start(self, executable: str, *ros_args: str, name: str | None = None) -> subprocess.Popen:
+    def start(self, executable: str, *ros_args: str, name: str | None = None, ignoring_sigint: bool = False) -> subprocess.Popen:
+        """`ignoring_sigint`: started as a shell's background job is, with SIGINT ignored."""
         log = self.log_dir / f"{name or executable}.{len(self.procs)}.log"
         cmd = [str(BIN / executable), "--ros-args", *ros_args]
+        if ignoring_sigint:
+            cmd = sigint_ignored(cmd)
         proc = start_logged(cmd, self.env, log)
         self.procs.append((proc, log))
         return proc

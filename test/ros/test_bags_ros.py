@@ -196,3 +196,29 @@ def test_replay_publishes_transient_local_what_the_bag_recorded_so(sim_bag, tmp_
         assert replay.poll() is None  # still waiting for a consumer: nothing was played
     finally:
         graph.close()
+
+
+def test_replay_started_with_sigint_ignored_stops_at_ctrl_c_during_its_start_delay(sim_bag, tmp_path):
+    """As a boot script's `dprecon_replay &` starts it; the start delay is a sleep that only KeyboardInterrupt
+    ends early (rclpy's own handler would only shut the context down)."""
+    graph = RosGraph(tmp_path)
+    try:
+        replay = graph.start(
+            "dprecon_replay",
+            "-p",
+            f"bag:={sim_bag}",
+            "-p",
+            "wait_for_subscribers_s:=0.0",
+            "-p",
+            "start_delay_s:=120.0",
+            ignoring_sigint=True,
+        )
+        client = graph.client()
+
+        def offered() -> bool:  # publishers are made before the start delay
+            return any(i.node_name == "dprecon_replay" for i in client.node.get_publishers_info_by_topic("/camera/color/image_raw"))
+
+        assert client.spin_until(offered, 60), graph.logs()
+        assert RosGraph.stop(replay, timeout=10.0) == 0, graph.logs()
+    finally:
+        graph.close()
