@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from dprecon_ros.core.stages.prior.config import PriorConfig
+
+SAMPLE_SIZE = 16  # the UNet's latent size: SDS runs at it
 SPECIAL = ("<|startoftext|>", "<|endoftext|>")
 
 
@@ -22,7 +25,7 @@ def tiny_vocab() -> dict[str, int]:
     return {token: i for i, token in enumerate(tokens)}
 
 
-def build_tiny_checkpoint(directory: Path, sample_size: int = 16, seed: int = 0) -> Path:
+def build_tiny_checkpoint(directory: Path, sample_size: int = SAMPLE_SIZE, seed: int = 0) -> Path:
     """Save a tiny UNet, VAE, CLIP text encoder, tokenizer and DDPM scheduler under `directory`."""
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -84,3 +87,8 @@ def build_tiny_checkpoint(directory: Path, sample_size: int = 16, seed: int = 0)
     directory.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(directory)
     return directory
+
+
+def tiny_prior_config(checkpoint: Path | str) -> PriorConfig:
+    """The prior's config for a checkpoint of `build_tiny_checkpoint`, with latents at its UNet's size."""
+    return PriorConfig(model=str(checkpoint), latent_size=SAMPLE_SIZE)

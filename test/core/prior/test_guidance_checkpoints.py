@@ -8,13 +8,7 @@ import torch
 
 from dprecon_ros.core.guidance.base import GuidanceUnavailable, GuidanceViews, Prompt, forget_loaded, make_guidance
 from dprecon_ros.core.guidance.checkpoints import locate_checkpoint
-from dprecon_ros.core.stages.prior.config import PriorConfig
-
-
-def tiny_config(path) -> PriorConfig:
-    cfg = PriorConfig(model=str(path))
-    cfg.latent_size = 16
-    return cfg
+from dprecon_ros.testing.tiny_diffusion import tiny_prior_config
 
 
 def views(size: int = 32, batch: int = 2) -> GuidanceViews:
@@ -35,7 +29,7 @@ def test_a_missing_directory_or_uncached_model_turns_the_prior_off_with_the_reas
 
 def test_tiny_checkpoint_loads_once_and_its_sds_loss_reaches_the_maps(tiny_checkpoint):
     forget_loaded()
-    cfg = tiny_config(tiny_checkpoint)
+    cfg = tiny_prior_config(tiny_checkpoint)
     guidance = make_guidance(cfg, torch.device("cpu"))
     assert make_guidance(cfg, torch.device("cpu")) is guidance  # loaded once per process, then kept
     assert guidance.unet.dtype == torch.float32 and guidance.unet.config.sample_size == 16
@@ -48,7 +42,7 @@ def test_tiny_checkpoint_loads_once_and_its_sds_loss_reaches_the_maps(tiny_check
 
 def test_each_run_draws_the_same_noise_from_the_kept_model(tiny_checkpoint):
     forget_loaded()
-    cfg, v = tiny_config(tiny_checkpoint), views()
+    cfg, v = tiny_prior_config(tiny_checkpoint), views()
     losses = []
     for _ in range(2):  # two stage runs: each gets the kept guidance, configured anew
         guidance = make_guidance(cfg, torch.device("cpu"))
@@ -82,7 +76,7 @@ class StubUnet(torch.nn.Module):
 
 def test_guidance_applies_cfg_with_the_negative_prompt_and_noises_at_the_drawn_timestep(tiny_checkpoint):
     forget_loaded()
-    cfg = tiny_config(tiny_checkpoint)
+    cfg = tiny_prior_config(tiny_checkpoint)
     guidance = make_guidance(cfg, torch.device("cpu"))
     guidance.unet = StubUnet(torch.float32)
     prompt = Prompt("a mug", "blurry")
@@ -94,7 +88,7 @@ def test_guidance_applies_cfg_with_the_negative_prompt_and_noises_at_the_drawn_t
     x, steps = guidance.unet.seen[-1]
     a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
     assert torch.equal(steps, torch.cat([t, t])) and torch.allclose(x[:2], (1 - a).sqrt() * eps, atol=1e-6)  # z = 0: pure noise part
-    later = tiny_config(tiny_checkpoint)
+    later = tiny_prior_config(tiny_checkpoint)
     later.guidance_scale = 7.5
     assert make_guidance(later, torch.device("cpu")) is guidance and guidance.cfg.guidance_scale == 7.5  # kept model, new settings
     out = guidance.predict_noise(latents, eps, t, prompt)
@@ -112,7 +106,7 @@ def test_hub_ids_with_dots_are_looked_up_in_the_cache(tmp_path):
 
 def test_the_negative_prompt_is_the_unconditional_branch_of_classifier_free_guidance(tiny_checkpoint):
     forget_loaded()
-    cfg, v = tiny_config(tiny_checkpoint), views()
+    cfg, v = tiny_prior_config(tiny_checkpoint), views()
     losses = {}
     for negative in ("", "blurry, dark"):
         guidance = make_guidance(cfg, torch.device("cpu"))  # configured anew: the same noise draws for both

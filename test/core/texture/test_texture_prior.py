@@ -17,12 +17,12 @@ from dprecon_ros.core.raster.torch_raster import TorchRasteriser
 from dprecon_ros.core.scene_model import ObjectState, SceneModel
 from dprecon_ros.core.stages import texture as texture_stage
 from dprecon_ros.core.stages.base import RunContext
-from dprecon_ros.core.stages.prior.config import PriorConfig
 from dprecon_ros.core.texture.sds_fit import fit_unseen_texels
 from dprecon_ros.core.texture.uv import unwrap
 from dprecon_ros.core.types import TEXEL_GENERATED, TEXEL_OBSERVED, CameraIntrinsics, TriangleMesh
 from dprecon_ros.testing.raster_scene import look_at, render_keyframe
 from dprecon_ros.testing.texture_targets import half_observed_target
+from dprecon_ros.testing.tiny_diffusion import tiny_prior_config
 
 K = CameraIntrinsics(90.0, 90.0, 47.5, 35.5, 96, 72)
 RED = (220, 40, 40)
@@ -203,10 +203,8 @@ def test_the_fit_loop_never_makes_the_host_wait_for_the_gpu(red_ball, views, gui
         pytest.skip("nvdiffrast did not load (the torch rasteriser reads back by design)")
     guidance = None
     if guidance_name == "stable-diffusion":
-        cfg = PriorConfig(model=str(request.getfixturevalue("tiny_checkpoint")))
-        cfg.latent_size = 16
         forget_loaded()
-        guidance = make_guidance(cfg, torch.device("cuda"))
+        guidance = make_guidance(tiny_prior_config(request.getfixturevalue("tiny_checkpoint")), torch.device("cuda"))
     where = {"camera_centres": np.array([[0.0, 0.0, 1.5], [1.0, 0.0, 1.2]])} if views == "room" else {}
     try:
         fit_half_observed(red_ball, rasteriser, "cuda", 10.0, guidance=guidance, **where)  # warm-up: plugin, kernels, prompts
